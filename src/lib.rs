@@ -1,0 +1,26 @@
+//! client-ip-filter: a proxy-wasm HTTP filter for Envoy and Istio that resolves the real client
+//! address (PROXY protocol, trusted forwarding headers), enforces IP allow/deny lists and writes
+//! client-IP headers. The behaviour contract is `behaviour.md`; the README documents it for users.
+//!
+//! The crate is a pure core, testable natively, and a thin proxy-wasm adapter ([`filter`], built
+//! for wasm32 only):
+//! - [`addr`]: address text, forwarding-header entries, canonical (mapped-folded) addresses.
+//! - [`ipset`]: compiled CIDR sets with logarithmic lookups.
+//! - [`chain`]: the forwarding chain, read right to left, lazily.
+//! - [`resolve`]: which address of the chain is the client.
+//! - [`access`]: allow/deny lists, rules, verdicts.
+//! - [`forward`]: the header plan.
+//! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
+//! - [`policy`]: the per-request decision.
+
+pub mod access;
+pub mod addr;
+pub mod chain;
+pub mod config;
+pub mod forward;
+pub mod ipset;
+pub mod policy;
+pub mod resolve;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
