@@ -161,13 +161,8 @@ fn single_value<'a>(headers: &'a HeaderLines, name: &str) -> Option<Link<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::headers;
 
-    fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
-        lines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
     fn ds(s: &str) -> ClientAddr {
         crate::addr::parse_socket_addr(s).unwrap()
     }

@@ -154,15 +154,10 @@ mod tests {
     //! One test per rule of spec §3, named after it.
     use super::*;
     use crate::addr::parse_socket_addr;
+    use crate::testutil::headers as h;
 
     fn addr(s: &str) -> Option<ClientAddr> {
         Some(parse_socket_addr(s).unwrap())
-    }
-    fn h(lines: &[(&str, &str)]) -> Vec<(String, String)> {
-        lines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
     fn set(k: &str, v: &str) -> (String, Option<String>) {
         (k.to_string(), Some(v.to_string()))

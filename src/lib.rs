@@ -22,5 +22,8 @@ pub mod ipset;
 pub mod policy;
 pub mod resolve;
 
+#[cfg(test)]
+mod testutil;
+
 #[cfg(target_arch = "wasm32")]
 mod filter;

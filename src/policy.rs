@@ -176,13 +176,7 @@ mod tests {
     //! Spec §1 (the downstream address) and whole-request decisions.
     use super::*;
     use crate::config::parse;
-
-    fn h(lines: &[(&str, &str)]) -> Vec<(String, String)> {
-        lines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::testutil::headers as h;
 
     #[test]
     fn downstream_is_read_from_filter_state_first() {

@@ -145,13 +145,8 @@ mod tests {
     //! One test per rule of spec §1–2, named after it.
     use super::*;
     use crate::addr::parse_socket_addr;
+    use crate::testutil::headers as h;
 
-    fn h(lines: &[(&str, &str)]) -> Vec<(String, String)> {
-        lines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
     fn ds(s: &str) -> Option<ClientAddr> {
         Some(parse_socket_addr(s).unwrap())
     }
