@@ -52,12 +52,31 @@ clippy: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 
+## oci-tools: Debian's umoci (builds the image), skopeo (copies it to/from registries) and docker-registry
+## (the registry the OCI test pushes to), installed when missing.
+OCI_TOOLS   := umoci skopeo docker-registry
+OCI_IMAGE   := target/oci/client-ip-filter
+OCI_TAG     := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+export CLIENT_IP_OCI_LAYOUT := $(abspath $(OCI_IMAGE))
+export CLIENT_IP_OCI_TAG    := $(OCI_TAG)
+.PHONY: oci oci-tools
+oci-tools:
+	@for t in $(OCI_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	  [ -z "$$missing" ] || { $(MAKE) --no-print-directory $(APT_UPDATED) && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(OCI_TOOLS); }
+	@umoci --version && skopeo --version
+
+## oci: the OCI image Istio's WasmPlugin pulls (one gzipped tar layer holding plugin.wasm, OCI media
+## types) as an OCI layout in target/oci/; prints the manifest digest for WasmPlugin.spec.sha256.
+oci: build oci-tools
+	oci/build.sh $(WASM) $(OCI_IMAGE) $(OCI_TAG)
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy
+integration: build envoy haproxy oci
 	$(PY) -m pytest -q tests
 
 ## test: everything CI runs.

@@ -1,0 +1,167 @@
+"""Fixtures of the integration suite.
+
+Prerequisites are checked at session start; a missing Envoy, .wasm or HAProxy makes the tests that
+need it FAIL (never skip) with the command that installs it.
+
+Module-scoped ``envoy_factory`` starts Envoys that live until the module ends, so the tests sharing a
+configuration share one Envoy (a test only ever looks at its own request: x-test-id, counter deltas).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import envoy as envoy_mod  # noqa: E402
+from harness import haproxy as haproxy_mod  # noqa: E402
+from harness import manifests  # noqa: E402
+from harness.upstream import EchoServer  # noqa: E402
+
+
+def _missing_envoy() -> str:
+    path = envoy_mod.envoy_binary()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return f"Envoy binary not found at {path} (CLIENT_IP_ENVOY): run `make envoy`"
+    return ""
+
+
+def _missing_wasm() -> str:
+    path = manifests.wasm_path_from_env()
+    if not os.path.isfile(path):
+        return f"the filter .wasm is not built at {path} (CLIENT_IP_WASM): run `make build`"
+    return ""
+
+
+def _missing_haproxy() -> str:
+    if not haproxy_mod.haproxy_binary():
+        return "haproxy is not installed: run `make haproxy`"
+    return ""
+
+
+def pytest_report_header(config):
+    lines = [f"envoy: {envoy_mod.envoy_binary()}", f"wasm:  {manifests.wasm_path_from_env()}",
+             f"haproxy: {haproxy_mod.haproxy_binary()}"]
+    for check in (_missing_envoy, _missing_wasm, _missing_haproxy):
+        msg = check()
+        if msg:
+            lines.append("MISSING: " + msg)
+    return lines
+
+
+@pytest.fixture(scope="session")
+def envoy_bin() -> str:
+    msg = _missing_envoy()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return envoy_mod.envoy_binary()
+
+
+@pytest.fixture(scope="session")
+def wasm(envoy_bin) -> str:
+    """The built filter; a test that needs it fails (not skips) when it is missing."""
+    msg = _missing_wasm()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return manifests.wasm_path_from_env()
+
+
+@pytest.fixture(scope="session")
+def haproxy_bin() -> str:
+    msg = _missing_haproxy()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return haproxy_mod.haproxy_binary()
+
+
+@pytest.fixture(scope="session")
+def echo():
+    """The echo upstream shared by every Envoy of the session."""
+    with EchoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_fragments() -> manifests.Fragments:
+    return manifests.gateway()
+
+
+@pytest.fixture(scope="session")
+def sidecar_fragments() -> manifests.Fragments:
+    return manifests.sidecar()
+
+
+class EnvoyFactory:
+    """Starts Envoys for one module; all are stopped (process group killed) at module teardown."""
+
+    def __init__(self, echo: EchoServer, workdir: Path):
+        self.echo = echo
+        self.workdir = workdir
+        self.started: list = []
+
+    def __call__(self, opts: envoy_mod.EnvoyOptions | None = None, dynamic: bool = False,
+                 **option_changes) -> envoy_mod.Envoy:
+        opts = opts or envoy_mod.EnvoyOptions()
+        if option_changes:
+            opts = envoy_mod.copy_options(opts, **option_changes)
+        name = f"envoy{len(self.started)}"
+        env = envoy_mod.Envoy(opts, upstream_port=self.echo.port, workdir=str(self.workdir),
+                              dynamic=dynamic, name=name)
+        self.started.append(env)
+        env.start()
+        return env
+
+    def refused(self, opts: envoy_mod.EnvoyOptions, **kw) -> envoy_mod.Refused:
+        name = f"refused{len(self.started)}"
+        self.started.append(None)
+        return envoy_mod.run_refused(opts, workdir=str(self.workdir), upstream_port=self.echo.port,
+                                     name=name, **kw)
+
+    def stop_all(self) -> None:
+        for env in self.started:
+            if env is not None:
+                env.stop()
+
+
+@pytest.fixture(scope="module")
+def envoy_factory(request, echo, envoy_bin, tmp_path_factory):
+    factory = EnvoyFactory(echo, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def haproxy_factory(request, haproxy_bin, tmp_path_factory):
+    started: list = []
+    workdir = tmp_path_factory.mktemp("haproxy")
+
+    def make(backend_port: int, **kw) -> haproxy_mod.HAProxy:
+        hap = haproxy_mod.HAProxy(backend_port, workdir=str(workdir), name=f"haproxy{len(started)}", **kw)
+        started.append(hap)
+        return hap.start()
+    try:
+        yield make
+    finally:
+        for hap in started:
+            hap.stop()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of every Envoy log of the module (the wasm debug lines)."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        envs = []
+        for value in item.funcargs.values():
+            if isinstance(value, envoy_mod.Envoy):
+                envs.append(value)
+            elif isinstance(value, EnvoyFactory):
+                envs += [e for e in value.started if e is not None]
+        for env in dict.fromkeys(envs):
+            rep.sections.append((f"{env.name} log tail ({env.log_path})", env.log_tail(12)))

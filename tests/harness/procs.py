@@ -1,0 +1,87 @@
+"""Process and port helpers shared by the harness.
+
+Every child process is started in its own session (``start_new_session=True``) and is stopped by
+killing its process group by id: never by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Callable, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free TCP port on the loopback ``host`` (bind port 0, read it back, release it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn: Callable[[], Optional[T]], timeout: float, interval: float = 0.05,
+               what: str = "condition") -> T:
+    """Call ``fn`` until it returns a truthy value; return it. Raise TimeoutError after ``timeout`` s.
+    OSError/ValueError/KeyError from ``fn`` count as "not yet"; any other exception propagates."""
+    deadline = time.monotonic() + timeout
+    last_exc: Optional[BaseException] = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError) as exc:  # transient (not up yet, partial file): retry
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                               + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):  # (IPv6 literals work as is)
+            return True
+    except OSError:
+        return False
+
+
+def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None) -> subprocess.Popen:
+    """Start ``argv`` in a new session, stdout+stderr appended to ``log_path`` (or discarded)."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=cwd, start_new_session=True)
+    finally:
+        if log_path:
+            out.close()
+
+
+def stop(proc: Optional[subprocess.Popen], grace: float = 5.0) -> Optional[int]:
+    """Stop the process group led by ``proc``: SIGTERM, then SIGKILL after ``grace`` s. Idempotent."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    # Whatever is left in the group (the leader may already be gone) is killed for good.
+    _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.returncode
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,451 @@
+"""The Istio deliverables, run in a real Envoy 1.40 with the built filter: the configuration an operator
+copies is the one tested.
+
+* WasmPlugin (gateway, sidecar): the filter Istio builds from it -- name ``<namespace>.<name>``, root id
+  ``pluginName``, ``pluginConfig`` serialised to JSON in a StringValue, failure policy from
+  ``failStrategy`` -- with the companion set_filter_state EnvoyFilter of the same file and, on the
+  gateway, the proxy_protocol listener filter (what ``gatewayTopology.proxyProtocol`` adds).
+* The access-log labels of istio-examples/mesh-config-access-log.yaml as an Envoy json_format log, and
+  the stats inclusion prefix of the gateway's ``proxy.istio.io/config`` as the bootstrap stats matcher.
+* envoyfilter/sidecar-inbound-use-remote-address.yaml merged into the sidecar HCM.
+* envoyfilter/ingress-gateway-remote.yaml: the module served by a loopback HTTP server through the
+  manifest's own cluster; the right sha256 loads, a wrong one is refused.
+
+Envoys are the harness's (tests/harness/envoy.py), subclassed only to add what the harness bootstrap
+does not have (an extra access log, a cluster, an HCM merge, a stats matcher).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import yaml
+
+from harness import envoy as E
+from harness import manifests
+from harness import proxyproto as pp
+from harness.client import exchange, new_test_id
+
+REPO = manifests.REPO
+EXAMPLES = REPO / "istio-examples"
+WASM_TYPE = manifests.WASM_TYPE
+
+
+def docs(path: Path) -> list:
+    with open(path) as fh:
+        return [d for d in yaml.safe_load_all(fh) if d]
+
+
+def doc_of_kind(path: Path, kind: str) -> dict:
+    (found,) = [d for d in docs(path) if d["kind"] == kind]
+    return copy.deepcopy(found)
+
+
+# -- what Istio makes of a WasmPlugin ------------------------------------------------------------
+
+FAILURE_POLICY = {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN", "FAIL_RELOAD": "FAIL_RELOAD"}
+
+
+def plugin_config_json(plugin: dict) -> str:
+    """``pluginConfig`` as istiod hands it to the filter: the Struct serialised to JSON text."""
+    return json.dumps(plugin["spec"]["pluginConfig"], separators=(",", ":"))
+
+
+def istio_wasm_filter(plugin: dict) -> dict:
+    """The Wasm HTTP filter istiod generates for a WasmPlugin (pilot/pkg/model/extensions.go), with the
+    module as the local file istio-agent writes after pulling the OCI image (filename filled in by the
+    harness)."""
+    spec = plugin["spec"]
+    ns, name = plugin["metadata"]["namespace"], plugin["metadata"]["name"]
+    config = {
+        "name": f"{ns}.{name}",
+        "root_id": spec["pluginName"],
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                      "code": {"local": {"filename": "/var/lib/istio/data/client-ip-filter.wasm"}}},
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": plugin_config_json(plugin)},
+    }
+    if "failStrategy" in spec:
+        config["failure_policy"] = FAILURE_POLICY[spec["failStrategy"]]
+    return {"name": f"extensions.istio.io/wasmplugin/{ns}.{name}",
+            "typed_config": {"@type": WASM_TYPE, "config": config}}
+
+
+def wasmplugin_fragments(path: Path, context: str) -> manifests.Fragments:
+    """The Envoy pieces an Istio proxy gets from one istio-examples/wasmplugin-*.yaml file."""
+    companion = manifests.load(path)  # the file's EnvoyFilter: the set_filter_state network filter
+    assert companion.context == context
+    frags = manifests.Fragments(source=path, context=context)
+    if context == "GATEWAY":
+        # gatewayTopology.proxyProtocol: Istio adds the plain proxy_protocol listener filter
+        frags.listener_filters = [manifests.gateway().proxy_protocol]
+    frags.network_filters = companion.network_filters
+    frags.http_filters = [istio_wasm_filter(doc_of_kind(path, "WasmPlugin"))]
+    return frags
+
+
+# -- the harness Envoy, plus what the Istio deliverables add to a proxy ----------------------------
+
+class IstioEnvoy(E.Envoy):
+    def __init__(self, opts, extra_clusters=(), hcm_merge: Optional[dict] = None,
+                 extra_access_log: Optional[dict] = None, stats_prefixes: Optional[list] = None, **kw):
+        super().__init__(opts, **kw)
+        self.extra_clusters = list(extra_clusters)
+        self.hcm_merge = hcm_merge or {}
+        self.extra_access_log = extra_access_log
+        self.extra_access_log_path = self.workdir / f"{self.name}.mesh-access.jsonl"
+        self.stats_prefixes = stats_prefixes
+
+    def write_config(self) -> Path:
+        boot = E.bootstrap(self.opts, self.port, self.admin_port, self.upstream_port, str(self.access_log_path))
+        boot["static_resources"]["clusters"] += copy.deepcopy(self.extra_clusters)
+        (lst,) = boot["static_resources"]["listeners"]
+        hcm = lst["filter_chains"][0]["filters"][-1]["typed_config"]
+        assert hcm["@type"] == E.HCM_TYPE
+        hcm.update(copy.deepcopy(self.hcm_merge))
+        if self.extra_access_log is not None:
+            hcm["access_log"].append({"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": E.FILE_LOG_TYPE, "path": str(self.extra_access_log_path),
+                "log_format": {"json_format": self.extra_access_log}}})
+        if self.stats_prefixes is not None:
+            boot["stats_config"] = {"stats_matcher": {"inclusion_list": {
+                "patterns": [{"prefix": p} for p in self.stats_prefixes]}}}
+        self.config_path.write_text(yaml.safe_dump(boot, sort_keys=False))
+        return self.config_path
+
+    def extra_log_lines(self) -> list:
+        if not self.extra_access_log_path.exists():
+            return []
+        return [json.loads(x) for x in self.extra_access_log_path.read_text().splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def start_envoy(echo, wasm, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("istio_in_envoy")
+    started: list = []
+
+    def start(opts, timeout: float = 60.0, **kw) -> IstioEnvoy:
+        env = IstioEnvoy(opts, upstream_port=echo.port, workdir=str(workdir), name=f"istio{len(started)}", **kw)
+        started.append(env)
+        return env.start(timeout=timeout)
+    try:
+        yield start
+    finally:
+        for env in started:
+            env.stop()
+
+
+def wait_extra_log(env: IstioEnvoy, needle: str, timeout: float = 5.0) -> dict:
+    from harness import procs
+
+    def find():
+        hits = [e for e in env.extra_log_lines() if needle in (e.get("path") or "")]
+        return hits[0] if hits else None
+    return procs.wait_until(find, timeout, what=f"mesh access-log line for {needle}")
+
+
+# -- the gateway WasmPlugin ------------------------------------------------------------------------
+
+GATEWAY_PLUGIN = EXAMPLES / "wasmplugin-ingress-gateway.yaml"
+SIDECAR_PLUGIN = EXAMPLES / "wasmplugin-sidecar.yaml"
+
+
+def mesh_access_log_labels() -> dict:
+    iop = doc_of_kind(EXAMPLES / "mesh-config-access-log.yaml", "IstioOperator")
+    (prov,) = [p for p in iop["spec"]["meshConfig"]["extensionProviders"] if p["name"] == "client-ip-log"]
+    return prov["envoyFileAccessLog"]["logFormat"]["labels"]
+
+
+def gateway_stats_prefixes() -> list:
+    dep = doc_of_kind(EXAMPLES / "ingress-gateway.yaml", "Deployment")
+    pc = yaml.safe_load(dep["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
+    # what the bootstrap's stats matcher gets: the pod's inclusion prefixes (plus Istio's own, left out
+    # here so the test shows the pod's prefix alone is enough)
+    return pc["proxyStatsMatcher"]["inclusionPrefixes"]
+
+
+@pytest.fixture(scope="module")
+def gateway_plugin_envoy(start_envoy):
+    return start_envoy(E.EnvoyOptions(fragments=wasmplugin_fragments(GATEWAY_PLUGIN, "GATEWAY")),
+                       extra_access_log=mesh_access_log_labels(), stats_prefixes=gateway_stats_prefixes())
+
+
+def test_gateway_plugin_filter_is_what_istio_builds(gateway_plugin_envoy):
+    boot = yaml.safe_load(gateway_plugin_envoy.config_path.read_text())
+    chain = boot["static_resources"]["listeners"][0]
+    assert [f["name"] for f in chain["listener_filters"]] == [manifests.PROXY_PROTOCOL]
+    filters = chain["filter_chains"][0]["filters"]
+    assert [f["name"] for f in filters] == [manifests.SET_FILTER_STATE, "envoy.filters.network.http_connection_manager"]
+    http = filters[-1]["typed_config"]["http_filters"]
+    assert [f["name"] for f in http] == ["extensions.istio.io/wasmplugin/istio-system.client-ip-filter",
+                                         "envoy.filters.http.router"]
+    cfg = http[0]["typed_config"]["config"]
+    plugin = doc_of_kind(GATEWAY_PLUGIN, "WasmPlugin")
+    assert json.loads(cfg["configuration"]["value"]) == plugin["spec"]["pluginConfig"]
+    assert cfg["root_id"] == "client_ip_filter" and cfg["failure_policy"] == "FAIL_CLOSED"
+
+
+def test_gateway_plugin_allowed_client_gets_200_with_x_real_ip(gateway_plugin_envoy, echo):
+    tid = new_test_id("wp-allow")
+    ex = exchange(gateway_plugin_envoy, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40123, 443),
+                  path=f"/get?id={tid}", test_id=tid)
+    assert ex.status == 200, ex.response.text
+    assert ex.upstream_value("x-real-ip") == "203.0.113.7"
+    assert ex.upstream_value("x-client-ip") == "203.0.113.7"
+    assert ex.upstream_value("x-client-port") == "40123"
+    log = ex.log()
+    assert (log["client_ip"], log["decision"], log["rule"]) == ("203.0.113.7", "allow", None)
+    mesh = wait_extra_log(gateway_plugin_envoy, tid)
+    assert mesh["client_ip"] == "203.0.113.7" and mesh["client_ip_decision"] == "allow"
+    assert mesh["response_code"] == 200 and mesh["downstream_remote_address"] == "203.0.113.7:40123"
+    assert mesh["client_ip_rule"] is None
+
+
+@pytest.mark.parametrize("client", ["192.0.2.1", "203.0.113.66", "2001:db9::1"])
+def test_gateway_plugin_refused_client_gets_403_and_never_reaches_the_app(gateway_plugin_envoy, echo, client):
+    tid = new_test_id("wp-deny")
+    dst = "2001:db8:ffff::1" if ":" in client else "10.0.0.1"
+    ex = exchange(gateway_plugin_envoy, echo, proxy=pp.v2(client, dst, 40000, 443), path=f"/get?id={tid}",
+                  test_id=tid)
+    assert ex.status == 403
+    assert ex.response.text == "access denied\n"
+    assert not ex.reached_upstream
+    assert ex.log()["decision"] == "deny"
+    mesh = wait_extra_log(gateway_plugin_envoy, tid)
+    assert (mesh["client_ip"], mesh["client_ip_decision"], mesh["response_code"]) == (client, "deny", 403)
+
+
+def test_gateway_plugin_admin_rule_decides_for_its_host_and_path(gateway_plugin_envoy, echo):
+    other = exchange(gateway_plugin_envoy, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40000, 443),
+                     host="admin.example.com", path="/admin/users")
+    assert other.status == 403 and not other.reached_upstream
+    assert (other.log()["decision"], other.log()["rule"]) == ("deny", "admin")
+    admin = exchange(gateway_plugin_envoy, echo, proxy=pp.v2("203.0.113.10", "10.0.0.1", 40000, 443),
+                     host="admin.example.com", path="/admin/users")
+    assert admin.status == 200 and admin.log()["rule"] == "admin"
+
+
+def test_gateway_plugin_believes_xff_only_from_trusted_proxies(gateway_plugin_envoy, echo):
+    # an internal proxy (10.0.0.0/8 is trusted) forwarding for an allowed client
+    via = exchange(gateway_plugin_envoy, echo, proxy=pp.v2("10.1.2.3", "10.0.0.1", 40000, 443),
+                   headers=[("X-Forwarded-For", "203.0.113.9")])
+    assert via.status == 200 and via.upstream_value("x-real-ip") == "203.0.113.9"
+    # an outside client writing an allowed address into X-Forwarded-For: not believed
+    forged = exchange(gateway_plugin_envoy, echo, proxy=pp.v2("192.0.2.1", "10.0.0.1", 40000, 443),
+                      headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Real-IP", "203.0.113.9")])
+    assert forged.status == 403 and not forged.reached_upstream
+    assert forged.log()["client_ip"] == "192.0.2.1"
+
+
+def test_gateway_pod_stats_prefix_keeps_the_filter_counters(gateway_plugin_envoy, echo):
+    exchange(gateway_plugin_envoy, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40000, 443))
+    raw = gateway_plugin_envoy.stats(raw=True)
+    kept = {k for k in raw if "client_ip." in k}
+    assert "wasmcustom.client_ip.allowed" in kept and "wasmcustom.client_ip.denied" in kept, sorted(raw)[:20]
+    assert raw["wasmcustom.client_ip.allowed"] >= 1
+    prom = gateway_plugin_envoy.admin("/stats/prometheus")
+    assert any(line.startswith("client_ip_allowed") for line in prom.splitlines())
+
+
+def test_a_bare_client_ip_stats_prefix_would_drop_the_counters(start_envoy, echo):
+    """Why the manifests say "wasmcustom.client_ip": Envoy matches inclusion prefixes against the full
+    stat name, which carries the proxy-wasm namespace."""
+    env = start_envoy(E.EnvoyOptions(fragments=wasmplugin_fragments(GATEWAY_PLUGIN, "GATEWAY")),
+                      stats_prefixes=["client_ip", "server"])
+    ex = exchange(env, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40000, 443))
+    assert ex.status == 200
+    raw = env.stats(raw=True)
+    assert "server.live" in raw
+    assert not [k for k in raw if "client_ip" in k]
+
+
+# -- the sidecar WasmPlugin, and the optional use_remote_address patch -----------------------------
+
+@pytest.fixture(scope="module")
+def sidecar_plugin_envoy(start_envoy):
+    return start_envoy(E.EnvoyOptions(fragments=wasmplugin_fragments(SIDECAR_PLUGIN, "SIDECAR_INBOUND")),
+                       extra_access_log=mesh_access_log_labels())
+
+
+def test_sidecar_plugin_gives_the_app_the_caller_instead_of_127_0_0_6(sidecar_plugin_envoy, echo):
+    assert sidecar_plugin_envoy.opts.resolved_use_remote_address() is False  # Istio's sidecar inbound
+    tid = new_test_id("wp-side")
+    ex = exchange(sidecar_plugin_envoy, echo, headers=[("X-Forwarded-For", "198.51.100.9")],
+                  source="127.0.0.5", path=f"/headers?id={tid}", test_id=tid)
+    assert ex.status == 200
+    assert ex.upstream_value("x-real-ip") == "127.0.0.5"
+    assert ex.xff_entries() == ["198.51.100.9", "127.0.0.5"]  # the filter's "append"
+    log = ex.log()
+    assert log["client_ip"] == "127.0.0.5" and log["decision"] == "allow"
+    # without use_remote_address, Envoy's own remote address is the client-written XFF entry
+    assert log["downstream_remote"] == "198.51.100.9:0"
+    mesh = wait_extra_log(sidecar_plugin_envoy, tid)
+    assert mesh["client_ip"] == "127.0.0.5" and mesh["downstream_remote_address"] == "198.51.100.9:0"
+
+
+def use_remote_address_merge() -> dict:
+    ef = doc_of_kind(REPO / "envoyfilter" / "sidecar-inbound-use-remote-address.yaml", "EnvoyFilter")
+    (patch,) = ef["spec"]["configPatches"]
+    tc = dict(patch["patch"]["value"]["typed_config"])
+    assert tc.pop("@type") == E.HCM_TYPE
+    return tc
+
+
+def test_use_remote_address_patch_makes_envoy_report_the_real_caller(start_envoy, echo):
+    env = start_envoy(E.EnvoyOptions(fragments=manifests.sidecar()), hcm_merge=use_remote_address_merge())
+    boot = yaml.safe_load(env.config_path.read_text())
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][-1]["typed_config"]
+    assert hcm["use_remote_address"] is True
+    ex = exchange(env, echo, headers=[("X-Forwarded-For", "198.51.100.9")], source="127.0.0.5")
+    assert ex.status == 200
+    assert ex.upstream_value("x-real-ip") == "127.0.0.5"
+    # Envoy appended the caller itself; the filter's "append" does not add it a second time
+    assert ex.xff_entries() == ["198.51.100.9", "127.0.0.5"]
+    log = ex.log()
+    assert log["downstream_remote"].startswith("127.0.0.5:")
+    assert log["client_ip"] == "127.0.0.5"
+
+
+# -- the remote-URL variant ------------------------------------------------------------------------
+
+REMOTE = REPO / "envoyfilter" / "ingress-gateway-remote.yaml"
+
+
+class WasmStore:
+    """A loopback HTTP server handing out one file, counting the GETs."""
+
+    def __init__(self, body: bytes):
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                store.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("content-type", "application/wasm")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.paths: list = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "WasmStore":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def remote_patches() -> dict:
+    ef = doc_of_kind(REMOTE, "EnvoyFilter")
+    by = {}
+    for p in ef["spec"]["configPatches"]:
+        by.setdefault(p["applyTo"], []).append(copy.deepcopy(p["patch"]["value"]))
+    return by
+
+
+class RemoteFragments(manifests.Fragments):
+    """The remote variant's fragments: the wasm filter keeps its `remote` code source; only the URL's
+    host:port (-> the loopback store) and the sha256 placeholder are replaced."""
+    uri: str = ""
+    sha256: str = ""
+
+    def wasm_http_filter(self, wasm_path=None, configuration=None) -> dict:
+        f = self.wasm_filter
+        remote = f["typed_config"]["config"]["vm_config"]["code"]["remote"]
+        remote["http_uri"]["uri"] = self.uri
+        remote["sha256"] = self.sha256
+        return f
+
+
+def remote_setup(store: WasmStore, sha256: str):
+    by = remote_patches()
+    (http_filter,) = by["HTTP_FILTER"]
+    remote = http_filter["typed_config"]["config"]["vm_config"]["code"]["remote"]
+    path = "/" + remote["http_uri"]["uri"].split("://", 1)[1].split("/", 1)[1]
+    frags = RemoteFragments(source=REMOTE, context="GATEWAY", listener_filters=by["LISTENER_FILTER"],
+                            network_filters=by["NETWORK_FILTER"], http_filters=by["HTTP_FILTER"])
+    frags.uri = f"http://127.0.0.1:{store.port}{path}"
+    frags.sha256 = sha256
+    (cluster,) = by["CLUSTER"]
+    assert remote["http_uri"]["cluster"] == cluster["name"]
+    # the manifest's cluster, pointed at the loopback store (STATIC: no DNS name to resolve here)
+    cluster["type"] = "STATIC"
+    cluster.pop("dns_lookup_family", None)
+    sock = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    sock.update(address="127.0.0.1", port_value=store.port)
+    return frags, cluster, path, remote
+
+
+def test_remote_variant_fetches_the_module_through_its_cluster_and_filters(start_envoy, echo, wasm):
+    body = Path(wasm).read_bytes()
+    with WasmStore(body) as store:
+        frags, cluster, path, _ = remote_setup(store, hashlib.sha256(body).hexdigest())
+        env = start_envoy(E.EnvoyOptions(fragments=frags), extra_clusters=[cluster])
+        assert store.paths == [path]
+        ok = exchange(env, echo, proxy=pp.v1("203.0.113.7", "10.0.0.1", 40000, 443))
+        assert ok.status == 200 and ok.upstream_value("x-real-ip") == "203.0.113.7"
+        refused = exchange(env, echo, proxy=pp.v1("192.0.2.7", "10.0.0.1", 40000, 443))
+        assert refused.status == 403 and not refused.reached_upstream
+
+
+def test_remote_variant_refuses_a_module_with_another_sha256(start_envoy, echo, wasm):
+    body = Path(wasm).read_bytes()
+    with WasmStore(body) as store:
+        wrong = hashlib.sha256(body + b"\0").hexdigest()
+        frags, cluster, path, remote = remote_setup(store, wrong)
+        env = start_envoy(E.EnvoyOptions(fragments=frags), extra_clusters=[cluster], timeout=90)
+        env.wait_log("Retry limit exceeded", timeout=60)
+        # every download succeeded (200, the whole module) and every one was refused: the sha256 check
+        assert store.paths == [path] * (1 + remote["retry_policy"]["num_retries"])
+        env.wait_log("Plugin configured to fail closed failed to load", timeout=10)
+        for client in ("203.0.113.7", "192.0.2.7"):
+            ex = exchange(env, echo, proxy=pp.v1(client, "10.0.0.1", 40000, 443))
+            assert ex.status == 503 and not ex.reached_upstream  # fail_open: false
+            assert ex.log()["details"] == "wasm_fail_stream"
+
+
+def test_local_variant_module_fits_in_a_configmap(wasm):
+    """envoyfilter/README.md mounts the module from a ConfigMap: Kubernetes caps one at 1 MiB."""
+    size = Path(wasm).stat().st_size
+    assert size < 1024 * 1024 - 4096, f"{size} bytes: too big for a ConfigMap, use the OCI image"
+
+
+# -- north-south through both plugins: client -> gateway -> httpbin's sidecar -> app ---------------
+
+def test_gateway_then_sidecar_plugin_chain(start_envoy, echo):
+    """What istio-examples/README.md tells about a request that passes the gateway plugin and then the
+    sidecar plugin: the sidecar sets x-real-ip to its own caller (the gateway pod) unless the gateway is
+    in its trusted_proxies; the gateway's x-client-ip passes untouched."""
+    sidecar_frags = wasmplugin_fragments(SIDECAR_PLUGIN, "SIDECAR_INBOUND")
+    sidecar = start_envoy(E.EnvoyOptions(fragments=sidecar_frags))
+    plugin = doc_of_kind(SIDECAR_PLUGIN, "WasmPlugin")
+    trusting = dict(plugin["spec"]["pluginConfig"], client_ip={"trusted_proxies": ["127.0.0.1"]})
+    sidecar_trusting = start_envoy(E.EnvoyOptions(fragments=sidecar_frags, configuration=trusting))
+    gateway_frags = wasmplugin_fragments(GATEWAY_PLUGIN, "GATEWAY")
+
+    for app, expect_real_ip in ((sidecar, "127.0.0.1"), (sidecar_trusting, "203.0.113.7")):
+        gateway = IstioEnvoy(E.EnvoyOptions(fragments=gateway_frags), upstream_port=app.port,
+                             workdir=str(app.workdir), name=f"{app.name}-gw")
+        gateway.start(timeout=60)
+        try:
+            ex = exchange(gateway, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40000, 443))
+            assert ex.status == 200, ex.response.text
+            assert ex.upstream_value("x-client-ip") == "203.0.113.7"   # the gateway's, untouched
+            assert ex.upstream_value("x-real-ip") == expect_real_ip
+            assert ex.xff_entries() == ["203.0.113.7", "127.0.0.1"]   # gateway appended client, sidecar its caller
+        finally:
+            gateway.stop()

@@ -1,0 +1,347 @@
+"""Every manifest an operator copies (envoyfilter/, istio-examples/) is valid for Kubernetes and Istio,
+and the manifests agree with each other. Offline, no cluster: see manifest_check.py for how.
+
+The Envoy side (the patch values and each WasmPlugin's pluginConfig in a real Envoy) is in
+test_istio_in_envoy.py.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import manifest_check as mc
+
+REPO = mc.REPO
+FILES = mc.manifest_files()
+OBJECTS = list(mc.all_objects())
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def objects(kind: str, where: str = "") -> list[tuple[Path, dict]]:
+    return [(p, d) for p, _, d in OBJECTS if d.get("kind") == kind and rel(p).startswith(where)]
+
+
+def one(relpath: str, kind: str) -> dict:
+    found = [d for p, _, d in OBJECTS if rel(p) == relpath and d.get("kind") == kind]
+    assert len(found) == 1, f"{relpath}: expected one {kind}, found {len(found)}"
+    return copy.deepcopy(found[0])
+
+
+def envoyfilter_configuration(relpath: str) -> dict:
+    """The wasm filter configuration JSON of an EnvoyFilter manifest, parsed."""
+    ef = one(relpath, "EnvoyFilter")
+    values = [p["patch"]["value"] for p in ef["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+    assert len(values) == 1
+    cfg = values[0]["typed_config"]["config"]["configuration"]
+    assert cfg["@type"] == "type.googleapis.com/google.protobuf.StringValue"
+    return json.loads(cfg["value"])
+
+
+# -- every file parses, every object is valid -----------------------------------------------------
+
+def test_there_are_manifests_in_both_folders():
+    names = {rel(p) for p in FILES}
+    assert any(n.startswith("envoyfilter/") for n in names)
+    assert any(n.startswith("istio-examples/") for n in names)
+    assert len(OBJECTS) >= 20, names
+
+
+@pytest.mark.parametrize("path", FILES, ids=rel)
+def test_file_parses_into_kubernetes_objects(path):
+    docs = mc.load_documents(path)
+    assert docs, f"{rel(path)} holds no object"
+    for doc in docs:
+        assert isinstance(doc, dict) and {"apiVersion", "kind", "metadata"} <= set(doc), doc
+
+
+@pytest.mark.parametrize("path,index,doc", OBJECTS,
+                         ids=[f"{rel(p)}#{i}:{d.get('kind')}" for p, i, d in OBJECTS])
+def test_object_is_valid_for_its_schema(path, index, doc):
+    errors = mc.validate(doc)
+    assert errors == [], f"{rel(path)} document {index} ({doc.get('kind')}):\n  " + "\n  ".join(errors)
+
+
+def test_every_istio_object_has_a_schema_in_the_crds_and_every_cel_rule_is_implemented():
+    used = set()
+    for _, _, d in OBJECTS:
+        group, _, version = d["apiVersion"].partition("/")
+        if group.endswith("istio.io") and group != "install.istio.io":
+            used.add((group, version, d["kind"]))
+    assert used, "no Istio object found"
+    missing = used - set(mc.crd_schemas())
+    assert not missing, f"no CRD schema for {missing}"
+    rules = mc.cel_rules_in(used)
+    unimplemented = sorted(r for r in rules if r not in mc.CEL_RULES)
+    assert unimplemented == [], unimplemented
+
+
+# -- the validator can fail ------------------------------------------------------------------------
+
+def _broken_cases():
+    wp = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
+    ef = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")
+    vs = one("istio-examples/httpbin-gateway.yaml", "VirtualService")
+    svc = one("istio-examples/gateway-service-aws-nlb.yaml", "Service")
+    dep = one("istio-examples/httpbin.yaml", "Deployment")
+    iop = one("istio-examples/mesh-config-access-log.yaml", "IstioOperator")
+
+    def mutate(doc, fn):
+        d = copy.deepcopy(doc)
+        fn(d)
+        return d
+
+    return [
+        ("WasmPlugin unknown field", mutate(wp, lambda d: d["spec"].update(phse="AUTHN")), "phse"),
+        ("WasmPlugin bad phase", mutate(wp, lambda d: d["spec"].update(phase="AUTHZN")), "AUTHZN"),
+        ("WasmPlugin bad failStrategy", mutate(wp, lambda d: d["spec"].update(failStrategy="CLOSE")), "CLOSE"),
+        ("WasmPlugin sha256 not hex", mutate(wp, lambda d: d["spec"].update(sha256="sha256:abc")), "sha256"),
+        ("WasmPlugin no url", mutate(wp, lambda d: d["spec"].pop("url")), "url"),
+        ("WasmPlugin CEL selector+targetRefs",
+         mutate(wp, lambda d: d["spec"].update(targetRefs=[{"kind": "Gateway", "name": "gw"}])),
+         "only one of targetRefs or selector"),
+        ("WasmPlugin CEL url scheme", mutate(wp, lambda d: d["spec"].update(url="ftp://h/x.wasm")), "url must have schema"),
+        ("WasmPlugin CEL wildcard label", mutate(wp, lambda d: d["spec"]["selector"]["matchLabels"].update(istio="*")),
+         "wildcard"),
+        ("WasmPlugin bad match mode", mutate(wp, lambda d: d["spec"].update(match=[{"mode": "INBOUND"}])), "INBOUND"),
+        ("EnvoyFilter bad applyTo",
+         mutate(ef, lambda d: d["spec"]["configPatches"][0].update(applyTo="LISTENER_FILTERS")), "LISTENER_FILTERS"),
+        ("EnvoyFilter bad operation",
+         mutate(ef, lambda d: d["spec"]["configPatches"][0]["patch"].update(operation="INSERT_FIRSTT")), "INSERT_FIRSTT"),
+        ("EnvoyFilter bad context",
+         mutate(ef, lambda d: d["spec"]["configPatches"][1]["match"].update(context="INGRESS")), "INGRESS"),
+        ("EnvoyFilter misspelt match key",
+         mutate(ef, lambda d: d["spec"]["configPatches"][1]["match"].update(listner={})), "listner"),
+        ("VirtualService CEL timeout", mutate(vs, lambda d: d["spec"]["http"][0].update(timeout="0.5ms")), "1ms"),
+        ("VirtualService port as string",
+         mutate(vs, lambda d: d["spec"]["http"][0]["route"][0]["destination"]["port"].update(number="8000")), "8000"),
+        ("metadata bad name", mutate(wp, lambda d: d["metadata"].update(name="Client_IP")), "DNS-1123"),
+        ("metadata non-string annotation", mutate(dep, lambda d: d["metadata"].update(annotations={"a": 1})), "string"),
+        ("Service unknown field", mutate(svc, lambda d: d["spec"].update(externalTrafficPolicyy="Local")),
+         "externalTrafficPolicyy"),
+        ("Service bad externalTrafficPolicy", mutate(svc, lambda d: d["spec"].update(externalTrafficPolicy="Locall")),
+         "Locall"),
+        ("Service port as string", mutate(svc, lambda d: d["spec"]["ports"][0].update(port="80")), "80"),
+        ("Deployment container without image type",
+         mutate(dep, lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=8080)), "8080"),
+        ("IstioOperator label not a string",
+         mutate(iop, lambda d: d["spec"]["meshConfig"]["extensionProviders"][0]["envoyFileAccessLog"]
+                ["logFormat"]["labels"].update(client_ip=1)), "labels"),
+        ("unknown kind", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}, "no schema"),
+        ("not a mapping", ["apiVersion", "v1"], "mapping"),
+    ]
+
+
+@pytest.mark.parametrize("name,doc,needle", _broken_cases(), ids=[c[0] for c in _broken_cases()])
+def test_a_broken_manifest_is_rejected(name, doc, needle):
+    errors = mc.validate(doc)
+    assert errors, f"{name}: the validator accepted a broken manifest"
+    assert any(needle in e for e in errors), errors
+
+
+def test_yaml_that_does_not_parse_is_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n   labels: {a: b}\n")
+    with pytest.raises(yaml.YAMLError):
+        mc.load_documents(bad)
+
+
+# -- one source of truth: the filter configuration -------------------------------------------------
+
+def test_gateway_wasmplugin_config_equals_the_envoyfilter_configuration():
+    wp = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
+    local = envoyfilter_configuration("envoyfilter/ingress-gateway.yaml")
+    remote = envoyfilter_configuration("envoyfilter/ingress-gateway-remote.yaml")
+    assert wp["spec"]["pluginConfig"] == local
+    assert remote == local
+
+
+def test_sidecar_wasmplugin_config_equals_the_envoyfilter_configuration():
+    wp = one("istio-examples/wasmplugin-sidecar.yaml", "WasmPlugin")
+    assert wp["spec"]["pluginConfig"] == envoyfilter_configuration("envoyfilter/sidecar-inbound.yaml")
+
+
+def test_remote_variant_differs_from_the_local_one_only_in_the_code_source_and_its_cluster():
+    local = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")
+    remote = one("envoyfilter/ingress-gateway-remote.yaml", "EnvoyFilter")
+    # same name: applying one replaces the other (two proxy_protocol filters would break connections)
+    assert remote["metadata"] == local["metadata"]
+    assert remote["spec"]["workloadSelector"] == local["spec"]["workloadSelector"]
+    rp, lp = remote["spec"]["configPatches"], local["spec"]["configPatches"]
+    assert [p["applyTo"] for p in rp] == [p["applyTo"] for p in lp] + ["CLUSTER"]
+    for r, l in zip(rp, lp):
+        r, l = copy.deepcopy(r), copy.deepcopy(l)
+        if r["applyTo"] == "HTTP_FILTER":
+            rcode = r["patch"]["value"]["typed_config"]["config"]["vm_config"].pop("code")
+            lcode = l["patch"]["value"]["typed_config"]["config"]["vm_config"].pop("code")
+            assert set(rcode) == {"remote"} and set(lcode) == {"local"}
+            remote_src = rcode["remote"]
+            assert remote_src["http_uri"]["cluster"] == rp[-1]["patch"]["value"]["name"]
+            assert remote_src["http_uri"]["uri"].startswith(("http://", "https://"))
+            assert remote_src["http_uri"]["timeout"]
+            assert len(remote_src["sha256"]) == 64
+            assert remote_src["retry_policy"]["num_retries"] >= 1
+        assert r == l
+    cluster = rp[-1]
+    assert cluster["patch"]["operation"] == "ADD" and cluster["match"]["context"] == "GATEWAY"
+
+
+# -- the filter order the README explains ----------------------------------------------------------
+
+@pytest.mark.parametrize("relpath", ["envoyfilter/ingress-gateway.yaml", "envoyfilter/ingress-gateway-remote.yaml",
+                                     "envoyfilter/sidecar-inbound.yaml"])
+def test_envoyfilter_patches_are_placed_as_documented(relpath):
+    ef = one(relpath, "EnvoyFilter")
+    ctx = "SIDECAR_INBOUND" if "sidecar" in relpath else "GATEWAY"
+    for p in ef["spec"]["configPatches"]:
+        assert p["match"]["context"] == ctx
+        op = p["patch"]["operation"]
+        if p["applyTo"] == "LISTENER_FILTER":
+            assert op == "INSERT_FIRST"  # before tls_inspector / http_inspector
+            assert p["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
+        elif p["applyTo"] == "NETWORK_FILTER":
+            assert op == "INSERT_BEFORE"
+            assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+            assert p["patch"]["value"]["typed_config"]["on_new_connection"][0]["factory_key"] == "envoy.string"
+        elif p["applyTo"] == "HTTP_FILTER":
+            assert op == "INSERT_BEFORE"
+            assert p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    if ctx == "SIDECAR_INBOUND":
+        assert "LISTENER_FILTER" not in [p["applyTo"] for p in ef["spec"]["configPatches"]]
+
+
+def test_use_remote_address_patch_only_merges_that_field_into_the_sidecar_inbound_hcm():
+    ef = one("envoyfilter/sidecar-inbound-use-remote-address.yaml", "EnvoyFilter")
+    (p,) = ef["spec"]["configPatches"]
+    assert p["applyTo"] == "NETWORK_FILTER" and p["patch"]["operation"] == "MERGE"
+    assert p["match"]["context"] == "SIDECAR_INBOUND"
+    assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    tc = p["patch"]["value"]["typed_config"]
+    assert tc["@type"].endswith(".HttpConnectionManager")
+    assert {k: v for k, v in tc.items() if k != "@type"} == {"use_remote_address": True}
+    side = one("envoyfilter/sidecar-inbound.yaml", "EnvoyFilter")
+    assert ef["spec"]["workloadSelector"] == side["spec"]["workloadSelector"]
+
+
+# -- the examples fit together ---------------------------------------------------------------------
+
+def test_wasmplugins_are_wired_as_istio_expects():
+    gw = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")["spec"]
+    sc = one("istio-examples/wasmplugin-sidecar.yaml", "WasmPlugin")["spec"]
+    assert gw["selector"]["matchLabels"] == {"istio": "ingressgateway"}
+    assert sc["match"] == [{"mode": "SERVER"}]
+    for spec in (gw, sc):
+        assert spec["phase"] == "AUTHN"
+        assert spec["failStrategy"] == "FAIL_CLOSE"
+        assert spec["url"].startswith("oci://")
+        assert len(spec["sha256"]) == 64  # the manifest digest `make oci` prints, hex without "sha256:"
+        # pluginName is the proxy-wasm root id; the EnvoyFilters use the same one
+        assert spec["pluginName"] == "client_ip_filter"
+    root_id = json.loads(json.dumps(one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")["spec"]
+                                    ["configPatches"][2]["patch"]["value"]))["typed_config"]["config"]["root_id"]
+    assert root_id == gw["pluginName"]
+
+
+@pytest.mark.parametrize("relpath,ctx", [("istio-examples/wasmplugin-ingress-gateway.yaml", "GATEWAY"),
+                                         ("istio-examples/wasmplugin-sidecar.yaml", "SIDECAR_INBOUND")])
+def test_wasmplugin_companion_set_filter_state_is_the_envoyfilter_one(relpath, ctx):
+    companion = one(relpath, "EnvoyFilter")
+    wp = one(relpath, "WasmPlugin")
+    source = "envoyfilter/ingress-gateway.yaml" if ctx == "GATEWAY" else "envoyfilter/sidecar-inbound.yaml"
+    shipped = [p for p in one(source, "EnvoyFilter")["spec"]["configPatches"] if p["applyTo"] == "NETWORK_FILTER"]
+    assert companion["spec"]["configPatches"] == shipped
+    assert companion["metadata"]["namespace"] == wp["metadata"]["namespace"]
+    assert companion["spec"]["workloadSelector"]["labels"] == wp["spec"]["selector"]["matchLabels"]
+
+
+def _proxy_config(deployment: dict) -> dict:
+    return yaml.safe_load(deployment["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"])
+
+
+def test_gateway_pod_annotation_enables_proxy_protocol_and_keeps_the_counters():
+    dep = one("istio-examples/ingress-gateway.yaml", "Deployment")
+    pc = _proxy_config(dep)
+    assert set(pc) == {"gatewayTopology", "proxyStatsMatcher"}
+    assert pc["gatewayTopology"] == {"proxyProtocol": {}}
+    assert pc["proxyStatsMatcher"] == {"inclusionPrefixes": ["wasmcustom.client_ip"]}
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert labels["istio"] == "ingressgateway" and labels["sidecar.istio.io/inject"] == "true"
+    assert dep["spec"]["template"]["metadata"]["annotations"]["inject.istio.io/templates"] == "gateway"
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_httpbin_keeps_the_counters_too():
+    assert _proxy_config(one("istio-examples/httpbin.yaml", "Deployment")) == {
+        "proxyStatsMatcher": {"inclusionPrefixes": ["wasmcustom.client_ip"]}}
+
+
+@pytest.mark.parametrize("relpath,annotation,value", [
+    ("istio-examples/gateway-service-aws-nlb.yaml", "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol", "*"),
+    ("istio-examples/gateway-service-aws-classic-elb.yaml", "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol", "*"),
+    ("istio-examples/gateway-service-alibaba-clb.yaml", "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-proxy-protocol", "on"),
+])
+def test_gateway_services_send_proxy_protocol_to_the_gateway_pods(relpath, annotation, value):
+    svc = one(relpath, "Service")
+    assert svc["metadata"]["annotations"][annotation] == value
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["spec"]["externalTrafficPolicy"] == "Local"
+    dep = one("istio-examples/ingress-gateway.yaml", "Deployment")
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    container_ports = {p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} <= container_ports
+    if "aws-nlb" in relpath:  # NLB needs the AWS Load Balancer Controller for PROXY protocol
+        assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    if "classic" in relpath:  # a Classic ELB is what the in-tree provider makes without a type annotation
+        assert "service.beta.kubernetes.io/aws-load-balancer-type" not in svc["metadata"]["annotations"]
+
+
+def test_gateway_and_virtualservice_route_to_the_httpbin_service():
+    gw = one("istio-examples/httpbin-gateway.yaml", "Gateway")
+    vs = one("istio-examples/httpbin-gateway.yaml", "VirtualService")
+    svc = one("istio-examples/httpbin.yaml", "Service")
+    assert gw["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert vs["spec"]["gateways"] == [gw["metadata"]["name"]]
+    dest = vs["spec"]["http"][0]["route"][0]["destination"]
+    assert dest["host"] == f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local"
+    assert dest["port"]["number"] in {p["port"] for p in svc["spec"]["ports"]}
+    # the gateway listens on the Service's targetPort for the Gateway server port
+    nlb = one("istio-examples/gateway-service-aws-nlb.yaml", "Service")
+    assert gw["spec"]["servers"][0]["port"]["number"] in {p["port"] for p in nlb["spec"]["ports"]}
+
+
+def test_east_west_sample_objects_are_consistent():
+    for name in ("httpbin", "sleep"):
+        path = f"istio-examples/{name}.yaml"
+        sa, svc, dep = one(path, "ServiceAccount"), one(path, "Service"), one(path, "Deployment")
+        pod = dep["spec"]["template"]
+        assert pod["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+        assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        assert dep["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    wp = one("istio-examples/wasmplugin-sidecar.yaml", "WasmPlugin")
+    httpbin_pod = one("istio-examples/httpbin.yaml", "Deployment")["spec"]["template"]
+    assert wp["spec"]["selector"]["matchLabels"].items() <= httpbin_pod["metadata"]["labels"].items()
+    container = httpbin_pod["spec"]["containers"][0]
+    svc = one("istio-examples/httpbin.yaml", "Service")
+    assert svc["spec"]["ports"][0]["targetPort"] == container["ports"][0]["containerPort"]
+
+
+def test_access_log_telemetry_uses_the_provider_defined_in_mesh_config():
+    iop = one("istio-examples/mesh-config-access-log.yaml", "IstioOperator")
+    providers = {p["name"]: p for p in iop["spec"]["meshConfig"]["extensionProviders"]}
+    labels = providers["client-ip-log"]["envoyFileAccessLog"]["logFormat"]["labels"]
+    for operator in ("%FILTER_STATE(wasm.client_ip:PLAIN)%", "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
+                     "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%"):
+        assert operator in labels.values()
+    telemetries = objects("Telemetry", "istio-examples/")
+    assert len(telemetries) == 2
+    for _, t in telemetries:
+        names = [pr["name"] for al in t["spec"]["accessLogging"] for pr in al["providers"]]
+        assert names and set(names) <= set(providers)
+    selected = [t["spec"]["selector"]["matchLabels"] for _, t in telemetries]
+    assert {"istio": "ingressgateway"} in selected and {"app": "httpbin"} in selected

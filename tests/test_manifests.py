@@ -1,0 +1,73 @@
+"""The EnvoyFilter manifests are the tests' single source of truth: the harness takes their patch
+values unchanged, and the premises the filter relies on hold in a real Envoy 1.40 (no wasm needed)."""
+import json
+
+import pytest
+
+from harness import envoy as E
+from harness import manifests
+from harness import proxyproto as pp
+from harness.client import exchange
+
+
+def test_gateway_manifest_has_proxy_protocol_set_filter_state_and_wasm(gateway_fragments):
+    g = gateway_fragments
+    assert g.context == "GATEWAY"
+    assert [f["name"] for f in g.listener_filters] == [manifests.PROXY_PROTOCOL]
+    assert [f["name"] for f in g.network_filters] == [manifests.SET_FILTER_STATE]
+    assert [f["typed_config"]["@type"] for f in g.http_filters] == [manifests.WASM_TYPE]
+    assert g.downstream_filter_state_key == "client_ip.downstream_address"
+
+
+def test_sidecar_manifest_has_set_filter_state_and_wasm_without_proxy_protocol(sidecar_fragments):
+    s = sidecar_fragments
+    assert s.context == "SIDECAR_INBOUND"
+    assert s.proxy_protocol is None
+    assert s.downstream_filter_state_key == "client_ip.downstream_address"
+    assert len(s.http_filters) == 1
+
+
+@pytest.mark.parametrize("frags", [manifests.gateway(), manifests.sidecar()], ids=["gateway", "sidecar"])
+def test_harness_replaces_only_wasm_filename_and_configuration(frags):
+    shipped = frags.wasm_filter
+    used = frags.wasm_http_filter("/x/filter.wasm", {"access": {}})
+    cfg = used["typed_config"]["config"]
+    assert cfg["vm_config"]["code"]["local"]["filename"] == "/x/filter.wasm"
+    assert json.loads(cfg["configuration"]["value"]) == {"access": {}}
+    cfg["vm_config"]["code"]["local"]["filename"] = shipped["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+    cfg["configuration"]["value"] = shipped["typed_config"]["config"]["configuration"]["value"]
+    assert used == shipped
+    # and the shipped configuration is JSON with the filter's root id and V8 runtime
+    assert isinstance(frags.configuration(), dict)
+    assert shipped["typed_config"]["config"]["root_id"] == "client_ip_filter"
+    assert shipped["typed_config"]["config"]["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
+
+
+@pytest.fixture(scope="module")
+def no_wasm_xff_envoy(envoy_factory):
+    """Gateway fragments without the wasm filter, HCM deriving the remote address from XFF."""
+    return envoy_factory(E.EnvoyOptions(wasm=False, use_remote_address=False))
+
+
+def test_set_filter_state_records_proxy_source_untouched_by_xff(no_wasm_xff_envoy, echo):
+    ex = exchange(no_wasm_xff_envoy, echo, proxy=pp.v1("203.0.113.7", sport=40000),
+                  headers=[("X-Forwarded-For", "198.51.100.1")], source="127.0.0.2")
+    assert ex.status == 200
+    log = ex.log()
+    assert log["downstream_fs"] == "203.0.113.7:40000"     # what the filter reads first
+    assert log["downstream_remote"] == "198.51.100.1:0"    # what source.address reports (XFF, port 0)
+    assert log["downstream_direct"].startswith("127.0.0.2:")
+
+
+def test_set_filter_state_records_mapped_proxy_v2_source_as_envoy_prints_it(no_wasm_xff_envoy, echo):
+    ex = exchange(no_wasm_xff_envoy, echo, proxy=pp.v2("::ffff:203.0.113.8", sport=40001))
+    # Envoy does not unmap: the filter has to (behaviour.md, "Address text").
+    assert ex.log()["downstream_fs"] == "[::ffff:203.0.113.8]:40001"
+
+
+def test_gateway_listener_refuses_a_connection_without_proxy_header(no_wasm_xff_envoy, echo):
+    tid = "no-proxy-header"
+    raw = pp.build_request(headers=[("x-test-id", tid)])
+    got = pp.raw_exchange(no_wasm_xff_envoy.port, raw)
+    assert not got.startswith(b"HTTP/"), got
+    assert echo.find("x-test-id", tid) == []

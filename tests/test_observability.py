@@ -1,0 +1,102 @@
+"""behaviour.md §5 "Observability": counters under their names in /stats, the three filter-state
+values in access logs, a debug line per decision and nothing per request at info or above."""
+import re
+import time
+
+import pytest
+
+from harness import envoy as E
+from harness import procs
+from harness import proxyproto as pp
+from harness.client import exchange
+
+CONFIG = {"client_ip": {"trusted_proxies": ["10.0.0.0/8"]},
+          "access": {"allow": ["203.0.113.0/24"],
+                     "rules": [{"name": "r1", "path_prefixes": ["/r1"], "allow": ["203.0.113.10"]},
+                               {"name": "r-dry_2", "path_prefixes": ["/dry"], "allow": ["203.0.113.10"],
+                                "mode": "dry_run"}]}}
+
+
+@pytest.fixture(scope="module")
+def obs(envoy_factory, wasm):
+    return envoy_factory(E.EnvoyOptions(configuration=CONFIG))
+
+
+def xff(v):
+    return [("X-Forwarded-For", v)]
+
+
+# (path, PROXY source, XFF or None) -> expected access-log triple and counter delta
+CASES = [
+    ("/", "203.0.113.5", None, ("203.0.113.5", "allow", None), {"client_ip.allowed": 1}),
+    ("/", "192.0.2.1", None, ("192.0.2.1", "deny", None), {"client_ip.denied": 1}),
+    ("/r1", "203.0.113.10", None, ("203.0.113.10", "allow", "r1"),
+     {"client_ip.allowed": 1, "client_ip.rule.r1.allowed": 1}),
+    ("/r1/x", "203.0.113.5", None, ("203.0.113.5", "deny", "r1"),
+     {"client_ip.denied": 1, "client_ip.rule.r1.denied": 1}),
+    ("/dry", "203.0.113.5", None, ("203.0.113.5", "dry_run_deny", "r-dry_2"),
+     {"client_ip.dry_run_denied": 1, "client_ip.rule.r-dry_2.dry_run_denied": 1}),
+    ("/", "10.0.0.1", "junk", (None, "deny", None), {"client_ip.denied": 1, "client_ip.invalid": 1}),
+    ("/", "10.0.0.1", "2001:db8::1, 203.0.113.9", ("203.0.113.9", "allow", None), {"client_ip.allowed": 1}),
+]
+
+
+@pytest.mark.parametrize("path,src,fwd,logged,counters", CASES,
+                         ids=["allow", "deny", "rule-allow", "rule-deny", "rule-dry-run", "unknown", "via-xff"])
+def test_access_log_filter_state_and_counters_per_decision(obs, echo, path, src, fwd, logged, counters):
+    before = obs.stats()
+    ex = exchange(obs, echo, proxy=pp.v1(src), path=path, headers=xff(fwd) if fwd else [])
+    log = ex.log()
+    assert (log["client_ip"], log["decision"], log["rule"]) == logged
+    assert E.counter_delta(obs, before, counters) == counters
+
+
+def test_counters_appear_in_stats_under_their_names(obs, echo):
+    for path, src, fwd, _, _ in CASES:
+        exchange(obs, echo, proxy=pp.v1(src), path=path, headers=xff(fwd) if fwd else [])
+    stats = obs.stats()
+    names = ["client_ip.allowed", "client_ip.denied", "client_ip.dry_run_denied", "client_ip.invalid",
+             "client_ip.rule.r1.allowed", "client_ip.rule.r1.denied",
+             "client_ip.rule.r-dry_2.dry_run_denied"]
+    missing = [n for n in names if not stats.get(n)]
+    assert not missing, f"not in /stats (or zero): {missing}; raw: {sorted(k for k in obs.stats(raw=True) if 'client_ip' in k)}"
+
+
+def test_counter_names_in_raw_stats(obs, echo):
+    """Documents the name Envoy 1.40 prints: proxy-wasm metrics live under `wasmcustom.` in /stats
+    (the harness strips it). Fails if a counter is printed under any other name."""
+    exchange(obs, echo, proxy=pp.v1("203.0.113.5"))
+    raw = [k for k in obs.stats(raw=True) if "client_ip.allowed" in k]
+    assert raw and all(k in ("client_ip.allowed", "wasmcustom.client_ip.allowed") for k in raw), raw
+
+
+def test_counters_show_in_prometheus_stats(obs, echo):
+    exchange(obs, echo, proxy=pp.v1("203.0.113.5"))
+    text = obs.admin("/stats/prometheus")
+    assert re.search(r"^(envoy_)?client_ip_allowed(\{[^}]*\})? [1-9]", text, re.M), \
+        [l for l in text.splitlines() if "client_ip" in l][:10]
+
+
+def _wasm_lines(env, levels):
+    pat = re.compile(r"\]\[(%s)\]\[wasm\] .*wasm log" % "|".join(levels))
+    return [l for l in env.log_text().splitlines() if pat.search(l)]
+
+
+LOUD = ["info", "warning", "error", "critical"]
+
+
+def test_debug_line_per_decision_and_nothing_per_request_at_info_or_above(obs, echo):
+    loud_before = len(_wasm_lines(obs, LOUD))
+    debug_before = len(_wasm_lines(obs, ["debug"]))
+    n = 20
+    for i in range(n):
+        exchange(obs, echo, proxy=pp.v1("192.0.2.1" if i % 2 else "203.0.113.5"),
+                 headers=xff("junk") if i % 5 == 0 else [])
+    try:
+        procs.wait_until(lambda: len(_wasm_lines(obs, ["debug"])) - debug_before >= n, timeout=5,
+                         what=f"{n} wasm debug lines")
+    except TimeoutError:
+        pytest.fail(f"{n} decisions wrote {len(_wasm_lines(obs, ['debug'])) - debug_before} wasm debug lines")
+    time.sleep(0.3)
+    loud = _wasm_lines(obs, LOUD)[loud_before:]
+    assert loud == [], loud[:5]

@@ -1,0 +1,26 @@
+"""The tools the integration suite needs. Missing ones FAIL here (and error every test that needs
+them) with the command that installs them; nothing is ever skipped."""
+import subprocess
+
+import conftest
+
+
+def test_envoy_binary_is_installed_and_is_1_40():
+    assert not conftest._missing_envoy(), conftest._missing_envoy()
+    binary = conftest.envoy_mod.envoy_binary()
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "/1.40." in out.stdout, f"expected Envoy 1.40.x (make envoy), got: {out.stdout.strip()}"
+
+
+def test_filter_wasm_is_built():
+    assert not conftest._missing_wasm(), conftest._missing_wasm()
+    with open(conftest.manifests.wasm_path_from_env(), "rb") as fh:
+        assert fh.read(4) == b"\0asm", "not a WebAssembly module: run `make build`"
+
+
+def test_haproxy_is_installed():
+    assert not conftest._missing_haproxy(), conftest._missing_haproxy()
+    out = subprocess.run([conftest.haproxy_mod.haproxy_binary(), "-v"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0 and "HAProxy version" in out.stdout, out.stdout + out.stderr
