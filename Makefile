@@ -17,9 +17,11 @@ export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
 .PHONY: build toolchain envoy venv haproxy unit integration test demo fmt-check clippy clean
 
-## toolchain: the wasm32-wasip1 Rust target (rustup), installed when missing.
+## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 ## build: the release .wasm; prints its path and size.
 build: toolchain
@@ -45,7 +47,7 @@ haproxy:
 	@command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy
 	@haproxy -v | head -n 1
 
-fmt-check:
+fmt-check: toolchain
 	cargo fmt --all -- --check
 
 clippy: toolchain

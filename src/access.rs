@@ -1,5 +1,6 @@
 //! Access control (spec §4): allow and deny lists, per-host and per-path rules, enforce or dry run.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::ipset::IpSet;
@@ -184,8 +185,8 @@ impl Access {
             return None;
         }
         let host = host_of(authority);
-        let path = path_of(path);
-        self.rules.iter().position(|r| r.applies(host, path))
+        let path = rule_path(path);
+        self.rules.iter().position(|r| r.applies(host, &path))
     }
 }
 
@@ -216,6 +217,66 @@ pub fn path_of(path: &str) -> &str {
         Some(i) => &path[..i],
         None => path,
     }
+}
+
+/// The path rules match against: without its query string, and normalised the way an upstream
+/// may read it, so that `//admin`, `/./admin`, `/public/../admin`, `/%61dmin` and `/admin%2F` cannot
+/// step around an `/admin` prefix even when Envoy's own `normalize_path`/`merge_slashes` are off.
+/// Percent-escapes of printable ASCII are decoded (once), `\` counts as `/`, empty and `.` segments
+/// are dropped and `..` removes the segment before it. Matching stays case-sensitive. A path that
+/// needs none of this (the common case) is returned as it is, without allocating.
+pub fn rule_path(path: &str) -> Cow<'_, str> {
+    let path = path_of(path);
+    let plain = !path.contains(['%', '\\']) && !path.contains("//") && !path.contains("/.");
+    if plain {
+        return Cow::Borrowed(path);
+    }
+    let decoded = percent_decode_printable(path).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    Cow::Owned(out)
+}
+
+/// Decodes `%XX` escapes whose byte is printable ASCII (0x21–0x7E); others stay as written.
+fn percent_decode_printable(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let byte = (hi * 16 + lo) as u8;
+                if (0x21..=0x7E).contains(&byte) {
+                    out.push(byte as char);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        // Copy one whole character (the path is UTF-8; only ASCII is ever decoded).
+        let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -396,6 +457,52 @@ mod tests {
         assert!(r.applies("h", path_of("/administrator?x=1")));
         assert!(!r.applies("h", path_of("/public?next=/admin")));
         assert!(!r.applies("h", path_of("/Admin")));
+    }
+
+    #[test]
+    fn rules_path_prefixes_cannot_be_stepped_around_by_path_tricks() {
+        let r = rule("r", &[], &["/admin"], &[], Mode::Enforce);
+        for trick in [
+            "//admin",
+            "/./admin",
+            "/public/../admin",
+            "/../admin/x",
+            "/%61dmin",
+            "/adm%69n?x=1",
+            "/%2Fadmin",
+            "/%2fadmin",
+            "\\admin",
+            "/x/%2e%2e/admin",
+            "/a/b/../../admin/",
+        ] {
+            assert!(
+                r.applies("h", &rule_path(trick)),
+                "{trick} -> {}",
+                rule_path(trick)
+            );
+        }
+        for other in [
+            "/Admin",
+            "/public",
+            "/%41dmin",
+            "/x/admin",
+            "/%00admin",
+            "/",
+            "/%",
+        ] {
+            assert!(
+                !r.applies("h", &rule_path(other)),
+                "{other} -> {}",
+                rule_path(other)
+            );
+        }
+        assert!(matches!(
+            rule_path("/plain/path?q=//x"),
+            Cow::Borrowed("/plain/path")
+        ));
+        assert_eq!(rule_path("/a/./b/../c/"), "/a/c/");
+        assert_eq!(rule_path("/.."), "/");
+        assert_eq!(rule_path("/%e2%82%ac/%zz/é"), "/%e2%82%ac/%zz/é");
     }
 
     #[test]

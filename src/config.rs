@@ -13,9 +13,11 @@ use serde_json::{Map, Value};
 
 use crate::access::{Access, HostPattern, Lists, MatchOn, Mode, Rule};
 use crate::forward::{Forwarding, XffMode, X_FORWARDED_FOR};
-use crate::ipset::{parse_net, IpSet};
+use crate::ipset::{parse_net, IpSet, IpSetBuilder};
 use crate::policy::Policy;
 use crate::resolve::{OnInvalid, Resolver, Trust};
+
+mod lists;
 
 /// A configuration the filter refuses, with the key path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,11 +51,12 @@ pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> 
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok((Policy::default(), Vec::new()));
     }
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+    // The IP lists are compiled while the document is read (see `lists`); the rest is a `Value`.
+    let mut walk = Walk::default();
+    let doc = lists::read(bytes, &mut walk.read_lists).map_err(|e| ConfigError {
         path: "configuration".into(),
         message: format!("not valid JSON ({e})"),
     })?;
-    let mut walk = Walk::default();
     let policy = walk.policy(&doc)?;
     Ok((policy, walk.warnings))
 }
@@ -96,6 +99,8 @@ const SHOWN_VALUE_MAX: usize = 80;
 #[derive(Default)]
 struct Walk {
     warnings: Vec<ConfigWarning>,
+    /// The IP lists compiled while the document was read, by key path.
+    read_lists: lists::ReadLists,
 }
 
 fn err(path: &str, message: impl Into<String>) -> ConfigError {
@@ -139,11 +144,22 @@ fn object<'v>(
         .ok_or_else(|| err(path, format!("{} is not an object", show(value))))?;
     if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(err(
-            &key_path(path, key),
+            &key_path(path, &shown_key(key)),
             format!("unknown key; expected one of: {}", known.join(", ")),
         ));
     }
     Ok(map)
+}
+
+/// An unknown key as it goes into a key path: as written when it is short printable ASCII, else
+/// quoted and shortened like a value, so that the error stays one log line (a key may hold a
+/// line break).
+fn shown_key(key: &str) -> String {
+    if key.len() <= SHOWN_VALUE_MAX && key.bytes().all(|b| b.is_ascii_graphic()) {
+        key.to_string()
+    } else {
+        show(&Value::String(key.to_string()))
+    }
 }
 
 fn member<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
@@ -337,11 +353,18 @@ impl Walk {
             for (i, rule) in array(v, &p)?.iter().enumerate() {
                 let rp = format!("{p}[{i}]");
                 let rule = self.rule(rule, &rp, access.mode)?;
-                if let Some(first) = first_use.insert(rule.name.clone(), i) {
-                    return Err(err(
-                        &format!("{rp}.name"),
-                        format!("\"{}\" is already the name of {p}[{first}]", rule.name),
-                    ));
+                // Prometheus turns `-` into `_`: `r-1` and `r_1` would export the same series.
+                if let Some(first) = first_use.insert(rule.name.replace('-', "_"), i) {
+                    let clash = &access.rules[first].name;
+                    let message = if *clash == rule.name {
+                        format!("\"{}\" is already the name of {p}[{first}]", rule.name)
+                    } else {
+                        format!(
+                            "\"{}\" and \"{clash}\" ({p}[{first}]) are the same name in Prometheus, where - becomes _",
+                            rule.name
+                        )
+                    };
+                    return Err(err(&format!("{rp}.name"), message));
                 }
                 access.rules.push(rule);
             }
@@ -427,11 +450,17 @@ impl Walk {
 
     fn ip_set(&mut self, value: &Value, path: &str) -> Result<IpSet, ConfigError> {
         let list = array(value, path)?;
-        let mut nets = Vec::with_capacity(list.len());
+        // A list read with the document left an empty array here.
+        if list.is_empty() {
+            if let Some(read) = self.read_lists.take(path, &mut self.warnings) {
+                return read;
+            }
+        }
+        let mut nets = IpSetBuilder::default();
         for (i, item) in list.iter().enumerate() {
             nets.push(self.net(item, path, i)?);
         }
-        Ok(IpSet::from_nets(nets))
+        Ok(nets.build())
     }
 
     fn net(&mut self, item: &Value, list_path: &str, i: usize) -> Result<IpNet, ConfigError> {
@@ -634,6 +663,11 @@ mod tests {
             error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)
                 .starts_with("access.rules[0].paths: unknown key")
         );
+        // A key with a line break (or a very long one) is quoted: the error stays one log line.
+        assert_eq!(
+            error("{\"forward\": {\"a\\nb\": 1}}"),
+            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for"
+        );
     }
 
     #[test]
@@ -733,6 +767,10 @@ mod tests {
             ));
             assert!(e.starts_with("access.rules[0].name: "), "{e}");
         }
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"name": "r-1"}, {"name": "r_1"}]}}"#),
+            "access.rules[1].name: \"r_1\" and \"r-1\" (access.rules[0]) are the same name in Prometheus, where - becomes _"
+        );
         assert_eq!(
             error(r#"{"access": {"rules": [{"hosts": ["a.com"]}]}}"#),
             "access.rules[0].name: is missing; every rule needs a name"
@@ -838,5 +876,89 @@ mod tests {
         let e = error(&format!(r#"{{"access": {{"allow": ["{long}"]}}}}"#));
         assert!(e.len() < 150, "{e}");
         assert!(e.ends_with("… is not an IP address or CIDR"));
+    }
+
+    /// The configuration as it was read before the lists were streamed: a whole `Value` tree,
+    /// every list walked entry by entry.
+    fn parse_whole_tree(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> {
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError {
+            path: "configuration".into(),
+            message: format!("not valid JSON ({e})"),
+        })?;
+        let mut walk = Walk::default();
+        let policy = walk.policy(&doc)?;
+        Ok((policy, walk.warnings))
+    }
+
+    #[test]
+    fn streamed_lists_give_the_same_policy_errors_and_warnings_as_the_whole_tree() {
+        let docs = [
+            r#"{"access": {"allow": ["10.1.2.3/8", "::ffff:10.0.0.0/104", "2001:db8::1/32", "bad", "1.2.3.4/33"]}}"#,
+            r#"{"access": {"allow": ["10.1.2.3/8", 7]}}"#,
+            r#"{"access": {"deny": ["10.0.0.0/8", null]}}"#,
+            r#"{"access": {"deny": [true]}}"#,
+            r#"{"access": {"deny": [1.5, "x"]}}"#,
+            r#"{"access": {"deny": [{"a": ["1.2.3.4"]}]}}"#,
+            r#"{"access": {"deny": [["1.2.3.4"], "bad"]}}"#,
+            r#"{"access": {"deny": ["\u0031.2.3.4", "\"quoted\"\n"]}}"#,
+            r#"{"access": {"allow": "10.0.0.0/8"}}"#,
+            r#"{"access": {"allow": {"x": ["1.2.3.4"]}}}"#,
+            r#"{"access": {"allow": 3, "deny": ["bad"]}}"#,
+            r#"{"access": {"allow": [], "deny": []}}"#,
+            r#"{"access": {"allow": null, "deny": ["1.2.3.4"]}}"#,
+            r#"{"access": {"deny": ["bad"], "mode": "nope"}}"#,
+            r#"{"access": {"deny": ["bad"]}, "acess": {}}"#,
+            r#"{"access": {"allow": ["bad"], "allow": ["1.2.3.4/24"]}}"#,
+            r#"{"access": {"allow": ["1.2.3.4/24"], "allow": ["bad"]}}"#,
+            r#"{"access": {"allow": ["bad"]}, "access": {"deny": []}}"#,
+            r#"{"access": {"allow": ["1.2.3.4/24"]}, "access": {"allow": "x"}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8", "300.0.0.0/8"], "downstream_filter_state": ""}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["bad"], "trusted_hops": 2}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["10.9.9.9/8", "2001:db8:ffff::1/48"]}, "access": {"allow": ["bad"]}}"#,
+            r#"{"client_ip": {"trusted_proxies": "10.0.0.0/8"}}"#,
+            r#"{"access": {"rules": [{"name": "a", "allow": ["10.1.0.0/8"], "deny": ["x"]}]}}"#,
+            r#"{"access": {"rules": [{"name": "a", "deny": ["10.1.1.1/16"]}, {"name": "b", "allow": ["::1/64", 5]}]}}"#,
+            r#"{"access": {"rules": [{"name": "a", "allow": ["bad"]}, {"name": "a"}]}}"#,
+            r#"{"access": {"rules": [{"allow": ["bad"]}]}}"#,
+            r#"{"access": {"rules": [{"name": "a", "allow": ["bad"]}], "rules": [{"name": "b"}]}}"#,
+            r#"{"access": {"rules": [{"name": "a"}], "rules": [{"name": "b", "allow": ["1.1.1.1/8"]}]}}"#,
+            r#"{"access": {"rules": [["1.2.3.4"]]}}"#,
+            r#"{"access": {"rules": {"allow": ["bad"]}}}"#,
+            r#"{"access": {"allow": ["1.2.3.4"]}, "forward": {"allow": []}}"#,
+            r#"{"allow": ["bad"]}"#,
+            r#"[{"access": {"allow": ["bad"]}}]"#,
+            r#"{"access": {"allow": ["1.2.3.4", }}"#,
+            r#"{"access": {"allow": ["1.2.3.4"]}} x"#,
+            r#"{"access": {"allow": ["1.2.3.4" "#,
+            r#"{"access": {"deny": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["#,
+            r#"{"access": {"allow": ["0.0.0.0/0", "::/0", "255.255.255.255", "ffff::/16"]}}"#,
+        ];
+        for doc in docs {
+            let streamed = format!("{:?}", parse(doc.as_bytes()));
+            let whole = format!("{:?}", parse_whole_tree(doc.as_bytes()));
+            assert_eq!(streamed, whole, "{doc}");
+        }
+        // And on a big list, compiled the same way.
+        let big: Vec<String> = (0..5000u32)
+            .map(|i| {
+                if i % 3 == 0 {
+                    format!("\"2001:db8:{:x}::/{}\"", i, 40 + i % 80)
+                } else {
+                    format!(
+                        "\"{}.{}.{}.{}/{}\"",
+                        i % 251,
+                        i % 13,
+                        i % 7,
+                        i % 255,
+                        8 + i % 25
+                    )
+                }
+            })
+            .collect();
+        let doc = format!(r#"{{"access": {{"allow": [{}]}}}}"#, big.join(","));
+        assert_eq!(
+            format!("{:?}", parse(doc.as_bytes())),
+            format!("{:?}", parse_whole_tree(doc.as_bytes()))
+        );
     }
 }

@@ -172,8 +172,8 @@ impl HttpContext for Stream {
         let Some(compiled) = self.compiled.clone() else {
             return local_reply(500, "client-ip-filter: not configured\n");
         };
-        let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
-            Ok(headers) => headers,
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => text_headers(headers),
             Err(status) => {
                 debug!("cannot read request headers: {status:?}");
                 return local_reply(500, "client-ip-filter: cannot read request headers\n");
@@ -206,6 +206,21 @@ impl HttpContext for Stream {
         });
         Action::Continue
     }
+}
+
+/// The request header lines as text. HTTP/1 allows obs-text (bytes 0x80-0xFF) in a header value
+/// and Envoy passes it through: `hostcalls::get_map` unwraps `String::from_utf8` and would panic on
+/// it, crashing the VM so that every later request on the worker fails. Values are read as bytes
+/// and converted lossily instead; an entry holding U+FFFD is simply not an address.
+fn text_headers(lines: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    lines
+        .into_iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
+        .collect()
 }
 
 /// A property's bytes; None when absent or when the host refuses.

@@ -50,12 +50,23 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGKILL it when the test process dies, so a killed pytest
+    leaves no Envoy or HAProxy behind. Best effort elsewhere."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux/glibc: the fixtures' teardown still stops it
+        pass
+
+
 def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None) -> subprocess.Popen:
-    """Start ``argv`` in a new session, stdout+stderr appended to ``log_path`` (or discarded)."""
+    """Start ``argv`` in a new session (its own process group), stdout+stderr appended to
+    ``log_path`` (or discarded)."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=cwd, start_new_session=True)
+                                cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
     finally:
         if log_path:
             out.close()
