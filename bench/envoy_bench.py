@@ -1,0 +1,715 @@
+#!/usr/bin/env python3
+"""`make bench`: client-ip-filter in a real Envoy against Envoy's own baselines (issue 4).
+
+One Envoy (``--concurrency 1``, pinned to CPU 0) serves one listener per case, each with a
+direct-response route so that no upstream is measured; wrk (one thread, 32 keep-alive connections,
+pinned to CPU 1) drives one case at a time. The cases run interleaved, in a rotated order each
+round, and the report gives medians over rounds of the per-round ratios, because absolute figures
+move by tens of percent between rounds on these shared machines.
+
+Cases:
+  A      no filter
+  B      a proxy-wasm filter that does nothing (bench/noop-filter): the floor of any wasm filter
+  C      client-ip-filter, default configuration
+  D      client-ip-filter, trusted proxies, allow and deny lists, a rule, two forwarded headers
+  E10    client-ip-filter, allow list of 10 mixed IPv4/IPv6 entries      (E: default resolution)
+  E10k   ... of 10,000 entries
+  E100k  ... of 100,000 entries
+  F10    native: RBAC, one `remote_ip` principal per entry (10 entries) + x-real-ip header
+  F10k   ... 10,000 entries (what an Istio AuthorizationPolicy `ipBlocks` compiles to)
+  G      the seed's approach: a Lua filter copying the first X-Forwarded-For address to a header
+C to E carry the `set_filter_state` network filter as deployed (it records the downstream address).
+
+Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load.
+Writes BENCHMARKS.md (and the raw figures as JSON next to the work files). Standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+LUA = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+SET_FILTER_STATE = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config"
+
+# What every request carries (besides Host): the client came through one proxy (10.1.2.3).
+XFF = "203.0.113.7, 10.1.2.3"
+PATH = "/api/v1/items?page=2"
+
+LUA_SOURCE = """
+function envoy_on_request(handle)
+  local xff = handle:headers():get("x-forwarded-for")
+  if xff ~= nil then
+    local first = string.match(xff, "^%s*([^,%s]+)")
+    if first ~= nil then
+      handle:headers():replace("x-client-ip", first)
+    end
+  end
+end
+"""
+
+WRK_SCRIPT = """
+wrk.method = "GET"
+wrk.path = "%(path)s"
+wrk.headers["Host"] = "www.example.com"
+wrk.headers["User-Agent"] = "wrk"
+wrk.headers["X-Forwarded-For"] = "%(xff)s"
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"p50_us\\": %%d, \\"p99_us\\": %%d, " ..
+    "\\"errors\\": %%d, \\"status_errors\\": %%d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+""" % {"path": PATH, "xff": XFF}
+
+
+# ------------------------------------------------------------------------------------------------
+# Lists
+
+def entries(n: int, seed: int) -> list[str]:
+    """``n`` networks, half IPv4 (/16-/32, a third single addresses) and half IPv6 (/32-/64 in
+    2000::/3, a third single addresses), without host bits; the last one is 127.0.0.0/8, so the
+    loopback client of the benchmark is inside the list and found only at its very end by a
+    linear scan."""
+    import ipaddress
+    rng = random.Random(seed)
+    out = []
+    for i in range(n - 1):
+        if i % 2 == 0:
+            ip = rng.getrandbits(32)
+            if rng.randrange(3) == 0:
+                out.append(str(ipaddress.IPv4Address(ip)))
+            else:
+                length = 16 + rng.randrange(17)
+                out.append(str(ipaddress.IPv4Network((ip >> (32 - length) << (32 - length), length))))
+        else:
+            ip = (0x2000 << 112) | (rng.getrandbits(128) >> 3)
+            if rng.randrange(3) == 0:
+                out.append(str(ipaddress.IPv6Address(ip)))
+            else:
+                length = 32 + rng.randrange(33)
+                out.append(str(ipaddress.IPv6Network((ip >> (128 - length) << (128 - length), length))))
+    out.append("127.0.0.0/8")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Envoy configuration
+
+def wasm_filter(path: str, vm_id: str, root_id: str, configuration: str) -> dict:
+    return {"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM, "config": {
+        "name": vm_id, "root_id": root_id, "fail_open": False,
+        "vm_config": {"vm_id": vm_id, "runtime": "envoy.wasm.runtime.v8",
+                      "code": {"local": {"filename": path}}},
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": configuration}}}}
+
+
+def rbac_filter(nets: list[str]) -> dict:
+    principals = []
+    for net in nets:
+        addr, _, length = net.partition("/")
+        if not length:
+            length = "128" if ":" in addr else "32"
+        principals.append({"remote_ip": {"address_prefix": addr, "prefix_len": int(length)}})
+    return {"name": "envoy.filters.http.rbac", "typed_config": {"@type": RBAC, "rules": {
+        "action": "ALLOW",
+        "policies": {"ip-allow-list": {"permissions": [{"any": True}], "principals": principals}}}}}
+
+
+def lua_filter() -> dict:
+    return {"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": LUA, "default_source_code": {"inline_string": LUA_SOURCE}}}
+
+
+SET_FILTER_STATE_FILTER = {
+    "name": "envoy.filters.network.set_filter_state",
+    "typed_config": {"@type": SET_FILTER_STATE, "on_new_connection": [{
+        "object_key": "client_ip.downstream_address", "factory_key": "envoy.string",
+        "format_string": {"text_format_source": {"inline_string": "%DOWNSTREAM_REMOTE_ADDRESS%"}}}]},
+}
+
+
+def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str]) -> list[dict]:
+    """Each case: name, what, http filters, whether set_filter_state goes first, route headers."""
+    allow = {n: entries(n, 4000 + n) for n in (10, 10_000, 100_000)}
+    d_config = json.dumps({
+        "client_ip": {"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]},
+        "access": {
+            "allow": ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"],
+            "deny": ["203.0.113.66"],
+            "rules": [{"name": "admin", "hosts": ["admin.example.com"], "path_prefixes": ["/admin"],
+                       "allow": ["10.20.0.0/16"]}],
+        },
+        "forward": {"headers": ["x-real-ip", "x-client-ip"]},
+    })
+
+    def ours(config: str, wasm: str = filter_wasm, vm: str = "client-ip-filter") -> list[dict]:
+        return [wasm_filter(wasm, vm, "client_ip_filter", config)]
+
+    out = [
+        {"name": "A", "what": "no filter", "filters": []},
+        {"name": "B", "what": "wasm filter that does nothing",
+         "filters": [wasm_filter(noop_wasm, "noop-filter", "", "")]},
+        {"name": "C", "what": "client-ip-filter, default configuration", "filters": ours(""), "sfs": True},
+        {"name": "D", "what": "client-ip-filter: trusted proxies, allow+deny, a rule, 2 headers",
+         "filters": ours(d_config), "sfs": True},
+        {"name": "E10", "what": "client-ip-filter, allow list of 10", "sfs": True,
+         "filters": ours(json.dumps({"access": {"allow": allow[10]}}))},
+        {"name": "E10k", "what": "client-ip-filter, allow list of 10,000", "sfs": True,
+         "filters": ours(json.dumps({"access": {"allow": allow[10_000]}}))},
+        {"name": "E100k", "what": "client-ip-filter, allow list of 100,000", "sfs": True,
+         "filters": ours(json.dumps({"access": {"allow": allow[100_000]}}))},
+        {"name": "F10", "what": "Envoy RBAC remote_ip, 10 principals + x-real-ip",
+         "filters": [rbac_filter(allow[10])], "xrealip": True},
+        {"name": "F10k", "what": "Envoy RBAC remote_ip, 10,000 principals + x-real-ip",
+         "filters": [rbac_filter(allow[10_000])], "xrealip": True},
+        {"name": "G", "what": "Lua: first X-Forwarded-For address to a header", "filters": [lua_filter()]},
+    ]
+    # Other builds of the filter (e.g. opt-level variants), as cases C and D again.
+    for label, path in variants.items():
+        out.append({"name": f"C-{label}", "what": f"case C, build {label}", "sfs": True,
+                    "filters": ours("", path, f"client-ip-filter-{label}")})
+        out.append({"name": f"D-{label}", "what": f"case D, build {label}", "sfs": True,
+                    "filters": ours(d_config, path, f"client-ip-filter-{label}")})
+    return out
+
+
+def listener(case: dict, port: int) -> dict:
+    route: dict = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}
+    route_config: dict = {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]}
+    if case.get("xrealip"):
+        # As the issue has it. Envoy's router applies route-level request_headers_to_add only on the
+        # way to an upstream, not for a direct response: see BENCHMARKS.md.
+        route_config["request_headers_to_add"] = [{
+            "header": {"key": "x-real-ip", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    hcm = {"@type": HCM, "stat_prefix": f"case_{case['name'].replace('-', '_')}", "codec_type": "AUTO",
+           # skip_xff_append: on a loopback connection Envoy would append its own interface
+           # address (not 127.0.0.1) to X-Forwarded-For; every case sees the header as sent.
+           "use_remote_address": True, "skip_xff_append": True, "route_config": route_config,
+           "http_filters": case["filters"] + [{"name": "envoy.filters.http.router",
+                                               "typed_config": {"@type": ROUTER}}]}
+    network = ([SET_FILTER_STATE_FILTER] if case.get("sfs") else []) + [
+        {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    return {"name": f"case_{case['name']}",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": network}]}
+
+
+def bootstrap(listeners: list[dict], admin_port: int) -> dict:
+    return {"node": {"id": "bench", "cluster": "bench"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+            "static_resources": {"listeners": listeners}}
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(port: int, path: str = PATH, timeout: float = 2.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 headers={"X-Forwarded-For": XFF, "Host": "www.example.com"})
+    try:
+        with NO_PROXY.open(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Envoy:
+    def __init__(self, binary: str, config: dict, workdir: Path, name: str, cpu: str):
+        self.workdir = workdir
+        self.admin = config["admin"]["address"]["socket_address"]["port_value"]
+        path = workdir / f"{name}.json"
+        path.write_text(json.dumps(config))
+        self.log = workdir / f"{name}.log"
+        argv = [binary, "-c", str(path), "--concurrency", "1", "--use-dynamic-base-id",
+                "-l", "warning", "--log-path", str(self.log)]
+        if cpu:
+            argv = ["taskset", "-c", cpu] + argv
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_serving(self, ports: list[int], timeout: float = 120.0) -> float:
+        """Seconds from start until every listener answers 200."""
+        deadline = time.monotonic() + timeout
+        pending = list(ports)
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Envoy exited ({self.proc.returncode}); log:\n" + self.log_tail())
+            if time.monotonic() > deadline:
+                raise RuntimeError("Envoy not serving in time; log:\n" + self.log_tail())
+            try:
+                status, _ = http_get(pending[0], timeout=1.0)
+                if status != 200:
+                    raise RuntimeError(f"listener {pending[0]} answered {status}")
+                pending.pop(0)
+                continue
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.02)
+        return time.monotonic() - self.started
+
+    def log_tail(self) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+        except OSError:
+            return "(no log)"
+
+    def cpu_ns(self) -> int:
+        """CPU time of all of Envoy's threads, in ns (schedstat)."""
+        total = 0
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass
+        return total
+
+    def rss_kib(self) -> tuple[int, int]:
+        fields = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+    def stats(self) -> dict[str, int]:
+        with NO_PROXY.open(f"http://127.0.0.1:{self.admin}/stats?format=json", timeout=5) as r:
+            doc = json.load(r)
+        return {s["name"]: s["value"] for s in doc.get("stats", []) if "value" in s}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def run_wrk(port: int, seconds: float, connections: int, script: Path, cpu: str) -> dict:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s", "-s", str(script),
+            f"http://127.0.0.1:{port}{PATH}"]
+    if cpu:
+        argv = ["taskset", "-c", cpu] + argv
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"WRKJSON (\{.*\})", out.stdout)
+    if not m:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(m.group(1))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def proc_stat_cpu() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies of the whole machine."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    steal = fields[7] if len(fields) > 7 else 0
+    total = sum(fields[:8])
+    return total - idle, steal, total
+
+
+# ------------------------------------------------------------------------------------------------
+
+WASM_OPT_FLAGS = ["-Oz", "--enable-bulk-memory", "--enable-sign-ext", "--enable-mutable-globals",
+                  "--enable-nontrapping-float-to-int", "--enable-reference-types", "--enable-multivalue"]
+
+
+def size_steps(workdir: Path) -> tuple[list[dict], dict[str, str]]:
+    """Builds the filter with the release profile varied one step at a time (cargo's environment
+    overrides, a target directory of its own) and measures each .wasm. Returns the steps and the
+    paths of the builds worth running in Envoy."""
+    target_dir = REPO / "target" / "bench-sizes"
+    steps = [
+        ("opt-level s, strip debuginfo (the profile before issue 4)", "s", "debuginfo", False),
+        ("opt-level s, strip = true", "s", "true", False),
+        ("opt-level s, strip = true, wasm-opt -Oz", "s", "true", True),
+        ("opt-level z, strip = true", "z", "true", False),
+        ("opt-level z, strip = true, wasm-opt -Oz (make build)", "z", "true", True),
+        ("opt-level 3, strip = true", "3", "true", False),
+    ]
+    out, paths = [], {}
+    for what, opt, strip, wasm_opt in steps:
+        env = dict(os.environ, CARGO_PROFILE_RELEASE_OPT_LEVEL=opt, CARGO_PROFILE_RELEASE_STRIP=strip)
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
+                        "--target-dir", str(target_dir / f"{opt}-{strip}")],
+                       cwd=REPO, env=env, check=True)
+        built = target_dir / f"{opt}-{strip}" / "wasm32-wasip1" / "release" / "client_ip_filter.wasm"
+        path = workdir / f"filter-{opt}-{strip}{'-wasm-opt' if wasm_opt else ''}.wasm"
+        if wasm_opt:
+            subprocess.run(["wasm-opt", *WASM_OPT_FLAGS, str(built), "-o", str(path)], check=True)
+        else:
+            path.write_bytes(built.read_bytes())
+        out.append({"what": what, "bytes": path.stat().st_size})
+        print(f"  size: {what}: {path.stat().st_size} bytes", flush=True)
+        if (opt, strip, wasm_opt) == ("s", "true", False):
+            paths["s"] = str(path)
+    return out, paths
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def machine() -> dict:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {"cpu": model, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+            "virtualization": virt()}
+
+
+def virt() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"Hypervisor vendor:\s*(\S+)", out)
+        return f"VM ({m.group(1)})" if m else "bare metal or unknown"
+    except OSError:
+        return "unknown"
+
+
+def version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        text = (out.stdout + out.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+    except OSError:
+        return "?"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envoy", required=True)
+    ap.add_argument("--wasm", required=True, help="the client-ip-filter .wasm")
+    ap.add_argument("--noop-wasm", required=True, help="the do-nothing filter of case B")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
+                    help="another build of the filter, run as cases C-LABEL and D-LABEL")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5, help="length of one wrk run, s")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--native", help="JSON written by `cargo bench` (BENCH_JSON)")
+    ap.add_argument("--native-text", help="the table printed by `cargo bench`")
+    ap.add_argument("--sizes", help="JSON {label: bytes} of the .wasm builds to report")
+    ap.add_argument("--workdir", default=str(REPO / ".work" / "bench"))
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--command", default="make bench")
+    ap.add_argument("--only", default="", help="comma-separated case names (exploration)")
+    ap.add_argument("--no-alone", action="store_true", help="skip the per-case RSS / time-to-ready pass")
+    ap.add_argument("--size-steps", action="store_true",
+                    help="build the filter with the release profile varied step by step, report each "
+                         "size, and run the opt-level \"s\" build as cases C-s and D-s")
+    args = ap.parse_args()
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "request.lua"
+    script.write_text(WRK_SCRIPT)
+    envoy_cpu, wrk_cpu = ("0", "1") if (os.cpu_count() or 1) >= 2 else ("", "")
+    variants = dict(v.split("=", 1) for v in args.variant)
+    steps: list[dict] = []
+    if args.size_steps:
+        print("bench: the .wasm, one release-profile step at a time", flush=True)
+        steps, step_paths = size_steps(workdir)
+        variants.update(step_paths)
+    all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants)
+    if args.only:
+        keep = set(args.only.split(","))
+        all_cases = [c for c in all_cases if c["name"] in keep]
+    names = [c["name"] for c in all_cases]
+    t_start = time.monotonic()
+    started_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = os.getloadavg()
+
+    # ---- throughput: all cases in one Envoy, interleaved rounds --------------------------------
+    ports = {c["name"]: free_port() for c in all_cases}
+    admin = free_port()
+    config = bootstrap([listener(c, ports[c["name"]]) for c in all_cases], admin)
+    print(f"bench: Envoy with {len(all_cases)} listeners (cases {', '.join(names)})", flush=True)
+    envoy = Envoy(args.envoy, config, workdir, "envoy-all", envoy_cpu)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    busy0, steal0, total0 = proc_stat_cpu()
+    own_cpu_ns = 0
+    try:
+        envoy.wait_serving(list(ports.values()))
+        for c in all_cases:  # warm-up: V8 tiers up, connections pools and caches settle
+            run_wrk(ports[c["name"]], 1, args.connections, script, wrk_cpu)
+        for rnd in range(args.rounds):
+            order = names[rnd % len(names):] + names[:rnd % len(names)]
+            for name in order:
+                cpu0 = envoy.cpu_ns()
+                r0 = os.times()
+                r = run_wrk(ports[name], args.seconds, args.connections, script, wrk_cpu)
+                r1 = os.times()
+                cpu1 = envoy.cpu_ns()
+                own_cpu_ns += cpu1 - cpu0 + int(((r1.children_user + r1.children_system)
+                                                 - (r0.children_user + r0.children_system)) * 1e9)
+                r["cpu_us_per_req"] = (cpu1 - cpu0) / 1e3 / max(r["requests"], 1)
+                r["round"] = rnd
+                results[name].append(r)
+                print(f"  round {rnd + 1}/{args.rounds} {name:>6}: {r['rps']:9.0f} req/s  "
+                      f"p50 {r['p50_us']:6d} us  p99 {r['p99_us']:6d} us  "
+                      f"{r['cpu_us_per_req']:6.1f} us CPU/req  errors {r['errors']}+{r['status_errors']}",
+                      flush=True)
+        stats = envoy.stats()
+    finally:
+        envoy.stop()
+    busy1, steal1, total1 = proc_stat_cpu()
+    hz = os.sysconf("SC_CLK_TCK")
+    machine_busy_s = (busy1 - busy0) / hz
+    others_s = max(machine_busy_s - own_cpu_ns / 1e9, 0.0)
+    steal_pct = 100.0 * (steal1 - steal0) / max(total1 - total0, 1)
+    wall_s = (total1 - total0) / hz / (os.cpu_count() or 1)
+
+    # ---- each case alone: time to ready, RSS after load ---------------------------------------
+    alone: dict[str, dict] = {}
+    for c in ([] if args.no_alone else all_cases):
+        port, admin = free_port(), free_port()
+        e = Envoy(args.envoy, bootstrap([listener(c, port)], admin), workdir, f"envoy-{c['name']}", envoy_cpu)
+        try:
+            ready = e.wait_serving([port])
+            run_wrk(port, 2, args.connections, script, wrk_cpu)
+            rss, hwm = e.rss_kib()
+            alone[c["name"]] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
+            print(f"  alone {c['name']:>6}: ready in {ready:5.2f} s, RSS {rss / 1024:6.1f} MiB "
+                  f"(peak {hwm / 1024:6.1f} MiB)", flush=True)
+        finally:
+            e.stop()
+
+    elapsed = time.monotonic() - t_start
+    load_after = os.getloadavg()
+
+    # ---- figures ---------------------------------------------------------------------------------
+    def ratio(a: str, b: str) -> float:
+        per_round = []
+        for rnd in range(args.rounds):
+            ra = [r for r in results.get(a, []) if r["round"] == rnd]
+            rb = [r for r in results.get(b, []) if r["round"] == rnd]
+            if ra and rb:
+                per_round.append(ra[0]["rps"] / rb[0]["rps"])
+        return median(per_round)
+
+    summary = {}
+    for n in names:
+        rs = results[n]
+        summary[n] = {
+            "rps": median([r["rps"] for r in rs]),
+            "rps_min": min(r["rps"] for r in rs), "rps_max": max(r["rps"] for r in rs),
+            "p50_us": median([r["p50_us"] for r in rs]), "p99_us": median([r["p99_us"] for r in rs]),
+            "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
+            "errors": sum(r["errors"] + r["status_errors"] for r in rs),
+            "vs_A": ratio(n, "A") if "A" in names else float("nan"),
+            "vs_B": ratio(n, "B") if "B" in names else float("nan"),
+        }
+    targets = []
+
+    def target(what: str, value: float, goal: float, unit: str = "×", at_most: bool = False) -> None:
+        if value == value:  # not NaN
+            met = value <= goal if at_most else value >= goal
+            targets.append({"what": what, "value": value, "goal": goal, "unit": unit,
+                            "at_most": at_most, "met": met})
+
+    target("(C) / (B)", ratio("C", "B"), 0.85)
+    target("(D) / (B)", ratio("D", "B"), 0.80)
+    target("(E) 100,000 entries / (E) 10 entries", ratio("E100k", "E10"), 0.95)
+    target("(E) 10,000 entries / (F) RBAC 10,000 principals", ratio("E10k", "F10k"), 6.0)
+    for label in variants:
+        target(f"(C-{label}) / (B)", ratio(f"C-{label}", "B"), 0.85)
+        target(f"(D-{label}) / (B)", ratio(f"D-{label}", "B"), 0.80)
+    if args.native and Path(args.native).exists():
+        nat = json.loads(Path(args.native).read_text())
+        if "lookup_1M" in nat:
+            target("native lookup, 1,000,000 entries, random addresses", nat["lookup_1M"]["median_ns"],
+                   50, " ns", True)
+        if "lookup_1M_hot" in nat:
+            target("native lookup, 1,000,000 entries, 4,096 repeating clients",
+                   nat["lookup_1M_hot"]["median_ns"], 50, " ns", True)
+        if "decision_1M" in nat:
+            target("native full decision, 1,000,000 entries", nat["decision_1M"]["median_ns"], 300, " ns", True)
+        if "configure_1M" in nat:
+            c1m = nat["configure_1M"]
+            target("native configure 1,000,000 entries: time", c1m["median_ms"], 1000, " ms", True)
+            target("native configure 1,000,000 entries: heap peak", c1m["peak_heap_mib"], 64, " MiB", True)
+    if args.sizes and Path(args.sizes).exists():
+        size = json.loads(Path(args.sizes).read_text()).get("client_ip_filter.wasm (make build)")
+        if size:
+            target("release .wasm", size / 1024, 200, " KiB", True)
+    wasm_counters = {k: v for k, v in stats.items() if k.startswith("wasmcustom.client_ip.")}
+    rbac = {k: v for k, v in stats.items() if ".rbac." in k and k.endswith(("allowed", "denied"))}
+
+    raw = {"started_at": started_at, "args": vars(args), "machine": machine(), "results": results,
+           "size_steps": steps,
+           "summary": summary, "alone": alone, "targets": targets, "wasm_counters": wasm_counters,
+           "rbac": rbac, "load_before": load_before, "load_after": load_after,
+           "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
+           "steal_pct": steal_pct, "elapsed_s": elapsed}
+    (workdir / "results.json").write_text(json.dumps(raw, indent=1))
+    Path(args.out).write_text(report(raw, all_cases, args))
+    print(f"bench: wrote {args.out} ({elapsed:.0f} s)")
+    bad = [n for n in names if summary[n]["errors"]]
+    if bad:
+        print(f"bench: errors in cases {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def fmt_ratio(x: float) -> str:
+    return "–" if x != x else f"{x:.2f}×"
+
+
+def report(raw: dict, all_cases: list[dict], args) -> str:
+    s, alone, m = raw["summary"], raw["alone"], raw["machine"]
+    L = []
+    L.append("# Benchmarks")
+    L.append("")
+    L.append(f"Generated by `{args.command}` on {raw['started_at']} ({raw['elapsed_s'] / 60:.1f} min for the "
+             "Envoy part). Every figure below comes from that run; rerun `make bench` to refresh this "
+             "file. What is measured and how: issue 4 and `bench/envoy_bench.py`.")
+    L.append("")
+    L.append("## Envoy: throughput and cost per request")
+    L.append("")
+    L.append(f"Envoy {version([args.envoy, '--version']).split('version:')[-1].strip()}, one worker "
+             f"(`--concurrency 1`) pinned to CPU 0; wrk, 1 thread and {args.connections} keep-alive connections "
+             "pinned to CPU 1; a direct-response route (no upstream). Each request: `GET "
+             f"{PATH}` with `X-Forwarded-For: {XFF}`; the HTTP connection manager has "
+             "`use_remote_address: true` and `skip_xff_append: true` (on a loopback connection Envoy would "
+             "append its own interface address rather than 127.0.0.1). "
+             f"{args.rounds} rounds of {args.seconds:g} s per case, the cases interleaved in a rotated "
+             "order each round, after a 1 s warm-up each. Figures are medians over the rounds; "
+             "ratios are medians of the per-round ratios of requests/s. CPU is Envoy's (all its threads) "
+             "per request. RSS and time to ready are from a separate Envoy serving that case alone, "
+             "after 2 s of load.")
+    L.append("")
+    L.append("| case | what | req/s | vs (A) | vs (B) | p50 µs | p99 µs | Envoy CPU µs/req | RSS MiB | ready s |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for c in all_cases:
+        n = c["name"]
+        x = s[n]
+        a = alone.get(n, {})
+        L.append(f"| {n} | {c['what']} | {x['rps']:.0f} | {fmt_ratio(x['vs_A'])} | {fmt_ratio(x['vs_B'])} | "
+                 f"{x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['cpu_us_per_req']:.1f} | "
+                 f"{a.get('rss_kib', 0) / 1024:.1f} | {a.get('ready_s', float('nan')):.2f} |")
+    L.append("")
+    L.append("Spread of requests/s over the rounds (min – max): " + "; ".join(
+        f"{n} {s[n]['rps_min']:.0f}–{s[n]['rps_max']:.0f}" for n in s) + ".")
+    L.append("")
+    L.append("## Targets (this run)")
+    L.append("")
+    L.append("| target | measured | goal | |")
+    L.append("|---|--:|--:|---|")
+    for t in raw["targets"]:
+        unit = t.get("unit", "×")
+        digits = 2 if unit == "×" else 1
+        sign = "≤" if t.get("at_most") else "≥"
+        L.append(f"| {t['what']} | {t['value']:.{digits}f}{unit} | {sign} {t['goal']:g}{unit} | "
+                 f"{'met' if t['met'] else 'MISSED'} |")
+    L.append("")
+    if args.sizes:
+        sizes = json.loads(Path(args.sizes).read_text())
+        L.append("## The `.wasm`")
+        L.append("")
+        L.append("| build | bytes | KiB |")
+        L.append("|---|--:|--:|")
+        for label, size in sizes.items():
+            L.append(f"| {label} | {size} | {size / 1024:.1f} |")
+        L.append("")
+    if raw.get("size_steps"):
+        L.append("What each step of the release profile buys (each built from the same source in this run; "
+                 "the `s` build also runs in Envoy above as cases C-s and D-s, to choose the opt-level by "
+                 "measurement):")
+        L.append("")
+        L.append("| release profile | bytes | KiB |")
+        L.append("|---|--:|--:|")
+        for st in raw["size_steps"]:
+            L.append(f"| {st['what']} | {st['bytes']} | {st['bytes'] / 1024:.1f} |")
+        L.append("")
+    if "E100k" in alone:
+        L.append(f"Envoy's time to ready with 100,000 entries (case E100k alone: process start until the "
+                 f"listener answers 200): **{alone['E100k']['ready_s']:.2f} s**, against "
+                 f"{alone.get('A', {}).get('ready_s', float('nan')):.2f} s without any filter and "
+                 f"{alone.get('C', {}).get('ready_s', float('nan')):.2f} s for the filter with its default "
+                 "configuration.")
+        L.append("")
+    if args.native_text:
+        L.append("## Native micro-benchmarks of the core (`cargo bench`)")
+        L.append("")
+        L.append("Same run, same machine (not pinned; other processes may run). Lookups use random addresses, "
+                 "half inside the list, so a large table is read from memory, not from cache. Lists: half "
+                 "IPv4 (/16–/32), half IPv6 (/32–/64); decisions use case (D)'s configuration with the allow "
+                 "list swapped for one of the given size, and 1,024 different clients.")
+        L.append("")
+        L.append("```")
+        L.append(Path(args.native_text).read_text().rstrip())
+        L.append("```")
+        L.append("")
+    L.append("## The machine")
+    L.append("")
+    L.append(f"- {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, {m['virtualization']}.")
+    L.append(f"- wrk: {version(['wrk', '-v'])}.")
+    L.append(f"- Load average before / after: {raw['load_before'][0]:.2f} / {raw['load_after'][0]:.2f}. "
+             f"During the throughput rounds other processes used {raw['others_cpu_s']:.0f} CPU-seconds of the "
+             f"machine's {raw['wall_s'] * (m['cores'] or 1):.0f} (benchmark's own Envoy and wrk excluded); "
+             f"hypervisor steal {raw['steal_pct']:.1f}%."
+             + (" **The machine was shared with other work during this run**: absolute figures are "
+                "depressed and noisy; the interleaved per-round ratios are the figures to read."
+                if raw["others_cpu_s"] > 0.05 * raw["wall_s"] * (m["cores"] or 1) else ""))
+    L.append(f"- Sanity: the filter's counters after the rounds: "
+             + ", ".join(f"`{k}` {v}" for k, v in sorted(raw["wasm_counters"].items()) if v) + "; RBAC: "
+             + ", ".join(f"`{k}` {v}" for k, v in sorted(raw["rbac"].items()) if v) + ".")
+    L.append("")
+    L.append("## Notes")
+    L.append("")
+    L.append("- (F) sets `request_headers_to_add` for `x-real-ip` on the route configuration, as the issue "
+             "specifies, but Envoy's router applies route-level request headers only when it forwards "
+             "upstream, not for a direct response: (F) does its RBAC matching but no header work here, "
+             "which flatters it slightly against (E).")
+    L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK and release profile, an HTTP context that "
+             "returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
+             "configurations would.")
+    L.append("")
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
