@@ -629,7 +629,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         a = alone.get(n, {})
         L.append(f"| {n} | {c['what']} | {x['rps']:.0f} | {fmt_ratio(x['vs_A'])} | {fmt_ratio(x['vs_B'])} | "
                  f"{x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['cpu_us_per_req']:.1f} | "
-                 f"{a.get('rss_kib', 0) / 1024:.1f} | {a.get('ready_s', float('nan')):.2f} |")
+                 + (f"{a['rss_kib'] / 1024:.1f} | {a['ready_s']:.2f} |" if a else "– | – |"))
     L.append("")
     L.append("Spread of requests/s over the rounds (min – max): " + "; ".join(
         f"{n} {s[n]['rps_min']:.0f}–{s[n]['rps_max']:.0f}" for n in s) + ".")
