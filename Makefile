@@ -92,8 +92,8 @@ integration: build envoy haproxy oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
-## fuzz: cargo-fuzz (libFuzzer) on each target for FUZZ_SECONDS (default 300); inputs that add coverage
-## are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
+## fuzz: cargo-fuzz (libFuzzer) on each target for FUZZ_SECONDS (default 300); inputs that reach new
+## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
 FUZZ_TARGETS       := entry header config
@@ -117,7 +117,8 @@ fuzz: fuzz-build
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
 	    { tail -n 40 .work/fuzz/$$t.log; exit 1; }; \
 	  grep -E '^Done|stat::number_of_executed_units|stat::peak_rss_mb' .work/fuzz/$$t.log; \
-	  $(FUZZ_RUN) $$t fuzz/corpus/$$t .work/fuzz/$$t -- -merge=1 > .work/fuzz/$$t.merge.log 2>&1; \
+	  $(FUZZ_RUN) $$t fuzz/corpus/$$t .work/fuzz/$$t -- -merge=1 -use_counters=0 \
+	    > .work/fuzz/$$t.merge.log 2>&1; \
 	  grep -E 'MERGE-OUTER: [0-9]+ new files' .work/fuzz/$$t.merge.log || true; \
 	done
 
@@ -147,9 +148,11 @@ SOAK_SECONDS ?= 600
 soak: build envoy haproxy loadgen
 	$(PY) tests/reliability/soak.py --duration $(SOAK_SECONDS)
 
-## reconfig: the filter's configuration swapped under load through file-based LDS, broken ones included.
+## reconfig: the filter's configuration swapped under load, broken ones included: through file-based LDS
+## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path).
 reconfig: build envoy haproxy loadgen
-	$(PY) tests/reliability/reconfig.py
+	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
+	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
@@ -157,8 +160,8 @@ test: fmt-check clippy unit fuzz-short integration
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
-BENCH_ROUNDS  ?= 5
-BENCH_SECONDS ?= 5
+BENCH_ROUNDS  ?= 8
+BENCH_SECONDS ?= 3
 NOOP_WASM     := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 .PHONY: bench wrk
 ## wrk: Debian's wrk, the load generator of make bench (installed when missing).

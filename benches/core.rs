@@ -1,5 +1,8 @@
 //! Native micro-benchmarks of the pure core (`cargo bench`), issue 4:
-//! - the lookup alone (`IpSet::contains`) at 10 / 10,000 / 1,000,000 mixed IPv4/IPv6 entries;
+//! - the lookup alone (`IpSet::contains`) at 10 / 10,000 / 1,000,000 mixed IPv4/IPv6 entries,
+//!   with random addresses (at 1,000,000 also per family, and for 4,096 repeating clients), next
+//!   to the machine's latency of one random read from 16 MiB (what a lookup in a table larger than
+//!   the cache pays at least once);
 //! - the full decision per request (read the downstream address, parse the forwarding header,
 //!   walk the chain, match the lists and rules, plan and format the forwarded headers) with allow
 //!   lists of the same sizes;
@@ -249,6 +252,31 @@ impl Report {
 const SIZES: [(usize, &str); 3] = [(10, "10"), (10_000, "10k"), (1_000_000, "1M")];
 const QUERIES: usize = 1 << 16;
 
+/// Context for the 1,000,000-entry lookups: the latency of one dependent random read from a
+/// 16 MiB array on this machine (a pointer chase over a random cycle), i.e. a cache miss.
+fn bench_memory_latency(settings: &Settings, report: &mut Report) {
+    let n = 16 << 20 >> 3; // 16 MiB of u64 slots
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng(0x1a7e_c1c1);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64) as usize); // Sattolo: one cycle through all slots
+    }
+    let mut next = vec![0usize; n];
+    for i in 0..n {
+        next[order[i]] = order[(i + 1) % n];
+    }
+    let mut at = 0;
+    let r = time_per_call(settings, |_| {
+        at = next[black_box(at)];
+    });
+    black_box(at);
+    report.ns(
+        "memory_latency_16mib",
+        "(context) one random dependent read from 16 MiB",
+        r,
+    );
+}
+
 fn bench_lookup(settings: &Settings, report: &mut Report) {
     for (n, label) in SIZES {
         let list = entries(n, 0x5eed_0000 + n as u64);
@@ -493,6 +521,7 @@ fn main() {
         .collect();
     let wanted = |group: &str| only.is_empty() || only.iter().any(|o| group.contains(o.as_str()));
     if wanted("lookup") {
+        bench_memory_latency(&settings, &mut report);
         bench_lookup(&settings, &mut report);
     }
     if wanted("decision") {

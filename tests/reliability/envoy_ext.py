@@ -8,6 +8,9 @@
     env.push_listener(opts)        # file-based LDS: write + atomic rename; returns the outcome
     env.memory()                   # {"rss_kb": ..., "allocated": ..., "heap_size": ...}
 
+    env = EcdsEnvoy(EnvoyOptions(configuration=cfg), ...)  # the wasm filter from a watched ECDS file
+    env.push_filter(new_cfg)       # as Istio delivers a WasmPlugin: the listener is not replaced
+
     up = UpstreamEnvoy(workdir=d).start()   # an app answering 200 from direct_response, echoing the
                                             # client-IP headers it got as x-seen-* response headers
 """
@@ -123,6 +126,69 @@ class TunedEnvoy(Envoy):
             if key in mem:
                 out[key] = int(mem[key])
         return out
+
+
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+ECDS_STAT = "extension_config_discovery.http_filter.{name}."
+
+
+class EcdsEnvoy(TunedEnvoy):
+    """A TunedEnvoy whose wasm HTTP filter comes from filesystem-based ECDS (extension config
+    discovery: ``config_discovery`` on the HTTP filter, a watched file), the way Istio delivers a
+    WasmPlugin, instead of inline in the listener. ``push_filter(configuration)`` replaces the file
+    (atomic rename) and waits for Envoy's verdict; the listener itself never changes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ecds_path = self.workdir / f"{self.name}-ecds" / "ecds.yaml"
+        self.filter_name = self.opts.fragments.wasm_filter["name"]
+
+    def patch_listener(self, lst: dict) -> dict:
+        lst = super().patch_listener(lst)
+        for chain in lst.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                if f.get("name") != HCM_NAME:
+                    continue
+                filters = f["typed_config"]["http_filters"]
+                for i, h in enumerate(filters):
+                    if h.get("typed_config", {}).get("@type") == WASM_TYPE:
+                        filters[i] = {"name": h["name"], "config_discovery": {
+                            "config_source": {"resource_api_version": "V3", "path_config_source": {
+                                "path": str(self.ecds_path),
+                                "watched_directory": {"path": str(self.ecds_path.parent)}}},
+                            "type_urls": [WASM_TYPE]}}
+        return lst
+
+    def write_config(self) -> Path:
+        self._write_ecds(self.opts.configuration)
+        return super().write_config()
+
+    def _write_ecds(self, configuration) -> None:
+        wasm = self.opts.fragments.wasm_http_filter(self.opts.wasm_path, configuration)
+        doc = {"version_info": str(time.time_ns()), "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": wasm["name"], "typed_config": wasm["typed_config"]}]}
+        self.ecds_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ecds_path.parent / ".ecds.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        os.replace(tmp, self.ecds_path)
+
+    def push_filter(self, configuration, timeout: float = 15.0) -> dict:
+        """Push a new filter configuration through the ECDS file. Returns {"outcome": "accepted" |
+        "rejected", "written": t0, "decided": t1} (time.monotonic() values)."""
+        prefix = ECDS_STAT.format(name=self.filter_name)
+        before = self.stats(raw=True)
+        t0 = time.monotonic()
+        self._write_ecds(configuration)
+
+        def outcome():
+            now = self.stats(raw=True)
+            for key, word in (("update_rejected", "rejected"), ("update_success", "accepted")):
+                if now.get(prefix + key, 0) > before.get(prefix + key, 0):
+                    return word
+            return None
+        word = procs.wait_until(outcome, timeout, interval=0.01, what="the ECDS update's outcome")
+        return {"outcome": word, "written": t0, "decided": time.monotonic()}
 
 
 class UpstreamEnvoy:

@@ -1,5 +1,7 @@
 """``make reconfig``: the filter's configuration swapped live, under steady load, through
 filesystem-based dynamic resources (Envoy's LDS reading a watched file, replaced by atomic rename).
+``--via ecds`` pushes only the filter instead, through a watched ECDS file (extension config
+discovery, the way Istio delivers a WasmPlugin); the listener is then never replaced.
 
     loadgen (client A 127.0.0.11, client B 127.0.0.12, forging client-IP headers)
       -> HAProxy (send-proxy-v2) -> Envoy (listener from LDS file, wasm filter) -> upstream Envoy
@@ -27,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from harness import envoy as E  # noqa: E402
 from harness.haproxy import HAProxy  # noqa: E402
-from reliability.envoy_ext import TunedEnvoy, UpstreamEnvoy  # noqa: E402
+from reliability.envoy_ext import EcdsEnvoy, TunedEnvoy, UpstreamEnvoy  # noqa: E402
 from reliability.soak import LOADGEN, REPO  # noqa: E402
 
 A, B = "127.0.0.11", "127.0.0.12"
@@ -63,6 +65,9 @@ def main() -> int:
     ap.add_argument("--drain-strategy", default="immediate", choices=["immediate", "gradual"],
                     help="Envoy's --drain-strategy (Istio's pilot-agent runs Envoy with immediate)")
     ap.add_argument("--drain-time-s", type=int, default=45, help="Envoy's --drain-time-s (Istio: 45)")
+    ap.add_argument("--via", default="lds", choices=["lds", "ecds"],
+                    help="lds: a new listener through the watched LDS file (the EnvoyFilter manifests' "
+                         "path); ecds: only the filter, through a watched ECDS file (Istio's WasmPlugin path)")
     args = ap.parse_args()
     report_path = Path(args.report)
     report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +77,11 @@ def main() -> int:
         return E.EnvoyOptions(configuration=configuration)
 
     up = UpstreamEnvoy(str(work)).start()
-    env = TunedEnvoy(opts(STEPS[0][1]), upstream_port=up.port, workdir=str(work), name="reconfig",
-                     dynamic=True, access_log=False, wasm_log_level="info",
-                     flags={"--drain-strategy": args.drain_strategy, "--drain-time-s": args.drain_time_s,
-                            "--parent-shutdown-time-s": args.drain_time_s + 15})
+    kind = EcdsEnvoy if args.via == "ecds" else TunedEnvoy
+    env = kind(opts(STEPS[0][1]), upstream_port=up.port, workdir=str(work), name="reconfig",
+               dynamic=args.via == "lds", access_log=False, wasm_log_level="info",
+               flags={"--drain-strategy": args.drain_strategy, "--drain-time-s": args.drain_time_s,
+                      "--parent-shutdown-time-s": args.drain_time_s + 15})
     hap = None
     pushes = []
     try:
@@ -88,14 +94,16 @@ def main() -> int:
         for name, src in (("A", A), ("B", B)):
             argv += ["--class", f"name={name},src={src},conns={args.conns},per_conn=0,expect=any,"
                                 f"seen={src},forge=1,forge_ip={A if src == B else B}"]
-        print(f"reconfig: loadgen -> haproxy :{hap.port} -> envoy :{env.port} (LDS {env.lds_path}, "
+        source = env.ecds_path if args.via == "ecds" else env.lds_path
+        print(f"reconfig: loadgen -> haproxy :{hap.port} -> envoy :{env.port} ({args.via.upper()} {source}, "
               f"--drain-strategy {args.drain_strategy} --drain-time-s {args.drain_time_s}); "
               f"{len(STEPS) - 1} pushes, one every {args.interval:.0f} s")
         load = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
         time.sleep(args.interval)
         for label, configuration, expect in STEPS[1:]:
             t_wall = time.time_ns()
-            res = env.push_listener(opts(configuration))
+            res = (env.push_filter(configuration) if args.via == "ecds"
+                   else env.push_listener(opts(configuration)))
             pushes.append({"label": label, "expect": expect, "written_ns": t_wall,
                            "outcome": res["outcome"],
                            "decided_ms": round((res["decided"] - res["written"]) * 1000, 1)})
@@ -196,6 +204,7 @@ def main() -> int:
     finite = [e for e in effects if e != float("inf")]
     result = {
         "command": " ".join(sys.argv),
+        "via": args.via,
         "envoy_flags": {"--drain-strategy": args.drain_strategy, "--drain-time-s": args.drain_time_s},
         "requests_per_client": sent,
         "statuses_per_client": {n: c["statuses"] for n, c in classes.items()},
@@ -215,7 +224,7 @@ def main() -> int:
     report_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"reconfig: {sum(sent.values()):,} requests ({sent}), errors {errors or 0}, "
           f"server-initiated closes {result['server_closes_per_client']}")
-    print(f"  LDS accept/reject seen by admin: good pushes <= {result['lds_decided_ms']['good_max']} ms, "
+    print(f"  {args.via.upper()} accept/reject seen by admin: good pushes <= {result['lds_decided_ms']['good_max']} ms, "
           f"broken <= {result['lds_decided_ms']['broken_max']} ms")
     print(f"  new policy fully in effect (rename -> last connection flipped): max "
           f"{result['effect_s']['max']} s, mean {result['effect_s']['mean']} s over {len(effects)} flips")
