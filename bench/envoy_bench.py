@@ -152,7 +152,8 @@ SET_FILTER_STATE_FILTER = {
 }
 
 
-def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str]) -> list[dict]:
+def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
+          probes: dict[str, str] | None = None) -> list[dict]:
     """Each case: name, what, http filters, whether set_filter_state goes first, route headers."""
     allow = {n: entries(n, 4000 + n) for n in (10, 10_000, 100_000)}
     d_config = json.dumps({
@@ -196,6 +197,10 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str]) -> list[di
                     "filters": ours("", path, f"client-ip-filter-{label}")})
         out.append({"name": f"D-{label}", "what": f"case D, build {label}", "sfs": True, "probe": True,
                     "filters": ours(d_config, path, f"client-ip-filter-{label}")})
+    # The do-nothing filter making the named host calls (exploration: the price of each call).
+    for label, calls in (probes or {}).items():
+        out.append({"name": f"B-{label}", "what": f"(B) making host calls {calls}", "sfs": True,
+                    "probe": True, "filters": [wasm_filter(noop_wasm, "noop-filter", "", f"calls:{calls}")]})
     return out
 
 
@@ -430,6 +435,8 @@ def main() -> int:
     ap.add_argument("--noop-wasm", required=True, help="the do-nothing filter of case B")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                     help="another build of the filter, run as cases C-LABEL and D-LABEL")
+    ap.add_argument("--probe-calls", action="append", default=[], metavar="LABEL=CALLS",
+                    help="case B-LABEL: the do-nothing filter making CALLS (e.g. fs,prop,set) per request")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3, help="length of one wrk run, s")
     ap.add_argument("--connections", type=int, default=32)
@@ -457,7 +464,8 @@ def main() -> int:
         print("bench: the .wasm, one release-profile step at a time", flush=True)
         steps, step_paths = size_steps(workdir)
         variants.update(step_paths)
-    all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants)
+    probes = dict(p.split("=", 1) for p in args.probe_calls)
+    all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes)
     if args.only:
         keep = set(args.only.split(","))
         all_cases = [c for c in all_cases if c["name"] in keep]

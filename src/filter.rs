@@ -1,30 +1,79 @@
 //! The proxy-wasm adapter. The root context compiles the configuration once into an immutable
-//! [`Policy`] shared by every stream; a stream reads the downstream address and the request
-//! headers, asks the core for a decision and applies it. Host calls go through the fallible
-//! `proxy_wasm::hostcalls` functions: the filter never panics on a host status.
+//! [`Policy`] shared by every stream; a stream reads the downstream address and the headers the
+//! policy needs, asks the core for a decision and applies it. Every host call goes through
+//! [`crate::host`], which returns the host's status instead of panicking: the filter never traps
+//! on a host status.
+//!
+//! Per request the default configuration makes five host calls: one property read (the
+//! downstream address), one counter increment, two filter-state writes and one header write.
+//! Request headers are read only when the configuration uses them, and only those it uses.
 
 use std::rc::Rc;
-use std::time::Duration;
 
-use log::{debug, error, info, warn};
-use proxy_wasm::hostcalls;
+use log::{debug, error, info, warn, LevelFilter};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType};
 
 use crate::access::Verdict;
 use crate::addr::AddrText;
 use crate::config;
 use crate::forward::HeaderOp;
-use crate::policy::{Decision, Downstream, Origin, Policy, Request};
+use crate::host::{self, HostError, PropertyPath};
+use crate::policy::{Decision, Downstream, HeaderReads, Origin, Policy, Request};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    // The SDK's logger unwraps the status of every log call; this one ignores it.
+    if log::set_logger(&HostLogger).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// How often the root context re-reads Envoy's log level for the wasm component, so that
-/// `debug!` costs nothing (no host call) while Envoy logs at info.
-const LOG_LEVEL_REFRESH: Duration = Duration::from_secs(1);
+/// `log` records to Envoy's log (`proxy_log`), for the levels Envoy logs the wasm component at.
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        let _ = host::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Follows Envoy's log level for the wasm component, so that `debug!` costs nothing (not even
+/// the formatting) while Envoy logs at info.
+fn refresh_log_level() {
+    let filter = match host::log_level() {
+        Ok(0) => LevelFilter::Trace,
+        Ok(1) => LevelFilter::Debug,
+        Ok(2) => LevelFilter::Info,
+        Ok(3) => LevelFilter::Warn,
+        Ok(4) => LevelFilter::Error,
+        Ok(5) => LevelFilter::Off, // critical: the filter logs nothing at that level
+        _ => return,
+    };
+    log::set_max_level(filter);
+}
+
+/// The root context's tick, in milliseconds: how often it re-reads Envoy's log level.
+const TICK_MS: u32 = 1000;
+
+/// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
+const DENIED_DETAILS: &str = "client_ip_filter_denied";
 
 /// Counter ids of one configuration.
 struct Metrics {
@@ -38,10 +87,8 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn define(policy: &Policy) -> Result<Metrics, (String, Status)> {
-        let counter = |name: String| {
-            hostcalls::define_metric(MetricType::Counter, &name).map_err(|status| (name, status))
-        };
+    fn define(policy: &Policy) -> Result<Metrics, (String, HostError)> {
+        let counter = |name: String| host::define_counter(&name).map_err(|status| (name, status));
         let mut rules = Vec::with_capacity(policy.access.rules.len());
         for rule in &policy.access.rules {
             let base = format!("client_ip.rule.{}", rule.name);
@@ -61,14 +108,16 @@ impl Metrics {
         })
     }
 
+    /// Counts a decision. Each count is one `increment_metric` call, made as the request is
+    /// decided, so `/stats` is exact at any moment (batching them would save about a
+    /// microsecond per request: see BENCHMARKS.md).
     fn count(&self, decision: &Decision) {
         let slot = match decision.verdict {
             Verdict::Allow => 0,
             Verdict::Deny => 1,
             Verdict::DryRunDeny => 2,
         };
-        let total = [self.allowed, self.denied, self.dry_run_denied][slot];
-        increment(total);
+        increment([self.allowed, self.denied, self.dry_run_denied][slot]);
         if let Some(rule) = decision.rule.and_then(|i| self.rules.get(i)) {
             increment(rule[slot]);
         }
@@ -82,15 +131,26 @@ impl Metrics {
 }
 
 fn increment(metric: u32) {
-    if let Err(status) = hostcalls::increment_metric(metric, 1) {
+    if let Err(status) = host::increment_metric(metric, 1) {
         debug!("increment_metric({metric}) failed: {status:?}");
     }
 }
 
-/// A configuration compiled once, shared by every stream that starts while it is current.
+/// A configuration compiled once, shared by every stream that starts while it is current: the
+/// policy, and everything a request needs from the host side prepared ahead of it.
 struct Compiled {
     policy: Policy,
+    /// The request headers the policy reads: the only ones fetched from Envoy.
+    reads: HeaderReads,
     metrics: Metrics,
+    /// `["filter_state", <downstream_filter_state>]`.
+    downstream_path: PropertyPath,
+    /// The filter state written for access logs (`wasm.client_ip`, …).
+    client_path: PropertyPath,
+    decision_path: PropertyPath,
+    rule_path: PropertyPath,
+    /// The local reply's headers, serialized.
+    reply_headers: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -98,19 +158,13 @@ struct Root {
     compiled: Option<Rc<Compiled>>,
 }
 
-fn refresh_log_level() {
-    if let Ok(level) = hostcalls::get_log_level() {
-        proxy_wasm::set_log_level(level);
-    }
-}
-
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         refresh_log_level();
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
-            Ok(bytes) => bytes.unwrap_or_default(),
+        let bytes = match host::plugin_configuration(size) {
+            Ok(bytes) => bytes,
             Err(status) => {
                 error!("invalid configuration: configuration: cannot be read ({status:?})");
                 return false;
@@ -138,8 +192,19 @@ impl RootContext for Root {
             policy.access.rules.len(),
             policy.forwarding.headers
         );
-        self.compiled = Some(Rc::new(Compiled { policy, metrics }));
-        if let Err(status) = hostcalls::set_tick_period(LOG_LEVEL_REFRESH) {
+        let reads = policy.header_reads();
+        debug!("request headers read: {reads:?}");
+        self.compiled = Some(Rc::new(Compiled {
+            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
+            client_path: PropertyPath::new(&["client_ip"]),
+            decision_path: PropertyPath::new(&["client_ip_decision"]),
+            rule_path: PropertyPath::new(&["client_ip_rule"]),
+            reply_headers: reply_headers(),
+            policy,
+            reads,
+            metrics,
+        }));
+        if let Err(status) = host::set_tick_period(TICK_MS) {
             debug!("set_tick_period failed: {status:?}");
         }
         true
@@ -169,38 +234,49 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Envoy creates streams only for an accepted configuration; fail closed if not.
-        let Some(compiled) = self.compiled.clone() else {
-            return local_reply(500, "client-ip-filter: not configured\n");
+        let Some(compiled) = self.compiled.as_deref() else {
+            return local_reply(
+                500,
+                "client-ip-filter: not configured\n",
+                &reply_headers(),
+                "",
+            );
         };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => text_headers(headers),
+        let headers = match read_headers(&compiled.reads) {
+            Ok(headers) => headers,
             Err(status) => {
                 debug!("cannot read request headers: {status:?}");
-                return local_reply(500, "client-ip-filter: cannot read request headers\n");
+                let body = "client-ip-filter: cannot read request headers\n";
+                return local_reply(500, body, &compiled.reply_headers, "");
             }
         };
         let policy = &compiled.policy;
-        let filter_state = property(&["filter_state", &policy.downstream_filter_state]);
+        let filter_state = property(&compiled.downstream_path);
         let request = Request {
             downstream: Downstream::read(filter_state.as_deref(), || {
-                property(&["source", "address"])
+                property(&PropertyPath::new(&["source", "address"]))
             }),
             headers: &headers,
         };
         let decision = policy.decide(&request);
         compiled.metrics.count(&decision);
-        record(policy, &decision);
+        record(compiled, &decision);
 
         if decision.verdict == Verdict::Deny {
-            return local_reply(policy.access.deny_status, &policy.access.deny_body);
+            let access = &policy.access;
+            return local_reply(
+                access.deny_status,
+                &access.deny_body,
+                &compiled.reply_headers,
+                DENIED_DETAILS,
+            );
         }
         policy.header_plan(&request, &decision).for_each(|op| {
-            let (name, value) = match op {
-                HeaderOp::Set(name, value) => (name, Some(value)),
-                HeaderOp::Remove(name) => (name, None),
+            let (name, result) = match op {
+                HeaderOp::Set(name, value) => (name, host::set_request_header(name, value)),
+                HeaderOp::Remove(name) => (name, host::remove_request_header(name)),
             };
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
-            {
+            if let Err(status) = result {
                 debug!("cannot edit request header {name}: {status:?}");
             }
         });
@@ -208,42 +284,52 @@ impl HttpContext for Stream {
     }
 }
 
-/// The request header lines as text. HTTP/1 allows obs-text (bytes 0x80-0xFF) in a header value
-/// and Envoy passes it through: `hostcalls::get_map` unwraps `String::from_utf8` and would panic on
-/// it, crashing the VM so that every later request on the worker fails. Values are read as bytes
-/// and converted lossily instead; an entry holding U+FFFD is simply not an address.
-fn text_headers(lines: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
-    lines
-        .into_iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8(value)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (name, value)
-        })
-        .collect()
+/// The request headers the policy reads, and no others: one value per named header, or every
+/// line when the policy needs them all (see [`HeaderReads`]). Invalid UTF-8 in a value becomes
+/// U+FFFD (see [`host::text`]).
+fn read_headers(reads: &HeaderReads) -> Result<Vec<(String, String)>, HostError> {
+    match reads {
+        HeaderReads::Nothing => Ok(Vec::new()),
+        HeaderReads::Values(names) => {
+            let mut lines = Vec::with_capacity(names.len());
+            for name in names {
+                if let Some(value) = host::request_header(name)? {
+                    lines.push((name.clone(), host::text(value)));
+                }
+            }
+            Ok(lines)
+        }
+        HeaderReads::AllLines => host::request_header_lines(),
+    }
 }
 
 /// A property's bytes; None when absent or when the host refuses.
-fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+fn property(path: &PropertyPath) -> Option<Vec<u8>> {
+    match host::property(path) {
+        Ok(value) => value,
+        Err(status) => {
+            debug!("cannot read property {path:?}: {status:?}");
+            None
+        }
+    }
 }
 
-fn set_filter_state(name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_property(vec![name], value.map(str::as_bytes)) {
-        debug!("cannot set filter state {name}: {status:?}");
+fn set_filter_state(path: &PropertyPath, value: &str) {
+    if let Err(status) = host::set_property(path, value.as_bytes()) {
+        debug!("cannot set filter state {path:?}: {status:?}");
     }
 }
 
 /// Filter state for access logs, and the debug line of the decision.
-fn record(policy: &Policy, decision: &Decision) {
+fn record(compiled: &Compiled, decision: &Decision) {
     let client = decision.client.map(|c| c.text());
-    let rule = policy.rule_name(decision);
+    let rule = compiled.policy.rule_name(decision);
     if let Some(text) = &client {
-        set_filter_state("client_ip", Some(text.as_str()));
+        set_filter_state(&compiled.client_path, text.as_str());
     }
-    set_filter_state("client_ip_decision", Some(decision.verdict.as_str()));
-    if rule.is_some() {
-        set_filter_state("client_ip_rule", rule);
+    set_filter_state(&compiled.decision_path, decision.verdict.as_str());
+    if let Some(name) = rule {
+        set_filter_state(&compiled.rule_path, name);
     }
     debug!(
         "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
@@ -259,9 +345,12 @@ fn record(policy: &Policy, decision: &Decision) {
     );
 }
 
-fn local_reply(status: u32, body: &str) -> Action {
-    let headers = vec![("content-type", "text/plain")];
-    if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
+fn reply_headers() -> Vec<u8> {
+    host::serialize_pairs(&[("content-type", "text/plain")])
+}
+
+fn local_reply(status: u32, body: &str, headers: &[u8], details: &str) -> Action {
+    if let Err(e) = host::send_local_response(status, body.as_bytes(), headers, details) {
         debug!("cannot send local reply: {e:?}");
     }
     Action::Pause

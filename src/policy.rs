@@ -4,8 +4,8 @@
 
 use crate::access::{Access, Verdict};
 use crate::addr::{parse_socket_addr, ClientAddr};
-use crate::chain::HeaderLines;
-use crate::forward::{Forwarding, HeaderPlan};
+use crate::chain::{HeaderKind, HeaderLines};
+use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::resolve::Resolver;
 
 /// The default name of the connection filter state holding the downstream address.
@@ -94,6 +94,21 @@ impl Request<'_> {
     }
 }
 
+/// The request headers a policy reads, worked out once per configuration: every header the
+/// adapter fetches is a host call, and the default configuration reads none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderReads {
+    /// No header at all: the decision and the plan depend on the downstream address alone.
+    Nothing,
+    /// These headers (lower case, no duplicates), each as one line. Enough for the comma list
+    /// `x-forwarded-for`, whose lines are one list (a host that joins them with commas, as Envoy
+    /// does, loses nothing), and for the pseudo-headers `:authority` and `:path`.
+    Values(Vec<String>),
+    /// Every line of every header, in wire order: a single-address forwarding header
+    /// (`x-real-ip`, …) must be seen with all its lines, because a repeated one is invalid.
+    AllLines,
+}
+
 /// What the filter decided for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -163,6 +178,37 @@ impl Policy {
     pub fn header_plan<'p>(&'p self, request: &Request<'_>, decision: &Decision) -> HeaderPlan<'p> {
         self.forwarding
             .plan(decision.client, request.downstream.addr, request.headers)
+    }
+
+    /// The request headers [`Policy::decide`] and [`Policy::header_plan`] read. Given only
+    /// those (as [`HeaderReads`] describes), they decide and plan exactly as with all of them.
+    pub fn header_reads(&self) -> HeaderReads {
+        let mut names: Vec<&str> = Vec::new();
+        match self.resolver.reads() {
+            None => {}
+            Some((name, HeaderKind::List)) => names.push(name),
+            Some((_, HeaderKind::Single)) => return HeaderReads::AllLines,
+        }
+        if self.forwarding.xff == XffMode::Append {
+            names.push(X_FORWARDED_FOR);
+        }
+        if self.access.rules.iter().any(|r| !r.hosts.is_empty()) {
+            names.push(":authority");
+        }
+        if self
+            .access
+            .rules
+            .iter()
+            .any(|r| !r.path_prefixes.is_empty())
+        {
+            names.push(":path");
+        }
+        names.dedup();
+        if names.is_empty() {
+            HeaderReads::Nothing
+        } else {
+            HeaderReads::Values(names.into_iter().map(str::to_string).collect())
+        }
     }
 
     /// The name of the rule that decided, if any.
@@ -257,5 +303,134 @@ mod tests {
                 ("x-client-port".to_string(), Some("7000".to_string())),
             ]
         );
+    }
+
+    #[test]
+    fn default_configuration_reads_no_header() {
+        let (policy, _) = parse(b"").unwrap();
+        assert_eq!(policy.header_reads(), HeaderReads::Nothing);
+        let (policy, _) = parse(
+            br#"{"access": {"allow": ["10.0.0.0/8"]},
+                                     "forward": {"x_forwarded_for": "replace"}}"#,
+        )
+        .unwrap();
+        assert_eq!(policy.header_reads(), HeaderReads::Nothing);
+    }
+
+    #[test]
+    fn header_reads_name_what_the_configuration_uses() {
+        let reads = |json: &str| parse(json.as_bytes()).unwrap().0.header_reads();
+        let values =
+            |names: &[&str]| HeaderReads::Values(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            reads(r#"{"client_ip": {"trusted_hops": 1}}"#),
+            values(&["x-forwarded-for"])
+        );
+        assert_eq!(
+            reads(
+                r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}, "forward": {"x_forwarded_for": "append"}}"#
+            ),
+            values(&["x-forwarded-for"])
+        );
+        assert_eq!(
+            reads(
+                r#"{"access": {"rules": [{"name": "a", "hosts": ["a.example"]}, {"name": "b", "path_prefixes": ["/b"]}]}}"#
+            ),
+            values(&[":authority", ":path"])
+        );
+        assert_eq!(
+            reads(r#"{"client_ip": {"trusted_hops": 1, "header": "X-Real-IP"}}"#),
+            HeaderReads::AllLines
+        );
+    }
+
+    /// The adapter fetches only [`Policy::header_reads`]; with only those, every decision and
+    /// header plan must be what all the headers give. Header sets are as Envoy presents them:
+    /// X-Forwarded-For lines already joined into one (an inline header), other names repeated.
+    #[test]
+    fn header_reads_are_enough_to_decide_and_plan() {
+        let configs = [
+            "",
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}, "access": {"allow": ["203.0.113.0/24"]}}"#,
+            r#"{"client_ip": {"trusted_hops": 2, "on_invalid": "downstream"}, "forward": {"x_forwarded_for": "append", "port_header": "x-client-port"}}"#,
+            r#"{"forward": {"x_forwarded_for": "append"}}"#,
+            r#"{"forward": {"x_forwarded_for": "replace", "headers": ["x-real-ip", "x-client-ip"]}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"], "header": "x-real-ip"}, "access": {"allow": ["203.0.113.0/24"]}}"#,
+            r#"{"client_ip": {"trusted_hops": 1, "header": "cf-connecting-ip"}}"#,
+            r#"{"access": {"allow": ["10.0.0.0/8"], "match": "downstream",
+                "rules": [{"name": "admin", "hosts": ["admin.example.com"], "path_prefixes": ["/admin"], "allow": ["203.0.113.5"]},
+                          {"name": "api", "path_prefixes": ["/api"], "deny": ["10.1.2.3"], "mode": "dry_run"},
+                          {"name": "any", "hosts": ["*.example.com"]}]}}"#,
+        ];
+        let requests: [&[(&str, &str)]; 7] = [
+            &[],
+            &[
+                (":authority", "admin.example.com"),
+                (":path", "/admin/x"),
+                ("x-forwarded-for", "203.0.113.5, 10.9.9.9"),
+            ],
+            &[
+                (":authority", "www.example.com:8080"),
+                (":path", "/api?q=1"),
+                ("x-forwarded-for", "6.6.6.6,203.0.113.5:4000, 10.1.2.3"),
+            ],
+            &[
+                ("x-forwarded-for", "garbage, 10.0.0.1"),
+                ("x-real-ip", "203.0.113.9"),
+                ("cf-connecting-ip", "203.0.113.8"),
+            ],
+            &[
+                ("x-real-ip", "203.0.113.9"),
+                ("x-real-ip", "203.0.113.10"),
+                ("cf-connecting-ip", "[2001:db8::1]:443"),
+            ],
+            &[
+                (":path", "/admin"),
+                ("x-forwarded-for", "10.1.2.3"),
+                ("x-client-port", "1"),
+            ],
+            &[
+                ("X-Forwarded-For", "203.0.113.5"),
+                (":authority", "ADMIN.example.com."),
+                (":path", "/admin"),
+            ],
+        ];
+        let downstreams = ["10.1.2.3:5000", "203.0.113.5:6000", "[2001:db8::1]:7"];
+        for config in configs {
+            let (policy, _) = parse(config.as_bytes()).unwrap();
+            let reads = policy.header_reads();
+            for lines in requests {
+                let all = h(lines);
+                let fetched: Vec<(String, String)> = match &reads {
+                    HeaderReads::Nothing => Vec::new(),
+                    HeaderReads::AllLines => all.clone(),
+                    HeaderReads::Values(names) => names
+                        .iter()
+                        .filter_map(|n| {
+                            let (_, v) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))?;
+                            Some((n.clone(), v.clone()))
+                        })
+                        .collect(),
+                };
+                for ds in downstreams {
+                    let downstream = Downstream::from_filter_state(ds);
+                    let full = Request {
+                        downstream,
+                        headers: &all,
+                    };
+                    let part = Request {
+                        downstream,
+                        headers: &fetched,
+                    };
+                    let (a, b) = (policy.decide(&full), policy.decide(&part));
+                    assert_eq!(a, b, "config {config}, headers {lines:?}, downstream {ds}");
+                    assert_eq!(
+                        policy.header_plan(&full, &a).to_vec(),
+                        policy.header_plan(&part, &b).to_vec(),
+                        "config {config}, headers {lines:?}, downstream {ds}"
+                    );
+                }
+            }
+        }
     }
 }

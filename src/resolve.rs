@@ -66,6 +66,15 @@ impl Resolver {
         &self.header
     }
 
+    /// The forwarding header this resolver reads and how it lists addresses; None when no
+    /// header is believed (no `trusted_proxies`, no `trusted_hops`), so none is read.
+    pub fn reads(&self) -> Option<(&str, HeaderKind)> {
+        match self.trust {
+            Trust::Nobody => None,
+            Trust::Proxies(_) | Trust::Hops(_) => Some((&self.header, self.kind)),
+        }
+    }
+
     /// Resolves the client of a request. An unknown downstream address makes an unknown client.
     pub fn resolve(&self, downstream: Option<ClientAddr>, headers: &HeaderLines) -> Resolution {
         let Some(downstream) = downstream else {

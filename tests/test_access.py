@@ -48,6 +48,8 @@ def check(env, echo, src, path="/", host="example.com", status=200, rule=None, d
     log = ex.log()
     decision = decision or ("allow" if status == 200 else "deny")
     assert (log["decision"], log["rule"]) == (decision, rule)
+    # %RESPONSE_CODE_DETAILS%: the filter names its own refusals.
+    assert log["details"] == ("via_upstream" if status == 200 else "client_ip_filter_denied"), log
     if counters is None:
         suffix = {"allow": "allowed", "deny": "denied", "dry_run_deny": "dry_run_denied"}[decision]
         counters = {f"client_ip.{suffix}": 1}

@@ -7,6 +7,8 @@
 //! `increment_metric`, `set_property` twice and `set_map_value` once. Case (B-calls): the price of
 //! those calls alone, to tell it from the filter's own work inside the VM.
 
+use std::rc::Rc;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -16,10 +18,68 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// One host call of the probe.
+#[derive(Clone, Copy)]
+enum Call {
+    Map,
+    Value,
+    FilterState,
+    Source,
+    Increment,
+    SetProperty,
+    SetHeader,
+    RemoveHeader,
+}
+
+impl Call {
+    fn parse(name: &[u8]) -> Option<Call> {
+        Some(match name {
+            b"map" => Call::Map,
+            b"value" => Call::Value,
+            b"fs" => Call::FilterState,
+            b"src" => Call::Source,
+            b"inc" => Call::Increment,
+            b"prop" => Call::SetProperty,
+            b"set" => Call::SetHeader,
+            b"remove" => Call::RemoveHeader,
+            _ => return None,
+        })
+    }
+
+    fn make(self, counter: u32) {
+        let headers = MapType::HttpRequestHeaders;
+        let _ = match self {
+            Call::Map => hostcalls::get_map_bytes(headers).map(drop),
+            Call::Value => hostcalls::get_map_value_bytes(headers, "x-forwarded-for").map(drop),
+            Call::FilterState => {
+                hostcalls::get_property(vec!["filter_state", "client_ip.downstream_address"])
+                    .map(drop)
+            }
+            Call::Source => hostcalls::get_property(vec!["source", "address"]).map(drop),
+            Call::Increment => hostcalls::increment_metric(counter, 1),
+            Call::SetProperty => hostcalls::set_property(vec!["noop_client"], Some(b"127.0.0.1")),
+            Call::SetHeader => hostcalls::set_map_value(headers, "x-real-ip", Some("127.0.0.1")),
+            Call::RemoveHeader => hostcalls::set_map_value(headers, "x-client-ip", None),
+        };
+    }
+}
+
+/// The six calls of `host-calls`: what client-ip-filter made per request in its default
+/// configuration before its host calls were cut.
+const HOST_CALLS: [Call; 6] = [
+    Call::Map,
+    Call::FilterState,
+    Call::Increment,
+    Call::SetProperty,
+    Call::SetProperty,
+    Call::SetHeader,
+];
+
 #[derive(Default)]
 struct Root {
-    /// The counter of `host-calls`; None: do nothing.
-    host_calls: Option<u32>,
+    /// The calls to make per request (none: do nothing).
+    calls: Rc<Vec<Call>>,
+    counter: u32,
 }
 
 impl Context for Root {}
@@ -30,14 +90,22 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        match config.trim_ascii() {
-            b"" => self.host_calls = None,
-            b"host-calls" => match hostcalls::define_metric(MetricType::Counter, "noop.requests") {
-                Ok(id) => self.host_calls = Some(id),
-                Err(_) => return false,
+        let calls = match config.trim_ascii() {
+            b"" => Vec::new(),
+            b"host-calls" => HOST_CALLS.to_vec(),
+            other => match other.strip_prefix(b"calls:") {
+                Some(list) => match list.split(|&b| b == b',').map(Call::parse).collect() {
+                    Some(calls) => calls,
+                    None => return false,
+                },
+                None => return false,
             },
-            _ => return false,
+        };
+        match hostcalls::define_metric(MetricType::Counter, "noop.requests") {
+            Ok(id) => self.counter = id,
+            Err(_) => return false,
         }
+        self.calls = Rc::new(calls);
         true
     }
 
@@ -47,30 +115,23 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            host_calls: self.host_calls,
+            calls: self.calls.clone(),
+            counter: self.counter,
         }))
     }
 }
 
 struct Stream {
-    host_calls: Option<u32>,
+    calls: Rc<Vec<Call>>,
+    counter: u32,
 }
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(counter) = self.host_calls {
-            let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
-            let _ = hostcalls::get_property(vec!["filter_state", "client_ip.downstream_address"]);
-            let _ = hostcalls::increment_metric(counter, 1);
-            let _ = hostcalls::set_property(vec!["noop_client"], Some(b"127.0.0.1"));
-            let _ = hostcalls::set_property(vec!["noop_decision"], Some(b"allow"));
-            let _ = hostcalls::set_map_value(
-                MapType::HttpRequestHeaders,
-                "x-real-ip",
-                Some("127.0.0.1"),
-            );
+        for call in self.calls.iter() {
+            call.make(self.counter);
         }
         Action::Continue
     }

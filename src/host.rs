@@ -1,0 +1,382 @@
+//! The host calls the filter makes, over the proxy-wasm ABI directly.
+//!
+//! The SDK's `hostcalls` functions panic on any status they do not expect (`set_property`, for
+//! one, on anything but `Ok`), its logger unwraps the status of every log call, and its `Status`
+//! enum cannot hold a code it does not know. A panic traps the VM: Envoy fails the request and,
+//! the VM being gone, every later request on that worker. Here every call returns the host's
+//! status code as an error instead, and the caller decides what a failure means.
+//!
+//! Buffers the host hands over are allocated in the VM through the SDK's exported
+//! `proxy_on_memory_allocate` (a boxed `[u8]` of exactly the requested size), so they are owned
+//! here as `Vec<u8>`. Paths and the local reply's header map are serialized once, not per request.
+
+use std::fmt;
+
+/// A status code other than `Ok` returned by the host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl fmt::Debug for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            _ => "status",
+        };
+        write!(f, "{name}({})", self.0)
+    }
+}
+
+/// A property path in the ABI's form: the path's parts joined by NUL bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertyPath(Vec<u8>);
+
+impl PropertyPath {
+    /// The path of `parts` (`["filter_state", "client_ip.downstream_address"]`).
+    pub fn new(parts: &[&str]) -> Self {
+        PropertyPath(parts.join("\0").into_bytes())
+    }
+}
+
+/// A header map in the ABI's serialized form: the number of pairs, each pair's name and value
+/// sizes (little-endian u32), then each name and value followed by a NUL byte.
+pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        for part in [name, value] {
+            out.extend_from_slice(part.as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// The pairs of a serialized header map, names and values as text (invalid UTF-8 replaced by
+/// U+FFFD). None when the bytes are not a well-formed map: nothing here indexes out of bounds.
+pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = u32_at(0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    if data > bytes.len() {
+        return None;
+    }
+    let mut take = |size: usize| -> Option<String> {
+        let end = data.checked_add(size)?;
+        let text = text(bytes.get(data..end)?.to_vec());
+        if bytes.get(end) != Some(&0) {
+            return None; // every part ends with a NUL
+        }
+        data = end + 1;
+        Some(text)
+    };
+    let mut pairs = Vec::with_capacity(count);
+    for i in 0..count {
+        let (name_size, value_size) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
+        let name = take(name_size)?;
+        let value = take(value_size)?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+/// Bytes as text, invalid UTF-8 replaced by U+FFFD. HTTP/1 allows obs-text (bytes 0x80-0xFF) in
+/// a header value and Envoy passes it through; an entry holding U+FFFD is simply not an address.
+pub fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use abi::*;
+
+#[cfg(target_arch = "wasm32")]
+mod abi {
+    use std::ptr::null_mut;
+
+    use super::{deserialize_pairs, HostError, PropertyPath};
+
+    const OK: u32 = 0;
+    const NOT_FOUND: u32 = 1;
+    /// `Status::SerializationFailure`: a header map the host returned could not be read.
+    const SERIALIZATION_FAILURE: u32 = 3;
+    /// `MapType::HttpRequestHeaders`.
+    const REQUEST_HEADERS: u32 = 0;
+    /// `BufferType::PluginConfiguration`.
+    const PLUGIN_CONFIGURATION: u32 = 7;
+    /// `MetricType::Counter`.
+    const COUNTER: u32 = 0;
+
+    // Statuses and enums cross as u32: a code the filter does not know stays a number.
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        fn proxy_get_log_level(return_level: *mut u32) -> u32;
+        fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        fn proxy_get_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            max_size: usize,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> u32;
+        fn proxy_define_metric(
+            metric_type: u32,
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        fn proxy_get_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+        fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> u32;
+        fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_send_local_response(
+            status_code: u32,
+            details_data: *const u8,
+            details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+    }
+
+    fn check(status: u32) -> Result<(), HostError> {
+        if status == OK {
+            Ok(())
+        } else {
+            Err(HostError(status))
+        }
+    }
+
+    /// Takes ownership of a buffer the host allocated in the VM (None: the host returned none).
+    ///
+    /// # Safety
+    /// `data` is null or was returned by `proxy_on_memory_allocate(size)` and not used since.
+    unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the SDK's allocator made a boxed [u8] of exactly `size` bytes (align 1).
+            unsafe { Vec::from_raw_parts(data, size, size) }
+        }
+    }
+
+    /// A call that returns a buffer: Ok(None) on NotFound.
+    fn returned(
+        call: impl FnOnce(*mut *mut u8, *mut usize) -> u32,
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let (mut data, mut size) = (null_mut(), 0usize);
+        match call(&mut data, &mut size) {
+            // SAFETY: on Ok the host set `data`/`size` from proxy_on_memory_allocate (or null).
+            OK => Ok(Some(unsafe { owned(data, size) })),
+            NOT_FOUND => Ok(None),
+            status => Err(HostError(status)),
+        }
+    }
+
+    /// Writes a log line at `level` (0 trace … 5 critical).
+    pub fn log(level: u32, message: &str) -> Result<(), HostError> {
+        check(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
+    }
+
+    /// Envoy's log level for the wasm component (0 trace … 5 critical).
+    pub fn log_level() -> Result<u32, HostError> {
+        let mut level = 0u32;
+        check(unsafe { proxy_get_log_level(&mut level) })?;
+        Ok(level)
+    }
+
+    /// Asks for `on_tick` every `millis` ms.
+    pub fn set_tick_period(millis: u32) -> Result<(), HostError> {
+        check(unsafe { proxy_set_tick_period_milliseconds(millis) })
+    }
+
+    /// The plugin configuration's bytes (empty when there is none).
+    pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, HostError> {
+        returned(|data, len| unsafe {
+            proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, data, len)
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    /// Defines (or finds) the counter `name`; its id.
+    pub fn define_counter(name: &str) -> Result<u32, HostError> {
+        let mut id = 0u32;
+        check(unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) })?;
+        Ok(id)
+    }
+
+    /// Adds `delta` to a counter.
+    pub fn increment_metric(id: u32, delta: i64) -> Result<(), HostError> {
+        check(unsafe { proxy_increment_metric(id, delta) })
+    }
+
+    /// The value of the request header `name` (Envoy returns the first line's; it joins the
+    /// lines of its inline headers, X-Forwarded-For among them, with commas).
+    pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        returned(|data, len| unsafe {
+            proxy_get_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), data, len)
+        })
+    }
+
+    /// Every request header line, in wire order.
+    pub fn request_header_lines() -> Result<Vec<(String, String)>, HostError> {
+        let bytes = returned(|data, len| unsafe {
+            proxy_get_header_map_pairs(REQUEST_HEADERS, data, len)
+        })?
+        .unwrap_or_default();
+        deserialize_pairs(&bytes).ok_or(HostError(SERIALIZATION_FAILURE))
+    }
+
+    /// Sets the request header `name` to `value`, replacing every line it had.
+    pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+        check(unsafe {
+            proxy_replace_header_map_value(
+                REQUEST_HEADERS,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    /// Removes every line of the request header `name`.
+    pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+        check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
+    }
+
+    /// A property's bytes; Ok(None) when absent.
+    pub fn property(path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError> {
+        returned(|data, len| unsafe {
+            proxy_get_property(path.0.as_ptr(), path.0.len(), data, len)
+        })
+    }
+
+    /// Sets a property (`["client_ip"]` lands in the stream's filter state as `wasm.client_ip`).
+    pub fn set_property(path: &PropertyPath, value: &[u8]) -> Result<(), HostError> {
+        check(unsafe {
+            proxy_set_property(path.0.as_ptr(), path.0.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    /// Answers the request locally; `headers` is a map from [`super::serialize_pairs`];
+    /// `details` becomes `%RESPONSE_CODE_DETAILS%` (no spaces).
+    pub fn send_local_response(
+        status: u32,
+        body: &[u8],
+        headers: &[u8],
+        details: &str,
+    ) -> Result<(), HostError> {
+        check(unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_pairs_round_trip() {
+        let pairs = [
+            (":path", "/a"),
+            ("x-forwarded-for", "1.2.3.4, 5.6.7.8"),
+            ("empty", ""),
+        ];
+        let bytes = serialize_pairs(&pairs);
+        let back = deserialize_pairs(&bytes).unwrap();
+        let back: Vec<(&str, &str)> = back.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(back, pairs);
+        assert_eq!(deserialize_pairs(&[]), Some(Vec::new()));
+    }
+
+    #[test]
+    fn header_values_with_invalid_utf8_become_replacement_characters() {
+        let mut bytes = serialize_pairs(&[("x-real-ip", "caf?")]);
+        let at = bytes.iter().position(|&b| b == b'?').unwrap();
+        bytes[at] = 0xe9;
+        let pairs = deserialize_pairs(&bytes).unwrap();
+        assert_eq!(pairs[0].1, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn malformed_header_maps_are_refused_not_read_out_of_bounds() {
+        let good = serialize_pairs(&[("a", "bc"), ("d", "e")]);
+        // Every truncation, and sizes pointing past the end.
+        for cut in 1..good.len() {
+            assert_eq!(deserialize_pairs(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut huge = good.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(deserialize_pairs(&huge), None);
+        let mut long_value = good.clone();
+        long_value[8..12].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(deserialize_pairs(&long_value), None);
+    }
+
+    #[test]
+    fn property_paths_are_nul_joined() {
+        let path = PropertyPath::new(&["filter_state", "client_ip.downstream_address"]);
+        assert_eq!(path.0, b"filter_state\0client_ip.downstream_address");
+    }
+}
