@@ -111,9 +111,14 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule's `hosts` (none: any host) take in this host (see [`host_of`]).
+    pub fn matches_host(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|p| p.matches(host))
+    }
+
     /// Whether the rule applies to a request with this host (see [`host_of`]) and path.
     pub fn applies(&self, host: &str, path: &str) -> bool {
-        (self.hosts.is_empty() || self.hosts.iter().any(|p| p.matches(host)))
+        self.matches_host(host)
             && (self.path_prefixes.is_empty()
                 || self
                     .path_prefixes
@@ -178,6 +183,15 @@ impl Access {
             Verdict::DryRunDeny
         };
         (verdict, rule)
+    }
+
+    /// Whether the decision for a request with this `:authority` can depend on its path: some
+    /// rule with `path_prefixes` takes in its host. When not, the path need not be read.
+    pub fn reads_path(&self, authority: &str) -> bool {
+        let host = host_of(authority);
+        self.rules
+            .iter()
+            .any(|r| !r.path_prefixes.is_empty() && r.matches_host(host))
     }
 
     fn deciding_rule(&self, authority: &str, path: &str) -> Option<usize> {

@@ -6,7 +6,8 @@
 //!
 //! Per request the default configuration makes five host calls: one property read (the
 //! downstream address), one counter increment, two filter-state writes and one header write.
-//! Request headers are read only when the configuration uses them, and only those it uses.
+//! A request header is read only when this request's decision can depend on it: X-Forwarded-For
+//! only from a trusted downstream address, `:path` only when a path rule can apply.
 
 use std::rc::Rc;
 
@@ -242,7 +243,12 @@ impl HttpContext for Stream {
                 "",
             );
         };
-        let headers = match read_headers(&compiled.reads) {
+        let policy = &compiled.policy;
+        let filter_state = property(&compiled.downstream_path);
+        let downstream = Downstream::read(filter_state.as_deref(), || {
+            property(&PropertyPath::new(&["source", "address"]))
+        });
+        let headers = match read_headers(compiled, &downstream) {
             Ok(headers) => headers,
             Err(status) => {
                 debug!("cannot read request headers: {status:?}");
@@ -250,12 +256,8 @@ impl HttpContext for Stream {
                 return local_reply(500, body, &compiled.reply_headers, "");
             }
         };
-        let policy = &compiled.policy;
-        let filter_state = property(&compiled.downstream_path);
         let request = Request {
-            downstream: Downstream::read(filter_state.as_deref(), || {
-                property(&PropertyPath::new(&["source", "address"]))
-            }),
+            downstream,
             headers: &headers,
         };
         let decision = policy.decide(&request);
@@ -284,22 +286,31 @@ impl HttpContext for Stream {
     }
 }
 
-/// The request headers the policy reads, and no others: one value per named header, or every
-/// line when the policy needs them all (see [`HeaderReads`]). Invalid UTF-8 in a value becomes
+/// The request headers this request's decision and plan read, and no others: one value per
+/// named header, or every line when the policy needs them all (see [`HeaderReads`]), each only
+/// when this request needs it (see [`Policy::reads_now`]). Invalid UTF-8 in a value becomes
 /// U+FFFD (see [`host::text`]).
-fn read_headers(reads: &HeaderReads) -> Result<Vec<(String, String)>, HostError> {
-    match reads {
+fn read_headers(
+    compiled: &Compiled,
+    downstream: &Downstream,
+) -> Result<Vec<(String, String)>, HostError> {
+    let policy = &compiled.policy;
+    match &compiled.reads {
         HeaderReads::Nothing => Ok(Vec::new()),
         HeaderReads::Values(names) => {
             let mut lines = Vec::with_capacity(names.len());
             for name in names {
+                if !policy.reads_now(name, downstream, &lines) {
+                    continue;
+                }
                 if let Some(value) = host::request_header(name)? {
                     lines.push((name.clone(), host::text(value)));
                 }
             }
             Ok(lines)
         }
-        HeaderReads::AllLines => host::request_header_lines(),
+        HeaderReads::AllLines if policy.reads_lines_now(downstream) => host::request_header_lines(),
+        HeaderReads::AllLines => Ok(Vec::new()),
     }
 }
 

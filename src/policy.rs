@@ -211,6 +211,36 @@ impl Policy {
         }
     }
 
+    /// Whether the adapter must fetch `name`, one of the names [`Policy::header_reads`] lists
+    /// (asked in that order), for a request from `downstream`, given the lines fetched so far.
+    /// Narrower than the configuration-wide list: the forwarding header of an untrusted downstream
+    /// address and the path of a request no path rule can apply to are not needed.
+    pub fn reads_now(&self, name: &str, downstream: &Downstream, fetched: &HeaderLines) -> bool {
+        match name {
+            ":authority" => true,
+            ":path" => {
+                let authority = fetched.iter().find(|(k, _)| k == ":authority");
+                self.access
+                    .reads_path(authority.map_or("", |(_, v)| v.as_str()))
+            }
+            _ => {
+                (name == X_FORWARDED_FOR && self.forwarding.xff == XffMode::Append)
+                    || (self
+                        .resolver
+                        .reads()
+                        .is_some_and(|(header, _)| header == name)
+                        && self.resolver.reads_header_from(downstream.addr))
+            }
+        }
+    }
+
+    /// With [`HeaderReads::AllLines`]: whether a request from `downstream` needs any line.
+    pub fn reads_lines_now(&self, downstream: &Downstream) -> bool {
+        self.resolver.reads_header_from(downstream.addr)
+            || self.forwarding.xff == XffMode::Append
+            || !self.access.rules.is_empty()
+    }
+
     /// The name of the rule that decided, if any.
     pub fn rule_name(&self, decision: &Decision) -> Option<&str> {
         decision.rule.map(|i| self.access.rules[i].name.as_str())
@@ -401,19 +431,30 @@ mod tests {
             let reads = policy.header_reads();
             for lines in requests {
                 let all = h(lines);
-                let fetched: Vec<(String, String)> = match &reads {
-                    HeaderReads::Nothing => Vec::new(),
-                    HeaderReads::AllLines => all.clone(),
-                    HeaderReads::Values(names) => names
-                        .iter()
-                        .filter_map(|n| {
-                            let (_, v) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))?;
-                            Some((n.clone(), v.clone()))
-                        })
-                        .collect(),
-                };
                 for ds in downstreams {
                     let downstream = Downstream::from_filter_state(ds);
+                    // What the adapter fetches for this request.
+                    let mut fetched: Vec<(String, String)> = Vec::new();
+                    match &reads {
+                        HeaderReads::Nothing => {}
+                        HeaderReads::AllLines => {
+                            if policy.reads_lines_now(&downstream) {
+                                fetched = all.clone();
+                            }
+                        }
+                        HeaderReads::Values(names) => {
+                            for n in names {
+                                if !policy.reads_now(n, &downstream, &fetched) {
+                                    continue;
+                                }
+                                if let Some((_, v)) =
+                                    all.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))
+                                {
+                                    fetched.push((n.clone(), v.clone()));
+                                }
+                            }
+                        }
+                    }
                     let full = Request {
                         downstream,
                         headers: &all,

@@ -75,6 +75,17 @@ impl Resolver {
         }
     }
 
+    /// Whether resolution reads the forwarding header for a request from `downstream`: with
+    /// `trusted_hops` always, with `trusted_proxies` only when the downstream address is trusted
+    /// (otherwise it is the client, whatever the header says), never without either.
+    pub fn reads_header_from(&self, downstream: Option<ClientAddr>) -> bool {
+        match (&self.trust, downstream) {
+            (_, None) | (Trust::Nobody, _) => false,
+            (Trust::Hops(_), Some(_)) => true,
+            (Trust::Proxies(trusted), Some(d)) => trusted.contains(d.ip()),
+        }
+    }
+
     /// Resolves the client of a request. An unknown downstream address makes an unknown client.
     pub fn resolve(&self, downstream: Option<ClientAddr>, headers: &HeaderLines) -> Resolution {
         let Some(downstream) = downstream else {
