@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::addr::canonical;
+use crate::addr::{canonical, parse_ip};
 
 /// Sorted, disjoint, non-adjacent inclusive ranges `(start, end)`, with a bucket index over the
 /// starts.
@@ -343,15 +343,12 @@ impl IpSetBuilder {
 /// (`198.51.100.7` is `/32`, an IPv6 address `/128`). Returns the network with host bits cleared
 /// and whether the text had any set (`10.1.2.3/8`), or None when the text is neither.
 pub fn parse_net(text: &str) -> Option<(IpNet, bool)> {
-    // The address goes through std's parser, which refuses IPv4 octets with leading zeros
-    // (`010.0.0.0/8`); ipnet's own CIDR parser accepts them.
+    // The address goes through the entry parser (exactly std's grammar), which refuses IPv4
+    // octets with leading zeros (`010.0.0.0/8`); ipnet's own CIDR parser accepts them.
     let Some((addr, len)) = text.split_once('/') else {
-        return text
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| (IpNet::from(ip), false));
+        return parse_ip(text).map(|ip| (IpNet::from(ip), false));
     };
-    let ip = addr.parse::<IpAddr>().ok()?;
+    let ip = parse_ip(addr)?;
     if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
