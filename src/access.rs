@@ -241,7 +241,13 @@ pub fn path_of(path: &str) -> &str {
 /// needs none of this (the common case) is returned as it is, without allocating.
 pub fn rule_path(path: &str) -> Cow<'_, str> {
     let path = path_of(path);
-    let plain = !path.contains(['%', '\\']) && !path.contains("//") && !path.contains("/.");
+    // One pass over the bytes (no `%`, no `\\`, no `/` followed by `/` or `.`).
+    let bytes = path.as_bytes();
+    let plain = bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' | b'\\' => false,
+        b'/' => !matches!(bytes.get(i + 1), Some(b'/' | b'.')),
+        _ => true,
+    });
     if plain {
         return Cow::Borrowed(path);
     }

@@ -2,7 +2,7 @@
 //! address *is* its IPv4 address), parsing of forwarding-header entries and of Envoy's socket
 //! address text, and allocation-free address text for headers and logs.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Folds an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) into the IPv4 address it carries.
@@ -84,7 +84,16 @@ impl fmt::Display for InvalidAddr {
 /// Trims the spaces and tabs around a forwarding-header element (and nothing else).
 #[inline]
 pub fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    let b = s.as_bytes();
+    let (mut start, mut end) = (0, b.len());
+    while start < end && matches!(b[start], b' ' | b'\t') {
+        start += 1;
+    }
+    while end > start && matches!(b[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    // Both ends sit next to ASCII bytes (or at the ends): char boundaries.
+    s.get(start..end).unwrap_or("")
 }
 
 /// Parses one forwarding-header entry (already split at commas; surrounding spaces and tabs
@@ -92,31 +101,41 @@ pub fn trim_ows(s: &str) -> &str {
 /// `[ipv6]`, `[ipv6]:port`; an IPv6 address may carry a `%zone`, which is dropped.
 /// A bare IPv6 address is never split at a colon. IPv4 octets with leading zeros
 /// (`010.0.0.1`) are rejected: they are ambiguous (octal to some parsers, decimal to others).
+///
+/// The addresses are read by hand, byte by byte, accepting exactly what std's `Ipv4Addr` and
+/// `Ipv6Addr` parsers accept (the `entry` fuzz target compares the two): this runs on every
+/// request, and std's parser and `core::fmt` were most of a decision's time.
 pub fn parse_entry(entry: &str) -> Result<ClientAddr, InvalidAddr> {
-    let s = trim_ows(entry);
-    if s.is_empty() {
+    let s = trim_ows(entry).as_bytes();
+    let Some(&first) = s.first() else {
         return Err(InvalidAddr::Empty);
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        let close = rest.find(']').ok_or(InvalidAddr::NotAnAddress)?;
+    };
+    if first == b'[' {
+        let rest = &s[1..];
+        let close = rest
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or(InvalidAddr::NotAnAddress)?;
         let ip = parse_ipv6_with_zone(&rest[..close])?;
         let port = match &rest[close + 1..] {
-            "" => None,
-            after => Some(parse_port(
-                after.strip_prefix(':').ok_or(InvalidAddr::NotAnAddress)?,
-            )?),
+            [] => None,
+            [b':', port @ ..] => Some(parse_port(port)?),
+            _ => return Err(InvalidAddr::NotAnAddress),
         };
         return Ok(ClientAddr::new(IpAddr::V6(ip), port));
     }
-    match s.find(':') {
-        None => parse_ipv4(s).map(|ip| ClientAddr::new(IpAddr::V4(ip), None)),
+    let mut colons = s.iter().enumerate().filter(|&(_, &b)| b == b':');
+    match (colons.next(), colons.next()) {
+        (None, _) => parse_ipv4(s).map(|ip| ClientAddr::new(IpAddr::V4(ip), None)),
         // Exactly one colon: only `a.b.c.d:port` has that shape (an IPv6 address has two or more).
-        Some(i) if !s[i + 1..].contains(':') => {
+        (Some((i, _)), None) => {
             let ip = parse_ipv4(&s[..i])?;
             let port = parse_port(&s[i + 1..])?;
             Ok(ClientAddr::new(IpAddr::V4(ip), Some(port)))
         }
-        Some(_) => parse_ipv6_with_zone(s).map(|ip| ClientAddr::new(IpAddr::V6(ip), None)),
+        (Some(_), Some(_)) => {
+            parse_ipv6_with_zone(s).map(|ip| ClientAddr::new(IpAddr::V6(ip), None))
+        }
     }
 }
 
@@ -127,34 +146,169 @@ pub fn parse_socket_addr(text: &str) -> Result<ClientAddr, InvalidAddr> {
     parse_entry(text)
 }
 
-fn parse_ipv4(s: &str) -> Result<Ipv4Addr, InvalidAddr> {
-    // std's parser takes ASCII digits only and refuses leading zeros, trailing dots and extra octets.
-    s.parse::<Ipv4Addr>().map_err(|_| InvalidAddr::NotAnAddress)
+/// An IP address alone (no port, brackets or zone), accepting exactly what std's `IpAddr` parser
+/// accepts; not folded to canonical form. Configuration lists use it too, so the `.wasm` carries
+/// one address parser, not two.
+pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    let s = text.as_bytes();
+    match parse_ipv4(s) {
+        Ok(v4) => Some(IpAddr::V4(v4)),
+        Err(_) => parse_ipv6(s).map(IpAddr::V6),
+    }
 }
 
-fn parse_ipv6_with_zone(s: &str) -> Result<Ipv6Addr, InvalidAddr> {
-    let addr = match s.split_once('%') {
-        Some((addr, zone)) if is_zone(zone) => addr,
+/// A whole IPv4 address, as std reads it: four decimal octets of 1 to 3 ASCII digits up to 255,
+/// no leading zeros, separated by dots, nothing else.
+fn parse_ipv4(s: &[u8]) -> Result<Ipv4Addr, InvalidAddr> {
+    match read_ipv4(s) {
+        Some((ip, read)) if read == s.len() => Ok(Ipv4Addr::from(ip)),
+        _ => Err(InvalidAddr::NotAnAddress),
+    }
+}
+
+/// std's IPv4 reader at the start of `s` (it need not reach the end): the address and the
+/// number of bytes it took.
+#[inline]
+fn read_ipv4(s: &[u8]) -> Option<(u32, usize)> {
+    let mut pos = 0;
+    let mut ip = 0u32;
+    for octet in 0..4 {
+        if octet > 0 {
+            if s.get(pos) != Some(&b'.') {
+                return None;
+            }
+            pos += 1;
+        }
+        let start = pos;
+        let mut value = 0u32;
+        while let Some(&b) = s.get(pos) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            value = value * 10 + u32::from(b - b'0');
+            pos += 1;
+            if pos - start > 3 {
+                return None;
+            }
+        }
+        let digits = pos - start;
+        if digits == 0 || (digits > 1 && s[start] == b'0') || value > 255 {
+            return None;
+        }
+        ip = ip << 8 | value;
+    }
+    Some((ip, pos))
+}
+
+fn parse_ipv6_with_zone(s: &[u8]) -> Result<Ipv6Addr, InvalidAddr> {
+    let addr = match s.iter().position(|&b| b == b'%') {
+        Some(i) if is_zone(&s[i + 1..]) => &s[..i],
         Some(_) => return Err(InvalidAddr::NotAnAddress),
         None => s,
     };
-    addr.parse::<Ipv6Addr>()
-        .map_err(|_| InvalidAddr::NotAnAddress)
+    parse_ipv6(addr).ok_or(InvalidAddr::NotAnAddress)
+}
+
+/// A whole IPv6 address, exactly as std reads it (the same steps as core::net's parser): groups
+/// of 1 to 4 hex digits separated by colons, at most one `::` standing for one or more zero
+/// groups, and an embedded IPv4 address in place of the last two groups.
+fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
+    let mut head = [0u16; 8];
+    let mut pos = 0;
+    // Without a dot there is no embedded IPv4 address to try at each group.
+    let dotted = s.contains(&b'.');
+    let (head_size, head_ipv4) = read_groups(s, &mut pos, &mut head, dotted);
+    if head_size == 8 {
+        return (pos == s.len()).then(|| Ipv6Addr::from(head));
+    }
+    // An IPv4 part is not allowed before `::`.
+    if head_ipv4 || s.get(pos..pos + 2) != Some(b"::") {
+        return None;
+    }
+    pos += 2;
+    // `::` stands for at least one zero group.
+    let mut tail = [0u16; 7];
+    let limit = 7 - head_size;
+    let (tail_size, _) = read_groups(s, &mut pos, &mut tail[..limit], dotted);
+    if pos != s.len() {
+        return None;
+    }
+    head[8 - tail_size..].copy_from_slice(&tail[..tail_size]);
+    Some(Ipv6Addr::from(head))
+}
+
+/// Reads colon-separated groups into `groups` from `pos` on, with an embedded IPv4 address as
+/// the last two groups when at least two are left. Returns the number of groups read and whether
+/// an IPv4 address ended them; `pos` is left after the last group read. `dotted`: whether `s`
+/// holds a dot at all (else no IPv4 address is tried).
+#[inline]
+fn read_groups(s: &[u8], pos: &mut usize, groups: &mut [u16], dotted: bool) -> (usize, bool) {
+    let limit = groups.len();
+    for i in 0..limit {
+        let mut p = *pos;
+        if i > 0 {
+            if s.get(p) != Some(&b':') {
+                return (i, false);
+            }
+            p += 1;
+        }
+        if dotted && i + 1 < limit {
+            if let Some((v4, read)) = read_ipv4(s.get(p..).unwrap_or(&[])) {
+                groups[i] = (v4 >> 16) as u16;
+                groups[i + 1] = v4 as u16;
+                *pos = p + read;
+                return (i + 2, true);
+            }
+        }
+        let start = p;
+        let mut value = 0u32;
+        while let Some(digit) = s.get(p).and_then(|&b| hex_digit(b)) {
+            value = value << 4 | digit;
+            p += 1;
+            if p - start > 4 {
+                return (i, false);
+            }
+        }
+        if p == start {
+            return (i, false);
+        }
+        groups[i] = value as u16;
+        *pos = p;
+    }
+    (limit, false)
+}
+
+#[inline]
+fn hex_digit(b: u8) -> Option<u32> {
+    match b {
+        b'0'..=b'9' => Some(u32::from(b - b'0')),
+        b'a'..=b'f' => Some(u32::from(b - b'a' + 10)),
+        b'A'..=b'F' => Some(u32::from(b - b'A' + 10)),
+        _ => None,
+    }
 }
 
 /// A zone id (RFC 6874 / RFC 4007): a non-empty run of unreserved characters.
-fn is_zone(zone: &str) -> bool {
+fn is_zone(zone: &[u8]) -> bool {
     !zone.is_empty()
         && zone
-            .bytes()
+            .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-fn parse_port(s: &str) -> Result<u16, InvalidAddr> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+/// 1 to 5 ASCII digits, at most 65535.
+fn parse_port(s: &[u8]) -> Result<u16, InvalidAddr> {
+    if s.is_empty() || s.len() > 5 {
         return Err(InvalidAddr::BadPort);
     }
-    s.parse::<u16>().map_err(|_| InvalidAddr::BadPort)
+    let mut port = 0u32;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return Err(InvalidAddr::BadPort);
+        }
+        port = port * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(port).map_err(|_| InvalidAddr::BadPort)
 }
 
 /// Address text on the stack: the longest IPv6 text is 39 bytes (45 with a dotted tail, which the
@@ -166,31 +320,115 @@ pub struct AddrText {
 }
 
 impl AddrText {
-    /// Formats an address (canonical form first) without allocating.
-    pub fn of(ip: IpAddr) -> Self {
-        let mut text = AddrText {
+    fn new() -> Self {
+        AddrText {
             buf: [0; 48],
             len: 0,
-        };
-        // Cannot fail: the buffer holds any address text.
-        let _ = write!(text, "{}", canonical(ip));
+        }
+    }
+
+    /// Formats an address (canonical form first) without allocating: the text std prints (RFC
+    /// 5952 for IPv6: lower case, no leading zeros, the first longest run of two or more zero
+    /// groups as `::`), written by hand rather than through `core::fmt`.
+    pub fn of(ip: IpAddr) -> Self {
+        let mut text = AddrText::new();
+        match canonical(ip) {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    text.push_decimal(u32::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                let groups = v6.segments();
+                // The first longest run of zero groups.
+                let (mut best_start, mut best_len) = (0, 0);
+                let (mut start, mut len) = (0, 0);
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == 0 {
+                        if len == 0 {
+                            start = i;
+                        }
+                        len += 1;
+                        if len > best_len {
+                            (best_start, best_len) = (start, len);
+                        }
+                    } else {
+                        len = 0;
+                    }
+                }
+                if best_len > 1 {
+                    text.push_groups(&groups[..best_start]);
+                    text.push(b':');
+                    text.push(b':');
+                    text.push_groups(&groups[best_start + best_len..]);
+                } else {
+                    text.push_groups(&groups);
+                }
+            }
+        }
         text
     }
 
     /// Formats a port without allocating.
     pub fn port(port: u16) -> Self {
-        let mut text = AddrText {
-            buf: [0; 48],
-            len: 0,
-        };
-        let _ = write!(text, "{port}");
+        let mut text = AddrText::new();
+        text.push_decimal(u32::from(port));
         text
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        // Only ever written through fmt::Write with &str pieces, so always UTF-8.
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+        let bytes = self.buf.get(..usize::from(self.len)).unwrap_or(&[]);
+        // SAFETY: `buf[..len]` is only ever written with ASCII bytes (`push`) or with whole `&str`
+        // pieces (`fmt::Write::write_str`, which refuses a piece that does not fit), so it is
+        // always UTF-8. Checking it again cost as much as formatting an IPv4 address.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
+    /// Appends one ASCII byte; a full buffer (never reached by address text) drops it.
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        let len = usize::from(self.len);
+        if len < self.buf.len() {
+            self.buf[len] = b;
+            self.len += 1;
+        }
+    }
+
+    #[inline]
+    fn push_decimal(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.push(d);
+        }
+    }
+
+    /// Colon-separated lower-case hex groups without leading zeros.
+    #[inline]
+    fn push_groups(&mut self, groups: &[u16]) {
+        for (i, &g) in groups.iter().enumerate() {
+            if i > 0 {
+                self.push(b':');
+            }
+            let mut shift = (16 - (g | 1).leading_zeros() as i32 + 3) / 4 * 4 - 4;
+            while shift >= 0 {
+                self.push(b"0123456789abcdef"[usize::from((g >> shift) & 0xf)]);
+                shift -= 4;
+            }
+        }
     }
 }
 
@@ -323,6 +561,102 @@ mod tests {
         );
         assert!(parse_socket_addr("/var/run/envoy.sock").is_err());
         assert!(parse_socket_addr("@abstract").is_err());
+    }
+
+    /// xorshift64*, reproducible without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn hand_written_parsers_accept_exactly_what_std_accepts() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let pieces: &[&str] = &[
+            "0",
+            "1",
+            "00",
+            "01",
+            "9",
+            "10",
+            "99",
+            "100",
+            "255",
+            "256",
+            "999",
+            "0000",
+            "ffff",
+            "FFFF",
+            "fFf0",
+            "12345",
+            "abc",
+            "g",
+            ":",
+            "::",
+            ".",
+            "1.2.3.4",
+            "::ffff:",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3",
+            "%",
+            "%eth0",
+            "]",
+            "[",
+            " ",
+            "ff",
+            "db8",
+            "2001",
+        ];
+        for _ in 0..200_000 {
+            let mut text = String::new();
+            for _ in 0..rng.below(12) {
+                text.push_str(pieces[rng.below(pieces.len() as u64) as usize]);
+            }
+            let b = text.as_bytes();
+            assert_eq!(
+                parse_ipv4(b).ok(),
+                text.parse::<Ipv4Addr>().ok(),
+                "{text:?}"
+            );
+            assert_eq!(parse_ipv6(b), text.parse::<Ipv6Addr>().ok(), "{text:?}");
+            assert_eq!(parse_ip(&text), text.parse::<IpAddr>().ok(), "{text:?}");
+            let port = (!b.is_empty() && b.len() <= 5 && b.iter().all(u8::is_ascii_digit))
+                .then(|| text.parse::<u16>().ok())
+                .flatten();
+            assert_eq!(parse_port(b).ok(), port, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn hand_written_text_is_what_std_prints() {
+        let mut rng = Rng(0x0fed_cba9_8765_4321);
+        for _ in 0..100_000 {
+            // Groups that are often zero, so that runs of every length and position occur.
+            let mut groups = [0u16; 8];
+            for g in &mut groups {
+                *g = match rng.below(4) {
+                    0 | 1 => 0,
+                    2 => rng.next() as u16,
+                    _ => (rng.next() as u16) >> rng.below(16),
+                };
+            }
+            let v6 = Ipv6Addr::from(groups);
+            let ip = canonical(IpAddr::V6(v6));
+            assert_eq!(AddrText::of(ip).as_str(), ip.to_string());
+            let v4 = IpAddr::V4(Ipv4Addr::from(rng.next() as u32 >> rng.below(32)));
+            assert_eq!(AddrText::of(v4).as_str(), v4.to_string());
+            let port = rng.next() as u16 >> rng.below(16);
+            assert_eq!(AddrText::port(port).as_str(), port.to_string());
+        }
     }
 
     #[test]

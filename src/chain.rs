@@ -2,9 +2,7 @@
 //! then the downstream address. The resolver reads it from the right, one entry at a time, so a
 //! walk costs what it examines: a 60 KB header costs no more than its last few entries.
 
-use std::str::RSplit;
-
-use crate::addr::{parse_entry, trim_ows, ClientAddr};
+use crate::addr::{parse_entry, trim_ows, ClientAddr, InvalidAddr};
 
 /// The request's header lines in wire order, as Envoy hands them over (names lower case).
 pub type HeaderLines = [(String, String)];
@@ -53,7 +51,12 @@ pub struct Chain<'a> {
 }
 
 enum Inner<'a> {
-    List(ListEntries<'a>),
+    List {
+        /// The last entry, already parsed to compare it with the downstream address: the walk
+        /// reads it first and need not parse it again.
+        last: Option<(&'a str, Result<ClientAddr, InvalidAddr>)>,
+        entries: ListEntries<'a>,
+    },
     Single(Option<Link<'a>>),
 }
 
@@ -69,14 +72,29 @@ impl<'a> Chain<'a> {
         let inner = match kind {
             HeaderKind::List => {
                 let mut entries = ListEntries::new(headers, name);
-                if ends_with(headers, name, downstream) {
-                    entries.next();
-                }
-                Inner::List(entries)
+                let last = entries
+                    .next()
+                    .map(|text| (text, parse_entry(text)))
+                    .filter(|(_, parsed)| !parsed.is_ok_and(|a| a.ip() == downstream.ip()));
+                Inner::List { last, entries }
             }
             HeaderKind::Single => Inner::Single(single_value(headers, name)),
         };
         Chain { inner }
+    }
+
+    /// The next element, parsed (a malformed single-address header is not an address).
+    pub fn next_addr(&mut self) -> Option<Result<ClientAddr, InvalidAddr>> {
+        match &mut self.inner {
+            Inner::List { last, entries } => match last.take() {
+                Some((_, parsed)) => Some(parsed),
+                None => entries.next().map(parse_entry),
+            },
+            Inner::Single(value) => value.take().map(|link| match link {
+                Link::Entry(text) => parse_entry(text),
+                Link::Malformed => Err(InvalidAddr::NotAnAddress),
+            }),
+        }
     }
 }
 
@@ -86,7 +104,10 @@ impl<'a> Iterator for Chain<'a> {
     #[inline]
     fn next(&mut self) -> Option<Link<'a>> {
         match &mut self.inner {
-            Inner::List(entries) => entries.next().map(Link::Entry),
+            Inner::List { last, entries } => match last.take() {
+                Some((text, _)) => Some(Link::Entry(text)),
+                None => entries.next().map(Link::Entry),
+            },
             Inner::Single(value) => value.take(),
         }
     }
@@ -98,7 +119,8 @@ struct ListEntries<'a> {
     name: &'a str,
     /// Lines not yet visited: `headers[..remaining]`.
     remaining: usize,
-    line: Option<RSplit<'a, char>>,
+    /// The part of the current line left of the entries already returned.
+    line: Option<&'a str>,
 }
 
 impl<'a> ListEntries<'a> {
@@ -117,14 +139,21 @@ impl<'a> Iterator for ListEntries<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         loop {
-            if let Some(parts) = &mut self.line {
-                for part in parts.by_ref() {
-                    let entry = trim_ows(part);
-                    if !entry.is_empty() {
-                        return Some(entry);
+            while let Some(rest) = self.line {
+                let part = match rest.rsplit_once(',') {
+                    Some((left, part)) => {
+                        self.line = Some(left);
+                        part
                     }
+                    None => {
+                        self.line = None;
+                        rest
+                    }
+                };
+                let entry = trim_ows(part);
+                if !entry.is_empty() {
+                    return Some(entry);
                 }
-                self.line = None;
             }
             loop {
                 if self.remaining == 0 {
@@ -132,8 +161,8 @@ impl<'a> Iterator for ListEntries<'a> {
                 }
                 self.remaining -= 1;
                 let (key, value) = &self.headers[self.remaining];
-                if key.eq_ignore_ascii_case(self.name) {
-                    self.line = Some(value.rsplit(','));
+                if same_name(key, self.name) {
+                    self.line = Some(value);
                     break;
                 }
             }
@@ -141,11 +170,16 @@ impl<'a> Iterator for ListEntries<'a> {
     }
 }
 
+/// Header names compare case-insensitively; Envoy hands them over in lower case, as `name` is, so
+/// a plain comparison settles nearly every line.
+#[inline]
+fn same_name(key: &str, name: &str) -> bool {
+    key.len() == name.len() && (key == name || key.eq_ignore_ascii_case(name))
+}
+
 /// The value of a single-address header: none, one entry, or malformed (several values or lines).
 fn single_value<'a>(headers: &'a HeaderLines, name: &str) -> Option<Link<'a>> {
-    let mut lines = headers
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name));
+    let mut lines = headers.iter().filter(|(key, _)| same_name(key, name));
     let (_, value) = lines.next()?;
     if lines.next().is_some() {
         return Some(Link::Malformed);

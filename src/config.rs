@@ -560,7 +560,8 @@ fn host_pattern(value: &Value, path: &str) -> Result<HostPattern, ConfigError> {
     let is_ipv6_literal = |s: &str| {
         s.strip_prefix('[')
             .and_then(|r| r.strip_suffix(']'))
-            .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+            .and_then(crate::addr::parse_ip)
+            .is_some_and(|ip| ip.is_ipv6())
     };
     if let Some(suffix) = text.strip_prefix("*.") {
         if is_name(suffix) {

@@ -1,8 +1,8 @@
 //! Resolving the client address (spec §2): who is the client, given the downstream address and
 //! the chain, and whom the operator trusts to have written the chain.
 
-use crate::addr::{parse_entry, ClientAddr};
-use crate::chain::{Chain, HeaderKind, HeaderLines, Link};
+use crate::addr::ClientAddr;
+use crate::chain::{Chain, HeaderKind, HeaderLines};
 use crate::ipset::IpSet;
 
 /// Whose forwarding headers are believed.
@@ -125,9 +125,9 @@ impl Resolver {
         let mut chain = Chain::new(headers, &self.header, self.kind, downstream);
         let mut current = downstream;
         while trusted.contains(current.ip()) {
-            match chain.next() {
+            match chain.next_addr() {
                 None => break,
-                Some(link) => current = read(link)?,
+                Some(parsed) => current = parsed.map_err(|_| Invalid)?,
             }
         }
         Ok(current)
@@ -142,8 +142,12 @@ impl Resolver {
         headers: &HeaderLines,
     ) -> Result<ClientAddr, Invalid> {
         let mut chain = Chain::new(headers, &self.header, self.kind, downstream);
-        match chain.nth(hops.saturating_sub(1) as usize) {
-            Some(link) => read(link),
+        let skip = hops.saturating_sub(1) as usize;
+        if skip > 0 && chain.nth(skip - 1).is_none() {
+            return Ok(downstream);
+        }
+        match chain.next_addr() {
+            Some(parsed) => parsed.map_err(|_| Invalid),
             None => Ok(downstream),
         }
     }
@@ -152,13 +156,6 @@ impl Resolver {
 /// The walk read an invalid entry.
 #[derive(Debug)]
 struct Invalid;
-
-fn read(link: Link<'_>) -> Result<ClientAddr, Invalid> {
-    match link {
-        Link::Entry(text) => parse_entry(text).map_err(|_| Invalid),
-        Link::Malformed => Err(Invalid),
-    }
-}
 
 #[cfg(test)]
 mod tests {
