@@ -382,10 +382,11 @@ impl AddrText {
     /// The text.
     pub fn as_str(&self) -> &str {
         let bytes = self.buf.get(..usize::from(self.len)).unwrap_or(&[]);
-        // SAFETY: `buf[..len]` is only ever written with ASCII bytes (`push`) or with whole `&str`
-        // pieces (`fmt::Write::write_str`, which refuses a piece that does not fit), so it is
-        // always UTF-8. Checking it again cost as much as formatting an IPv4 address.
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+        // `buf[..len]` is only ever written with ASCII bytes (`push`) or with whole `&str` pieces
+        // (`fmt::Write::write_str`, which refuses a piece that does not fit), so the check always
+        // passes. It costs about as much as formatting an IPv4 address; the core keeps no
+        // `unsafe` for that (the only `unsafe` of the crate is the ABI layer, `host`).
+        std::str::from_utf8(bytes).unwrap_or_default()
     }
 
     /// Appends one ASCII byte; a full buffer (never reached by address text) drops it.
