@@ -2,10 +2,17 @@
 //! `make bench`, the fixed price of any wasm filter (the V8 boundary, the stream context).
 //!
 //! With the configuration `host-calls` it makes, per request, exactly the host calls that
-//! client-ip-filter makes in its default configuration (case C), and nothing else: `get_map` of the
-//! request headers, `get_property` of the connection filter state `client_ip.downstream_address`,
-//! `increment_metric`, `set_property` twice and `set_map_value` once. Case (B-calls): the price of
-//! those calls alone, to tell it from the filter's own work inside the VM.
+//! client-ip-filter makes in its default configuration (case C), and nothing else: `get_property`
+//! of the connection filter state `client_ip.downstream_address`, `increment_metric`,
+//! `set_property` twice and `set_map_value` once. Case (B-calls): the price of those calls alone,
+//! to tell it from the filter's own work inside the VM.
+//!
+//! With `calls:<name>,<name>,...` it makes the named host calls, in that order, per request: the
+//! probes that price one kind of host call against (B). Names: `map` (`get_map_bytes` of the
+//! request headers), `value` (`get_map_value` of `x-forwarded-for`), `fs` (`get_property` of the
+//! filter state `client_ip.downstream_address`), `src` (`get_property` of `source.address`), `inc`
+//! (`increment_metric`), `prop` (`set_property`), `set` (`set_map_value` of `x-real-ip`), `remove`
+//! (removing `x-client-ip`).
 
 use std::rc::Rc;
 
@@ -64,10 +71,9 @@ impl Call {
     }
 }
 
-/// The six calls of `host-calls`: what client-ip-filter made per request in its default
-/// configuration before its host calls were cut.
-const HOST_CALLS: [Call; 6] = [
-    Call::Map,
+/// The calls of `host-calls`: what client-ip-filter makes per request in its default
+/// configuration.
+const HOST_CALLS: [Call; 5] = [
     Call::FilterState,
     Call::Increment,
     Call::SetProperty,
