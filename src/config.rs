@@ -46,6 +46,47 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
+/// How many host-bits warnings are listed; the others are only counted, in one last warning, so
+/// that a list of a million sloppy CIDRs makes a few log lines and holds no million strings.
+pub const WARNINGS_LISTED: usize = 10;
+
+/// Host-bits warnings as they are found: the first [`WARNINGS_LISTED`] in order, then a count.
+#[derive(Debug, Default)]
+struct Warnings {
+    listed: Vec<ConfigWarning>,
+    unlisted: usize,
+}
+
+impl Warnings {
+    /// A CIDR with host bits set; `message` is only formatted when it will be listed.
+    fn host_bits(&mut self, message: impl FnOnce() -> String) {
+        if self.listed.len() < WARNINGS_LISTED {
+            self.listed.push(ConfigWarning(message()));
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Appends warnings found elsewhere (a list read with the document), keeping the order.
+    fn append(&mut self, other: Warnings) {
+        for warning in other.listed {
+            self.host_bits(|| warning.0);
+        }
+        self.unlisted += other.unlisted;
+    }
+
+    fn into_vec(self) -> Vec<ConfigWarning> {
+        let mut out = self.listed;
+        if self.unlisted > 0 {
+            out.push(ConfigWarning(format!(
+                "{} more CIDRs have host bits set (not listed); each is used as its network",
+                self.unlisted
+            )));
+        }
+        out
+    }
+}
+
 /// Parses and compiles a configuration. Empty (or only whitespace) means all defaults.
 pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -58,7 +99,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> 
         message: format!("not valid JSON ({e})"),
     })?;
     let policy = walk.policy(&doc)?;
-    Ok((policy, walk.warnings))
+    Ok((policy, walk.warnings.into_vec()))
 }
 
 const TOP_KEYS: &[&str] = &["client_ip", "access", "forward"];
@@ -98,7 +139,7 @@ const SHOWN_VALUE_MAX: usize = 80;
 
 #[derive(Default)]
 struct Walk {
-    warnings: Vec<ConfigWarning>,
+    warnings: Warnings,
     /// The IP lists compiled while the document was read, by key path.
     read_lists: lists::ReadLists,
 }
@@ -473,9 +514,9 @@ impl Walk {
         let text = item.as_str().ok_or_else(bad)?;
         let (net, had_host_bits) = parse_net(text).ok_or_else(bad)?;
         if had_host_bits {
-            self.warnings.push(ConfigWarning(format!(
-                "{list_path}[{i}]: \"{text}\" has host bits set; using {net}"
-            )));
+            self.warnings.host_bits(|| {
+                format!("{list_path}[{i}]: \"{text}\" has host bits set; using {net}")
+            });
         }
         Ok(net)
     }
@@ -849,6 +890,36 @@ mod tests {
     }
 
     #[test]
+    fn host_bits_warnings_are_listed_up_to_ten_then_counted() {
+        // 25 sloppy CIDRs across two lists (one read with the document, one inside a rule).
+        let sloppy = |n: usize, base: u8| {
+            (0..n)
+                .map(|i| format!("\"10.{base}.{i}.1/24\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let json = format!(
+            r#"{{"access": {{"allow": [{}], "rules": [{{"name": "r", "deny": [{}]}}]}}}}"#,
+            sloppy(15, 1),
+            sloppy(10, 2)
+        );
+        let (_, w) = parse(json.as_bytes()).unwrap();
+        assert_eq!(w.len(), WARNINGS_LISTED + 1, "{w:?}");
+        assert_eq!(
+            w[0].0,
+            "access.allow[0]: \"10.1.0.1/24\" has host bits set; using 10.1.0.0/24"
+        );
+        assert!(w[9].0.starts_with("access.allow[9]:"), "{w:?}");
+        assert_eq!(
+            w[10].0,
+            "15 more CIDRs have host bits set (not listed); each is used as its network"
+        );
+        let (_, w) = parse_whole_tree(json.as_bytes()).unwrap();
+        assert_eq!(w.len(), WARNINGS_LISTED + 1);
+        assert!(w[10].0.starts_with("15 more"));
+    }
+
+    #[test]
     fn cidr_with_host_bits_is_accepted_as_its_network_with_a_warning() {
         let (p, w) = parse(br#"{"access": {"allow": ["10.1.2.3/8"]}}"#).unwrap();
         assert_eq!(
@@ -888,7 +959,7 @@ mod tests {
         })?;
         let mut walk = Walk::default();
         let policy = walk.policy(&doc)?;
-        Ok((policy, walk.warnings))
+        Ok((policy, walk.warnings.into_vec()))
     }
 
     #[test]

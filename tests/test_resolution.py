@@ -133,6 +133,22 @@ def test_cidr_with_host_bits_is_accepted_as_its_network_with_a_warning(forms, ec
     assert warnings, "no wasm warning naming 172.16.1.2/12 in the Envoy log"
 
 
+def test_host_bits_warnings_are_listed_up_to_ten_then_counted(envoy_factory, wasm, echo):
+    # 2,000 sloppy CIDRs must not make 2,000 log lines per configure.
+    sloppy = [f"10.{i // 250}.{i % 250}.1/24" for i in range(2000)]
+    env = envoy_factory(E.EnvoyOptions(configuration={"client_ip": {"trusted_proxies": sloppy},
+                                                      "forward": FORWARD}))
+    ex = exchange(env, echo, proxy=pp.v1("10.3.7.9"), headers=xff("198.51.100.1"))
+    assert resolved(ex)[0] == "198.51.100.1"  # 10.3.7.1/24 is used as 10.3.7.0/24
+    lines = [l for l in env.log_text().splitlines() if "][warning][wasm]" in l and "host bits" in l]
+    summaries = [l for l in lines if "1990 more CIDRs have host bits set (not listed)" in l]
+    assert summaries, "\n".join(lines[-5:])
+    # Each configure (Envoy runs it once per VM) lists 10 and counts the rest.
+    assert len(lines) == 11 * len(summaries), len(lines)
+    assert any("client_ip.trusted_proxies[9]: \"10.0.9.1/24\"" in l for l in lines)
+    assert not any("trusted_proxies[10]:" in l for l in lines)
+
+
 # -- trusted_hops ------------------------------------------------------------------------------------
 
 HOPS = {"client_ip": {"trusted_hops": 2}, "forward": FORWARD}

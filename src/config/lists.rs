@@ -23,7 +23,7 @@ use std::fmt;
 use serde_core::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::{err, show, ConfigError, ConfigWarning};
+use super::{err, show, ConfigError, Warnings};
 use crate::ipset::{parse_net, IpSet, IpSetBuilder};
 
 /// An IP list compiled while the document was read.
@@ -32,7 +32,7 @@ struct ReadList {
     path: String,
     set: IpSet,
     /// Host-bits warnings of the entries before the first bad one, in order.
-    warnings: Vec<ConfigWarning>,
+    warnings: Warnings,
     /// The first bad entry.
     error: Option<ConfigError>,
 }
@@ -53,11 +53,11 @@ impl ReadLists {
     pub(super) fn take(
         &mut self,
         path: &str,
-        warnings: &mut Vec<ConfigWarning>,
+        warnings: &mut Warnings,
     ) -> Option<Result<IpSet, ConfigError>> {
         let at = self.lists.iter().position(|l| l.path == path)?;
         let list = self.lists.swap_remove(at);
-        warnings.extend(list.warnings);
+        warnings.append(list.warnings);
         Some(match list.error {
             Some(e) => Err(e),
             None => Ok(list.set),
@@ -68,7 +68,7 @@ impl ReadLists {
         self.current = Some(ReadList {
             path,
             set: IpSet::empty(),
-            warnings: Vec::new(),
+            warnings: Warnings::default(),
             error: None,
         });
         self.index = 0;
@@ -93,10 +93,10 @@ impl ReadLists {
         match parse_net(text) {
             Some((net, had_host_bits)) => {
                 if had_host_bits {
-                    list.warnings.push(ConfigWarning(format!(
-                        "{}[{}]: \"{text}\" has host bits set; using {net}",
-                        list.path, self.index
-                    )));
+                    let (path, index) = (&list.path, self.index);
+                    list.warnings.host_bits(|| {
+                        format!("{path}[{index}]: \"{text}\" has host bits set; using {net}")
+                    });
                 }
                 self.builder.push(net);
             }
