@@ -5,7 +5,10 @@
 //!   the cache pays at least once);
 //! - the full decision per request (read the downstream address, parse the forwarding header,
 //!   walk the chain, match the lists and rules, plan and format the forwarded headers) with allow
-//!   lists of the same sizes;
+//!   lists of the same sizes. The core gets the header lines the filter fetches from Envoy: those
+//!   the policy reads for that request (`Policy::header_reads`, `Policy::reads_now`), as values;
+//!   a second figure gives it all nine lines of the request, as before the filter fetched only
+//!   what it reads;
 //! - configuring 1,000,000 entries (`config::parse`): wall time and heap (peak and retained).
 //!
 //! A plain `harness = false` binary, no benchmark framework: the figures are medians of timed
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use client_ip_filter::config;
 use client_ip_filter::ipset::{parse_net, IpSet};
-use client_ip_filter::policy::{Downstream, Request};
+use client_ip_filter::policy::{Downstream, HeaderReads, Policy, Request};
 
 // ---------------------------------------------------------------------------------------------
 // Heap accounting: current and peak bytes allocated through the global allocator.
@@ -331,6 +334,30 @@ fn decision_config(allow: &str) -> String {
     )
 }
 
+/// The header lines the filter fetches for a request: what `filter.rs` asks Envoy for, with the
+/// full request standing in for the host.
+fn fetched(
+    policy: &Policy,
+    downstream: &Downstream,
+    all: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut lines: Vec<(String, String)> = Vec::new();
+    match policy.header_reads() {
+        HeaderReads::Nothing => {}
+        HeaderReads::AllLines => lines = all.to_vec(),
+        HeaderReads::Values(names) => {
+            for name in names {
+                if policy.reads_now(&name, downstream, &lines) {
+                    if let Some((_, v)) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+                        lines.push((name.clone(), v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    lines
+}
+
 fn bench_decision(settings: &Settings, report: &mut Report) {
     for (n, label) in SIZES {
         let list = entries(n, 0x5eed_0000 + n as u64);
@@ -361,6 +388,32 @@ fn bench_decision(settings: &Settings, report: &mut Report) {
             })
             .collect();
         let downstream_text = b"10.0.0.7:51234".to_vec();
+        let all_lines = requests;
+        let downstream = Downstream::read(Some(&downstream_text), || None);
+        let requests: Vec<Vec<(String, String)>> = all_lines
+            .iter()
+            .map(|all| fetched(&policy, &downstream, all))
+            .collect();
+        if n == 10 {
+            // As the filter fetched them before: every line of the request.
+            let r = time_per_call(settings, |i| {
+                let headers = &all_lines[i & 1023];
+                let request = Request {
+                    downstream: Downstream::read(Some(black_box(&downstream_text)), || None),
+                    headers,
+                };
+                let decision = policy.decide(&request);
+                policy.header_plan(&request, &decision).for_each(|op| {
+                    black_box(op);
+                });
+                black_box(decision);
+            });
+            report.ns(
+                "decision_10_all_lines",
+                "full decision, 10 entries, given all 9 header lines",
+                r,
+            );
+        }
         let r = time_per_call(settings, |i| {
             let headers = &requests[i & 1023];
             let request = Request {
@@ -392,7 +445,6 @@ fn bench_decision(settings: &Settings, report: &mut Report) {
             "  of which: read the downstream address",
             r,
         );
-        let downstream = Downstream::read(Some(&downstream_text), || None);
         let r = time_per_call(settings, |i| {
             let headers = &requests[i & 1023];
             black_box(policy.resolver.resolve(downstream.addr, black_box(headers)));

@@ -84,7 +84,21 @@ impl fmt::Display for InvalidAddr {
 /// Trims the spaces and tabs around a forwarding-header element (and nothing else).
 #[inline]
 pub fn trim_ows(s: &str) -> &str {
-    let b = s.as_bytes();
+    let (start, end) = ows_bounds(s.as_bytes());
+    // Both ends sit next to ASCII bytes (or at the ends): char boundaries.
+    s.get(start..end).unwrap_or("")
+}
+
+/// [`trim_ows`] on bytes.
+#[inline]
+fn trim_ows_bytes(b: &[u8]) -> &[u8] {
+    let (start, end) = ows_bounds(b);
+    &b[start..end]
+}
+
+/// The range of `b` without its leading and trailing spaces and tabs.
+#[inline]
+fn ows_bounds(b: &[u8]) -> (usize, usize) {
     let (mut start, mut end) = (0, b.len());
     while start < end && matches!(b[start], b' ' | b'\t') {
         start += 1;
@@ -92,8 +106,7 @@ pub fn trim_ows(s: &str) -> &str {
     while end > start && matches!(b[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    // Both ends sit next to ASCII bytes (or at the ends): char boundaries.
-    s.get(start..end).unwrap_or("")
+    (start, end)
 }
 
 /// Parses one forwarding-header entry (already split at commas; surrounding spaces and tabs
@@ -106,7 +119,12 @@ pub fn trim_ows(s: &str) -> &str {
 /// `Ipv6Addr` parsers accept (the `entry` fuzz target compares the two): this runs on every
 /// request, and std's parser and `core::fmt` were most of a decision's time.
 pub fn parse_entry(entry: &str) -> Result<ClientAddr, InvalidAddr> {
-    let s = trim_ows(entry).as_bytes();
+    parse_entry_bytes(entry.as_bytes())
+}
+
+/// [`parse_entry`] on bytes: only ASCII text can be an address, so no UTF-8 check is needed first.
+pub fn parse_entry_bytes(entry: &[u8]) -> Result<ClientAddr, InvalidAddr> {
+    let s = trim_ows_bytes(entry);
     let Some(&first) = s.first() else {
         return Err(InvalidAddr::Empty);
     };
@@ -144,6 +162,11 @@ pub fn parse_entry(entry: &str) -> Result<ClientAddr, InvalidAddr> {
 /// without a port. A pipe path or anything else is not an address.
 pub fn parse_socket_addr(text: &str) -> Result<ClientAddr, InvalidAddr> {
     parse_entry(text)
+}
+
+/// [`parse_socket_addr`] on the bytes of a property value.
+pub fn parse_socket_addr_bytes(bytes: &[u8]) -> Result<ClientAddr, InvalidAddr> {
+    parse_entry_bytes(bytes)
 }
 
 /// An IP address alone (no port, brackets or zone), accepting exactly what std's `IpAddr` parser

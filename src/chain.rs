@@ -140,10 +140,13 @@ impl<'a> Iterator for ListEntries<'a> {
     fn next(&mut self) -> Option<&'a str> {
         loop {
             while let Some(rest) = self.line {
-                let part = match rest.rsplit_once(',') {
-                    Some((left, part)) => {
-                        self.line = Some(left);
-                        part
+                // A plain backwards scan: header values are short, and `rsplit_once` pays
+                // memrchr's set-up for each entry. `,` is ASCII, so both slices are on char
+                // boundaries.
+                let part = match rest.bytes().rposition(|b| b == b',') {
+                    Some(i) => {
+                        self.line = Some(&rest[..i]);
+                        &rest[i + 1..]
                     }
                     None => {
                         self.line = None;

@@ -114,9 +114,10 @@ impl HeaderPlan<'_> {
     /// Calls `edit` once per header edit, in a fixed order: the client headers, the port header,
     /// then X-Forwarded-For.
     pub fn for_each<'a>(&'a self, mut edit: impl FnMut(HeaderOp<'a>)) {
+        let client = self.client.as_ref().map(AddrText::as_str);
         for name in &self.forwarding.headers {
-            edit(match &self.client {
-                Some(text) => HeaderOp::Set(name, text.as_str()),
+            edit(match client {
+                Some(text) => HeaderOp::Set(name, text),
                 None => HeaderOp::Remove(name),
             });
         }
@@ -126,12 +127,12 @@ impl HeaderPlan<'_> {
                 None => HeaderOp::Remove(name),
             });
         }
-        match (&self.xff, &self.client) {
+        match (&self.xff, client) {
             (XffEdit::Keep, _) => {}
             (XffEdit::Remove, _) | (XffEdit::SetClient, None) => {
                 edit(HeaderOp::Remove(X_FORWARDED_FOR))
             }
-            (XffEdit::SetClient, Some(text)) => edit(HeaderOp::Set(X_FORWARDED_FOR, text.as_str())),
+            (XffEdit::SetClient, Some(text)) => edit(HeaderOp::Set(X_FORWARDED_FOR, text)),
             (XffEdit::Set(value), _) => edit(HeaderOp::Set(X_FORWARDED_FOR, value)),
         }
     }

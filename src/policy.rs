@@ -3,7 +3,7 @@
 //! and applies it.
 
 use crate::access::{Access, Verdict};
-use crate::addr::{parse_socket_addr, ClientAddr};
+use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::resolve::Resolver;
@@ -71,8 +71,7 @@ impl Downstream {
 }
 
 fn socket_addr_bytes(bytes: &[u8]) -> Option<ClientAddr> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    parse_socket_addr(text).ok()
+    parse_socket_addr_bytes(bytes).ok()
 }
 
 /// The request as the filter sees it.
