@@ -290,7 +290,11 @@ class Envoy:
         assert self.dynamic, "update_listener needs Envoy(dynamic=True)"
         before = self.stats(raw=True)
         self._write_lds(opts)
+        return self.wait_lds_outcome(before, timeout)
 
+    def wait_lds_outcome(self, before: dict, timeout: float, interval: float = 0.05) -> str:
+        """Wait until Envoy's LDS counters moved past ``before`` (a raw ``stats()`` snapshot taken
+        before the push): "accepted" or "rejected"."""
         def outcome():
             now = self.stats(raw=True)
             for key, word in (("listener_manager.lds.update_rejected", "rejected"),
@@ -298,7 +302,7 @@ class Envoy:
                 if now.get(key, 0) > before.get(key, 0):
                     return word
             return None
-        return procs.wait_until(outcome, timeout, what="the LDS update's outcome")
+        return procs.wait_until(outcome, timeout, interval=interval, what="the LDS update's outcome")
 
     # -- admin -----------------------------------------------------------------------------------
     def admin(self, path: str, method: str = "GET") -> str:

@@ -66,17 +66,7 @@ class HAProxy:
             raise FileNotFoundError("haproxy is not installed: run `make haproxy`")
         self.config_path.write_text(self.config())
         self.proc = procs.start([binary, "-db", "-f", str(self.config_path)], log_path=str(self.log_path))
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited with {self.proc.returncode}:\n"
-                                   + self.log_path.read_text(errors="replace"))
-            return procs.port_open("127.0.0.1", self.port)
-        try:
-            procs.wait_until(up, timeout, what="haproxy listening")
-        except Exception:
-            self.stop()
-            raise
+        procs.wait_listening(self.proc, self.port, timeout, "haproxy", str(self.log_path))
         return self
 
     def stop(self) -> None:

@@ -50,6 +50,22 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float, what: str,
+                   log_path: Optional[str] = None) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port``. If it exits first, raise with
+    its log; on any failure it is stopped."""
+    def up():
+        if proc.poll() is not None:
+            log = open(log_path, errors="replace").read() if log_path else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log}")
+        return port_open("127.0.0.1", port)
+    try:
+        wait_until(up, timeout, what=f"{what} listening")
+    except Exception:
+        stop(proc)
+        raise
+
+
 def _die_with_parent() -> None:
     """In the child before exec (Linux): SIGKILL it when the test process dies, so a killed pytest
     leaves no Envoy or HAProxy behind. Best effort elsewhere."""

@@ -101,15 +101,7 @@ class TunedEnvoy(Envoy):
         before = self.stats(raw=True)
         t0 = time.monotonic()
         self._write_lds_document(doc)
-
-        def outcome():
-            now = self.stats(raw=True)
-            for key, word in (("listener_manager.lds.update_rejected", "rejected"),
-                              ("listener_manager.lds.update_success", "accepted")):
-                if now.get(key, 0) > before.get(key, 0):
-                    return word
-            return None
-        word = procs.wait_until(outcome, timeout, interval=0.01, what="the LDS update's outcome")
+        word = self.wait_lds_outcome(before, timeout, interval=0.01)
         return {"outcome": word, "written": t0, "decided": time.monotonic()}
 
     # -- resources ------------------------------------------------------------------------------------
@@ -237,16 +229,7 @@ class UpstreamEnvoy:
         self.proc = procs.start([envoy_binary(), "-c", str(self.config_path), "--concurrency",
                                  str(self.concurrency), "--use-dynamic-base-id", "-l", "warning",
                                  "--log-path", str(self.log_path)], log_path=str(self.log_path))
-
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"upstream Envoy exited: {self.log_path.read_text(errors='replace')}")
-            return procs.port_open("127.0.0.1", self.port)
-        try:
-            procs.wait_until(up, timeout, what="upstream Envoy listening")
-        except Exception:
-            self.stop()
-            raise
+        procs.wait_listening(self.proc, self.port, timeout, "upstream Envoy", str(self.log_path))
         return self
 
     def stats(self) -> dict:
