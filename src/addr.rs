@@ -484,6 +484,7 @@ impl PartialEq<&str> for AddrText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
 
     fn ok(s: &str) -> (String, Option<u16>) {
         let a = parse_entry(s).unwrap_or_else(|e| panic!("{s:?} rejected: {e}"));
@@ -585,20 +586,6 @@ mod tests {
         );
         assert!(parse_socket_addr("/var/run/envoy.sock").is_err());
         assert!(parse_socket_addr("@abstract").is_err());
-    }
-
-    /// xorshift64*, reproducible without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     #[test]

@@ -318,74 +318,35 @@ trait Key: Copy + Ord {
     fn from_usize(n: usize) -> Self;
 }
 
-impl Key for u32 {
-    const ZERO: u32 = 0;
-    const MAX: u32 = u32::MAX;
-    fn plus_one(self) -> u32 {
-        self.saturating_add(1)
-    }
-    fn minus(self, other: u32) -> u32 {
-        self - other
-    }
-    fn shr(self, bits: u32) -> u32 {
-        self.checked_shr(bits).unwrap_or(0)
-    }
-    fn bit_len(self) -> u32 {
-        u32::BITS - self.leading_zeros()
-    }
-    fn low_usize(self) -> usize {
-        self as usize
-    }
-    fn from_usize(n: usize) -> u32 {
-        n as u32
-    }
+/// The same `Key` for each unsigned width the tables use.
+macro_rules! impl_key {
+    ($($t:ty),*) => {$(
+        impl Key for $t {
+            const ZERO: $t = 0;
+            const MAX: $t = <$t>::MAX;
+            fn plus_one(self) -> $t {
+                self.saturating_add(1)
+            }
+            fn minus(self, other: $t) -> $t {
+                self - other
+            }
+            fn shr(self, bits: u32) -> $t {
+                self.checked_shr(bits).unwrap_or(0)
+            }
+            fn bit_len(self) -> u32 {
+                <$t>::BITS - self.leading_zeros()
+            }
+            fn low_usize(self) -> usize {
+                self as usize
+            }
+            fn from_usize(n: usize) -> $t {
+                n as $t
+            }
+        }
+    )*};
 }
 
-impl Key for u64 {
-    const ZERO: u64 = 0;
-    const MAX: u64 = u64::MAX;
-    fn plus_one(self) -> u64 {
-        self.saturating_add(1)
-    }
-    fn minus(self, other: u64) -> u64 {
-        self - other
-    }
-    fn shr(self, bits: u32) -> u64 {
-        self.checked_shr(bits).unwrap_or(0)
-    }
-    fn bit_len(self) -> u32 {
-        u64::BITS - self.leading_zeros()
-    }
-    fn low_usize(self) -> usize {
-        self as usize
-    }
-    fn from_usize(n: usize) -> u64 {
-        n as u64
-    }
-}
-
-impl Key for u128 {
-    const ZERO: u128 = 0;
-    const MAX: u128 = u128::MAX;
-    fn plus_one(self) -> u128 {
-        self.saturating_add(1)
-    }
-    fn minus(self, other: u128) -> u128 {
-        self - other
-    }
-    fn shr(self, bits: u32) -> u128 {
-        self.checked_shr(bits).unwrap_or(0)
-    }
-    fn bit_len(self) -> u32 {
-        u128::BITS - self.leading_zeros()
-    }
-    fn low_usize(self) -> usize {
-        self as usize
-    }
-    fn from_usize(n: usize) -> u128 {
-        n as u128
-    }
-}
+impl_key!(u32, u64, u128);
 
 /// A compiled, immutable set of IPv4 and IPv6 networks.
 #[derive(Clone, Debug, Default)]
@@ -496,6 +457,7 @@ pub fn canonical_net(net: IpNet) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Rng;
 
     fn set(nets: &[&str]) -> IpSet {
         IpSet::from_nets(nets.iter().map(|s| parse_net(s).unwrap().0))
@@ -598,23 +560,6 @@ mod tests {
         let s = IpSet::from_nets(["10.1.2.3/8".parse::<IpNet>().unwrap()]);
         assert!(s.contains(ip("10.0.0.0")));
         assert!(s.contains(ip("10.255.0.1")));
-    }
-
-    /// xorshift64*, so the differential test needs no dependency and is reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn u128(&mut self) -> u128 {
-            u128::from(self.next()) << 64 | u128::from(self.next())
-        }
     }
 
     /// A network drawn near a few anchors (the ends of each space, a common prefix, mapped
