@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use client_ip_filter::config;
 use client_ip_filter::ipset::{parse_net, IpSet};
-use client_ip_filter::policy::{Downstream, HeaderReads, Policy, Request};
+use client_ip_filter::policy::{Downstream, InMemory, Policy, Request};
 
 // ---------------------------------------------------------------------------------------------
 // Heap accounting: current and peak bytes allocated through the global allocator.
@@ -341,21 +341,10 @@ fn fetched(
     downstream: &Downstream,
     all: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    match policy.header_reads() {
-        HeaderReads::Nothing => {}
-        HeaderReads::AllLines => lines = all.to_vec(),
-        HeaderReads::Values(names) => {
-            for name in names {
-                if policy.reads_now(&name, downstream, &lines) {
-                    if let Some((_, v)) = all.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
-                        lines.push((name.clone(), v.clone()));
-                    }
-                }
-            }
-        }
+    match policy.fetch_headers(&policy.header_reads(), downstream, &mut InMemory(all)) {
+        Ok(lines) => lines,
+        Err(never) => match never {},
     }
-    lines
 }
 
 fn bench_decision(settings: &Settings, report: &mut Report) {

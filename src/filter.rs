@@ -20,7 +20,7 @@ use crate::addr::AddrText;
 use crate::config;
 use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath};
-use crate::policy::{Decision, Downstream, HeaderReads, Origin, Policy, Request};
+use crate::policy::{Decision, Downstream, HeaderReads, HeaderSource, Origin, Policy, Request};
 
 proxy_wasm::main! {{
     // The SDK's logger unwraps the status of every log call; this one ignores it.
@@ -72,6 +72,13 @@ fn refresh_log_level() {
 
 /// The root context's tick, in milliseconds: how often it re-reads Envoy's log level.
 const TICK_MS: u32 = 1000;
+
+/// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
+const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
+const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
+const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
+/// Read when the `set_filter_state` value is missing.
+const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
 /// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
 const DENIED_DETAILS: &str = "client_ip_filter_denied";
@@ -146,10 +153,6 @@ struct Compiled {
     metrics: Metrics,
     /// `["filter_state", <downstream_filter_state>]`.
     downstream_path: PropertyPath,
-    /// The filter state written for access logs (`wasm.client_ip`, …).
-    client_path: PropertyPath,
-    decision_path: PropertyPath,
-    rule_path: PropertyPath,
     /// The local reply's headers, serialized.
     reply_headers: Vec<u8>,
 }
@@ -197,9 +200,6 @@ impl RootContext for Root {
         debug!("request headers read: {reads:?}");
         self.compiled = Some(Rc::new(Compiled {
             downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
-            client_path: PropertyPath::new(&["client_ip"]),
-            decision_path: PropertyPath::new(&["client_ip_decision"]),
-            rule_path: PropertyPath::new(&["client_ip_rule"]),
             reply_headers: reply_headers(),
             policy,
             reads,
@@ -245,10 +245,8 @@ impl HttpContext for Stream {
         };
         let policy = &compiled.policy;
         let filter_state = property(&compiled.downstream_path);
-        let downstream = Downstream::read(filter_state.as_deref(), || {
-            property(&PropertyPath::new(&["source", "address"]))
-        });
-        let headers = match read_headers(compiled, &downstream) {
+        let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
+        let headers = match policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders) {
             Ok(headers) => headers,
             Err(status) => {
                 debug!("cannot read request headers: {status:?}");
@@ -262,9 +260,10 @@ impl HttpContext for Stream {
         };
         let decision = policy.decide(&request);
         compiled.metrics.count(&decision);
-        record(compiled, &decision);
 
         if decision.verdict == Verdict::Deny {
+            let client = decision.client.map(|c| c.text());
+            record(compiled, &decision, client.as_ref().map(AddrText::as_str));
             let access = &policy.access;
             return local_reply(
                 access.deny_status,
@@ -273,7 +272,10 @@ impl HttpContext for Stream {
                 DENIED_DETAILS,
             );
         }
-        policy.header_plan(&request, &decision).for_each(|op| {
+        // The plan formats the client's text once, for the headers and the filter state.
+        let plan = policy.header_plan(&request, &decision);
+        record(compiled, &decision, plan.client_text());
+        plan.for_each(|op| {
             let (name, result) = match op {
                 HeaderOp::Set(name, value) => (name, host::set_request_header(name, value)),
                 HeaderOp::Remove(name) => (name, host::remove_request_header(name)),
@@ -286,31 +288,19 @@ impl HttpContext for Stream {
     }
 }
 
-/// The request headers this request's decision and plan read, and no others: one value per
-/// named header, or every line when the policy needs them all (see [`HeaderReads`]), each only
-/// when this request needs it (see [`Policy::reads_now`]). Invalid UTF-8 in a value becomes
-/// U+FFFD (see [`host::text`]).
-fn read_headers(
-    compiled: &Compiled,
-    downstream: &Downstream,
-) -> Result<Vec<(String, String)>, HostError> {
-    let policy = &compiled.policy;
-    match &compiled.reads {
-        HeaderReads::Nothing => Ok(Vec::new()),
-        HeaderReads::Values(names) => {
-            let mut lines = Vec::with_capacity(names.len());
-            for name in names {
-                if !policy.reads_now(name, downstream, &lines) {
-                    continue;
-                }
-                if let Some(value) = host::request_header(name)? {
-                    lines.push((name.clone(), host::text(value)));
-                }
-            }
-            Ok(lines)
-        }
-        HeaderReads::AllLines if policy.reads_lines_now(downstream) => host::request_header_lines(),
-        HeaderReads::AllLines => Ok(Vec::new()),
+/// The request headers, read from Envoy: one value per `get_map_value`, or every line with one
+/// `get_map`. Invalid UTF-8 in a value becomes U+FFFD (see [`host::text`]).
+struct HostHeaders;
+
+impl HeaderSource for HostHeaders {
+    type Error = HostError;
+
+    fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        Ok(host::request_header(name)?.map(host::text))
+    }
+
+    fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        host::request_header_lines()
     }
 }
 
@@ -332,20 +322,20 @@ fn set_filter_state(path: &PropertyPath, value: &str) {
 }
 
 /// Filter state for access logs, and the debug line of the decision.
-fn record(compiled: &Compiled, decision: &Decision) {
-    let client = decision.client.map(|c| c.text());
+/// `client` is the decision's client as address text.
+fn record(compiled: &Compiled, decision: &Decision, client: Option<&str>) {
     let rule = compiled.policy.rule_name(decision);
-    if let Some(text) = &client {
-        set_filter_state(&compiled.client_path, text.as_str());
+    if let Some(text) = client {
+        set_filter_state(&CLIENT_IP, text);
     }
-    set_filter_state(&compiled.decision_path, decision.verdict.as_str());
+    set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
     if let Some(name) = rule {
-        set_filter_state(&compiled.rule_path, name);
+        set_filter_state(&CLIENT_IP_RULE, name);
     }
     debug!(
         "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
         decision.verdict.as_str(),
-        client.as_ref().map_or("unknown", AddrText::as_str),
+        client.unwrap_or("unknown"),
         decision
             .downstream
             .addr

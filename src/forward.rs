@@ -114,7 +114,7 @@ impl HeaderPlan<'_> {
     /// Calls `edit` once per header edit, in a fixed order: the client headers, the port header,
     /// then X-Forwarded-For.
     pub fn for_each<'a>(&'a self, mut edit: impl FnMut(HeaderOp<'a>)) {
-        let client = self.client.as_ref().map(AddrText::as_str);
+        let client = self.client_text();
         for name in &self.forwarding.headers {
             edit(match client {
                 Some(text) => HeaderOp::Set(name, text),
@@ -135,6 +135,11 @@ impl HeaderPlan<'_> {
             (XffEdit::SetClient, Some(text)) => edit(HeaderOp::Set(X_FORWARDED_FOR, text)),
             (XffEdit::Set(value), _) => edit(HeaderOp::Set(X_FORWARDED_FOR, value)),
         }
+    }
+
+    /// The client's address text, when known: what the client headers are set to.
+    pub fn client_text(&self) -> Option<&str> {
+        self.client.as_ref().map(AddrText::as_str)
     }
 
     /// The edits as owned pairs (tests and logs).

@@ -10,6 +10,7 @@
 //! `proxy_on_memory_allocate` (a boxed `[u8]` of exactly the requested size), so they are owned
 //! here as `Vec<u8>`. Paths and the local reply's header map are serialized once, not per request.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A status code other than `Ok` returned by the host.
@@ -34,12 +35,17 @@ impl fmt::Debug for HostError {
 
 /// A property path in the ABI's form: the path's parts joined by NUL bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PropertyPath(Vec<u8>);
+pub struct PropertyPath(Cow<'static, [u8]>);
 
 impl PropertyPath {
     /// The path of `parts` (`["filter_state", "client_ip.downstream_address"]`).
     pub fn new(parts: &[&str]) -> Self {
-        PropertyPath(parts.join("\0").into_bytes())
+        PropertyPath(Cow::Owned(parts.join("\0").into_bytes()))
+    }
+
+    /// A path known at compile time, already in the ABI's form (`b"source\0address"`).
+    pub const fn fixed(path: &'static [u8]) -> Self {
+        PropertyPath(Cow::Borrowed(path))
     }
 }
 
@@ -377,6 +383,10 @@ mod tests {
     #[test]
     fn property_paths_are_nul_joined() {
         let path = PropertyPath::new(&["filter_state", "client_ip.downstream_address"]);
-        assert_eq!(path.0, b"filter_state\0client_ip.downstream_address");
+        assert_eq!(&*path.0, b"filter_state\0client_ip.downstream_address");
+        assert_eq!(
+            PropertyPath::new(&["source", "address"]),
+            PropertyPath::fixed(b"source\0address")
+        );
     }
 }

@@ -108,6 +108,36 @@ pub enum HeaderReads {
     AllLines,
 }
 
+/// Where request headers come from when a policy asks for them: the host in the filter (each
+/// read a host call), header lines already in memory in tests and benches ([`InMemory`]).
+pub trait HeaderSource {
+    /// What a failed read carries.
+    type Error;
+    /// The value of the header `name` (lower case), or None when the request has none. Envoy
+    /// hands over the first line's value, its inline headers (X-Forwarded-For among them) already
+    /// joined into one line with commas.
+    fn value(&mut self, name: &str) -> Result<Option<String>, Self::Error>;
+    /// Every header line, in wire order.
+    fn lines(&mut self) -> Result<Vec<(String, String)>, Self::Error>;
+}
+
+/// Header lines already in memory, as Envoy presents them, as a [`HeaderSource`]: a name's value
+/// is its first line's, found case-insensitively.
+pub struct InMemory<'a>(pub &'a HeaderLines);
+
+impl HeaderSource for InMemory<'_> {
+    type Error = std::convert::Infallible;
+
+    fn value(&mut self, name: &str) -> Result<Option<String>, Self::Error> {
+        let line = self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name));
+        Ok(line.map(|(_, v)| v.clone()))
+    }
+
+    fn lines(&mut self) -> Result<Vec<(String, String)>, Self::Error> {
+        Ok(self.0.to_vec())
+    }
+}
+
 /// What the filter decided for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -210,11 +240,38 @@ impl Policy {
         }
     }
 
-    /// Whether the adapter must fetch `name`, one of the names [`Policy::header_reads`] lists
-    /// (asked in that order), for a request from `downstream`, given the lines fetched so far.
-    /// Narrower than the configuration-wide list: the forwarding header of an untrusted downstream
-    /// address and the path of a request no path rule can apply to are not needed.
-    pub fn reads_now(&self, name: &str, downstream: &Downstream, fetched: &HeaderLines) -> bool {
+    /// The header lines this request's decision and plan read, fetched from `source`, and no
+    /// others. `reads` is [`Policy::header_reads`] (worked out once per configuration); of those,
+    /// a header is fetched only when this request can depend on it: the forwarding header not
+    /// from an untrusted downstream address, `:path` not when no path rule takes in the host.
+    pub fn fetch_headers<S: HeaderSource>(
+        &self,
+        reads: &HeaderReads,
+        downstream: &Downstream,
+        source: &mut S,
+    ) -> Result<Vec<(String, String)>, S::Error> {
+        match reads {
+            HeaderReads::Nothing => Ok(Vec::new()),
+            HeaderReads::Values(names) => {
+                let mut lines = Vec::with_capacity(names.len());
+                for name in names {
+                    if !self.reads_now(name, downstream, &lines) {
+                        continue;
+                    }
+                    if let Some(value) = source.value(name)? {
+                        lines.push((name.clone(), value));
+                    }
+                }
+                Ok(lines)
+            }
+            HeaderReads::AllLines if self.reads_lines_now(downstream) => source.lines(),
+            HeaderReads::AllLines => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether `name`, one of the names [`Policy::header_reads`] lists (asked in that order), is
+    /// needed for a request from `downstream`, given the lines fetched so far.
+    fn reads_now(&self, name: &str, downstream: &Downstream, fetched: &HeaderLines) -> bool {
         match name {
             ":authority" => true,
             ":path" => {
@@ -234,7 +291,7 @@ impl Policy {
     }
 
     /// With [`HeaderReads::AllLines`]: whether a request from `downstream` needs any line.
-    pub fn reads_lines_now(&self, downstream: &Downstream) -> bool {
+    fn reads_lines_now(&self, downstream: &Downstream) -> bool {
         self.resolver.reads_header_from(downstream.addr)
             || self.forwarding.xff == XffMode::Append
             || !self.access.rules.is_empty()
@@ -433,27 +490,11 @@ mod tests {
                 for ds in downstreams {
                     let downstream = Downstream::from_filter_state(ds);
                     // What the adapter fetches for this request.
-                    let mut fetched: Vec<(String, String)> = Vec::new();
-                    match &reads {
-                        HeaderReads::Nothing => {}
-                        HeaderReads::AllLines => {
-                            if policy.reads_lines_now(&downstream) {
-                                fetched = all.clone();
-                            }
-                        }
-                        HeaderReads::Values(names) => {
-                            for n in names {
-                                if !policy.reads_now(n, &downstream, &fetched) {
-                                    continue;
-                                }
-                                if let Some((_, v)) =
-                                    all.iter().find(|(k, _)| k.eq_ignore_ascii_case(n))
-                                {
-                                    fetched.push((n.clone(), v.clone()));
-                                }
-                            }
-                        }
-                    }
+                    let fetched =
+                        match policy.fetch_headers(&reads, &downstream, &mut InMemory(&all)) {
+                            Ok(lines) => lines,
+                            Err(never) => match never {},
+                        };
                     let full = Request {
                         downstream,
                         headers: &all,
