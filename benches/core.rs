@@ -334,7 +334,7 @@ fn decision_config(allow: &str) -> String {
     )
 }
 
-/// The header lines the filter fetches for a request: what `filter.rs` asks Envoy for, with the
+/// The header lines the filter fetches for a request: what `src/adapter/http.rs` asks Envoy for, with the
 /// full request standing in for the host.
 fn fetched(
     policy: &Policy,

@@ -2,8 +2,8 @@
 //! address (PROXY protocol, trusted forwarding headers), enforces IP allow/deny lists and writes
 //! client-IP headers. The behaviour contract is `behaviour.md`; the README documents it for users.
 //!
-//! The crate is a pure core, testable natively, and a thin proxy-wasm adapter ([`filter`], built
-//! for wasm32 only):
+//! The crate is a pure core, testable natively, and a thin proxy-wasm adapter (`adapter`:
+//! root, HTTP stream and metrics modules, built for wasm32 only):
 //! - [`addr`]: address text, forwarding-header entries, canonical (mapped-folded) addresses.
 //! - [`ipset`]: compiled CIDR sets with logarithmic lookups.
 //! - [`chain`]: the forwarding chain, read right to left, lazily.
@@ -28,4 +28,4 @@ pub mod resolve;
 mod testutil;
 
 #[cfg(target_arch = "wasm32")]
-mod filter;
+mod adapter;

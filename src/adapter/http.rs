@@ -1,0 +1,141 @@
+//! The HTTP stream context: reads the downstream address and the headers this request's decision
+//! needs, asks the core for a [`Decision`] and applies it (a local refusal, or the header plan).
+//!
+//! Per request the default configuration makes five host calls: one property read (the
+//! downstream address), one counter increment, two filter-state writes and one header write.
+//! A request header is read only when this request's decision can depend on it: X-Forwarded-For
+//! only from a trusted downstream address, `:path` only when a path rule can apply.
+
+use std::rc::Rc;
+
+use log::debug;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::root::Compiled;
+use super::{local_reply, property, reply_headers, set_filter_state};
+use crate::access::Verdict;
+use crate::addr::AddrText;
+use crate::forward::HeaderOp;
+use crate::host::{self, HostError, PropertyPath};
+use crate::policy::{Decision, Downstream, HeaderSource, Request};
+
+/// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
+const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
+const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
+const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
+/// Read when the `set_filter_state` value is missing.
+const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
+
+/// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
+const DENIED_DETAILS: &str = "client_ip_filter_denied";
+
+/// One HTTP stream, holding the configuration current when it started.
+pub(super) struct Stream {
+    compiled: Option<Rc<Compiled>>,
+}
+
+impl Stream {
+    pub(super) fn new(compiled: Option<Rc<Compiled>>) -> Self {
+        Stream { compiled }
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Envoy creates streams only for an accepted configuration; fail closed if not.
+        let Some(compiled) = self.compiled.as_deref() else {
+            return local_reply(
+                500,
+                "client-ip-filter: not configured\n",
+                &reply_headers(),
+                "",
+            );
+        };
+        let policy = &compiled.policy;
+        let filter_state = property(&compiled.downstream_path);
+        let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
+        let headers = match policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders) {
+            Ok(headers) => headers,
+            Err(status) => {
+                debug!("cannot read request headers: {status:?}");
+                let body = "client-ip-filter: cannot read request headers\n";
+                return local_reply(500, body, &compiled.reply_headers, "");
+            }
+        };
+        let request = Request {
+            downstream,
+            headers: &headers,
+        };
+        let decision = policy.decide(&request);
+        compiled.metrics.count(&decision);
+
+        if decision.verdict == Verdict::Deny {
+            let client = decision.client.map(|c| c.text());
+            record(compiled, &decision, client.as_ref().map(AddrText::as_str));
+            let access = &policy.access;
+            return local_reply(
+                access.deny_status,
+                &access.deny_body,
+                &compiled.reply_headers,
+                DENIED_DETAILS,
+            );
+        }
+        // The plan formats the client's text once, for the headers and the filter state.
+        let plan = policy.header_plan(&request, &decision);
+        record(compiled, &decision, plan.client_text());
+        plan.for_each(|op| {
+            let (name, result) = match op {
+                HeaderOp::Set(name, value) => (name, host::set_request_header(name, value)),
+                HeaderOp::Remove(name) => (name, host::remove_request_header(name)),
+            };
+            if let Err(status) = result {
+                debug!("cannot edit request header {name}: {status:?}");
+            }
+        });
+        Action::Continue
+    }
+}
+
+/// The request headers, read from Envoy: one value per `get_map_value`, or every line with one
+/// `get_map`. Invalid UTF-8 in a value becomes U+FFFD (see [`host::text`]).
+struct HostHeaders;
+
+impl HeaderSource for HostHeaders {
+    type Error = HostError;
+
+    fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        Ok(host::request_header(name)?.map(host::text))
+    }
+
+    fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        host::request_header_lines()
+    }
+}
+
+/// Filter state for access logs, and the debug line of the decision.
+/// `client` is the decision's client as address text.
+fn record(compiled: &Compiled, decision: &Decision, client: Option<&str>) {
+    let rule = compiled.policy.rule_name(decision);
+    if let Some(text) = client {
+        set_filter_state(&CLIENT_IP, text);
+    }
+    set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    if let Some(name) = rule {
+        set_filter_state(&CLIENT_IP_RULE, name);
+    }
+    debug!(
+        "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
+        decision.verdict.as_str(),
+        client.unwrap_or("unknown"),
+        decision
+            .downstream
+            .addr
+            .map_or_else(|| "unknown".to_string(), |d| d.to_string()),
+        decision.downstream.origin,
+        rule.unwrap_or("-"),
+        decision.invalid
+    );
+}

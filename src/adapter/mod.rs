@@ -1,0 +1,96 @@
+//! The proxy-wasm adapter, built for wasm32 only: thin contexts that read what the host has, ask
+//! the pure core for a decision and apply it. Every host call goes through [`crate::host`], which
+//! returns the host's status instead of panicking: the filter never traps on a host status.
+//!
+//! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
+//! - [`http`]: the HTTP stream context; one decision per request.
+//! - [`metrics`]: the counters of one configuration.
+
+mod http;
+mod metrics;
+mod root;
+
+use log::{debug, LevelFilter};
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::Action;
+
+use crate::host::{self, PropertyPath};
+
+proxy_wasm::main! {{
+    // The SDK's logger unwraps the status of every log call; this one ignores it.
+    if log::set_logger(&HostLogger).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
+}}
+
+/// `log` records to Envoy's log (`proxy_log`), for the levels Envoy logs the wasm component at.
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        let _ = host::log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Follows Envoy's log level for the wasm component, so that `debug!` costs nothing (not even
+/// the formatting) while Envoy logs at info.
+fn refresh_log_level() {
+    let filter = match host::log_level() {
+        Ok(0) => LevelFilter::Trace,
+        Ok(1) => LevelFilter::Debug,
+        Ok(2) => LevelFilter::Info,
+        Ok(3) => LevelFilter::Warn,
+        Ok(4) => LevelFilter::Error,
+        Ok(5) => LevelFilter::Off, // critical: the filter logs nothing at that level
+        _ => return,
+    };
+    log::set_max_level(filter);
+}
+
+/// A property's bytes; None when absent or when the host refuses.
+fn property(path: &PropertyPath) -> Option<Vec<u8>> {
+    match host::property(path) {
+        Ok(value) => value,
+        Err(status) => {
+            debug!("cannot read property {path:?}: {status:?}");
+            None
+        }
+    }
+}
+
+/// Writes the filter state `path` (a failure is logged at debug, never fatal).
+fn set_filter_state(path: &PropertyPath, value: &str) {
+    if let Err(status) = host::set_property(path, value.as_bytes()) {
+        debug!("cannot set filter state {path:?}: {status:?}");
+    }
+}
+
+/// The local reply's headers, serialized.
+fn reply_headers() -> Vec<u8> {
+    host::serialize_pairs(&[("content-type", "text/plain")])
+}
+
+/// Answers the request locally and stops it.
+fn local_reply(status: u32, body: &str, headers: &[u8], details: &str) -> Action {
+    if let Err(e) = host::send_local_response(status, body.as_bytes(), headers, details) {
+        debug!("cannot send local reply: {e:?}");
+    }
+    Action::Pause
+}

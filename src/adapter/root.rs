@@ -1,0 +1,98 @@
+//! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
+//! every stream that starts while it is current, and ticks.
+
+use std::rc::Rc;
+
+use log::{debug, error, info, warn};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use super::http::Stream;
+use super::metrics::Metrics;
+use super::{refresh_log_level, reply_headers};
+use crate::config;
+use crate::host::{self, PropertyPath};
+use crate::policy::{HeaderReads, Policy};
+
+/// The root context's tick, in milliseconds: how often it re-reads Envoy's log level.
+const TICK_MS: u32 = 1000;
+
+/// A configuration compiled once, shared by every stream that starts while it is current: the
+/// policy, and everything a request needs from the host side prepared ahead of it.
+pub(super) struct Compiled {
+    pub(super) policy: Policy,
+    /// The request headers the policy reads: the only ones fetched from Envoy.
+    pub(super) reads: HeaderReads,
+    pub(super) metrics: Metrics,
+    /// `["filter_state", <downstream_filter_state>]`.
+    pub(super) downstream_path: PropertyPath,
+    /// The local reply's headers, serialized.
+    pub(super) reply_headers: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(super) struct Root {
+    compiled: Option<Rc<Compiled>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        refresh_log_level();
+        let bytes = match host::plugin_configuration(size) {
+            Ok(bytes) => bytes,
+            Err(status) => {
+                error!("invalid configuration: configuration: cannot be read ({status:?})");
+                return false;
+            }
+        };
+        let (policy, warnings) = match config::parse(&bytes) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                error!("invalid configuration: {e}");
+                return false;
+            }
+        };
+        for warning in &warnings {
+            warn!("configuration: {warning}");
+        }
+        let metrics = match Metrics::define(&policy) {
+            Ok(metrics) => metrics,
+            Err((name, status)) => {
+                error!("cannot define counter {name}: {status:?}");
+                return false;
+            }
+        };
+        info!(
+            "configured: {} rule(s), forwarding {:?}",
+            policy.access.rules.len(),
+            policy.forwarding.headers
+        );
+        let reads = policy.header_reads();
+        debug!("request headers read: {reads:?}");
+        self.compiled = Some(Rc::new(Compiled {
+            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
+            reply_headers: reply_headers(),
+            policy,
+            reads,
+            metrics,
+        }));
+        if let Err(status) = host::set_tick_period(TICK_MS) {
+            debug!("set_tick_period failed: {status:?}");
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        refresh_log_level();
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream::new(self.compiled.clone())))
+    }
+}
