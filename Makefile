@@ -182,7 +182,7 @@ bench: build envoy wrk
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives.
-demo: build envoy
+demo: build envoy haproxy
 	$(PY) demo/demo.py
 
 clean:

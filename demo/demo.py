@@ -3,9 +3,10 @@
 
 Starts, on free loopback ports, an echo upstream, a real Envoy 1.40 built from the ingress-gateway
 manifest (envoyfilter/ingress-gateway.yaml: proxy_protocol listener filter, set_filter_state, the
-filter with the manifest's own configuration) and HAProxy sending PROXY v2. Sends one request per
-case, prints what was sent, the status, the client-IP headers the app received and the filter's
-decision, then the counters. Stops everything it started, also on failure or Ctrl-C.
+filter with the manifest's own configuration, plus one allow entry for the demo's HAProxy client)
+and HAProxy sending PROXY v2. Sends one request per case, prints what was sent, the status, the
+client-IP headers the app received and the filter's decision, then the counters. Stops everything it
+started, also on failure or Ctrl-C.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from harness import manifests  # noqa: E402
+from harness import manifests, procs  # noqa: E402
 from harness.client import exchange  # noqa: E402
 from harness.envoy import Envoy, EnvoyOptions  # noqa: E402
 from harness.haproxy import HAProxy  # noqa: E402
@@ -48,6 +49,11 @@ CASES = [
      "admin.example.com", "/admin/users"),
 ]
 
+# HAProxy (send-proxy-v2) in front of Envoy: each client binds its own loopback address, which the
+# PROXY header carries. The demo allows the first on purpose; the second stays outside the list.
+HAPROXY_ALLOWED = "127.0.0.2"
+HAPROXY_REFUSED = "127.0.0.3"
+
 
 def row_of(what: str, ex) -> list:
     up = ex.upstream
@@ -59,7 +65,8 @@ def row_of(what: str, ex) -> list:
         port = ex.upstream_value("x-client-port") or "-"
         xff = ", ".join(ex.xff_entries()) or "-"
     log = ex.log()
-    decision = log.get("decision") or "-"
+    # wasm.client_ip_decision is written for refusals only: absent means allowed.
+    decision = log.get("decision") or "allow (-)"
     if log.get("rule") not in (None, "", "-"):
         decision += f" ({log['rule']})"
     return [what, str(ex.status), log.get("client_ip") or "unknown", decision, real_ip, client_ip, port, xff]
@@ -73,23 +80,34 @@ def table(rows: list, header: list) -> str:
 
 def main() -> int:
     fragments = manifests.gateway()
+    config = fragments.configuration()
+    config["access"]["allow"].append(HAPROXY_ALLOWED)
     workdir = tempfile.mkdtemp(prefix="client-ip-demo-")
-    print("client-ip-filter demo: real Envoy + the ingress-gateway manifest's configuration\n")
-    print(textwrap.indent(json.dumps(fragments.configuration(), indent=2), "  "))
+    print("client-ip-filter demo: real Envoy + the ingress-gateway manifest's configuration, with\n"
+          f"{HAPROXY_ALLOWED} (the demo's allowed HAProxy client) added to access.allow\n")
+    print(textwrap.indent(json.dumps(config, indent=2), "  "))
     print()
     with EchoServer() as echo, \
-            Envoy(EnvoyOptions(fragments=fragments), upstream_port=echo.port, workdir=workdir) as env, \
+            Envoy(EnvoyOptions(fragments=fragments, configuration=config), upstream_port=echo.port,
+                  workdir=workdir) as env, \
             HAProxy(backend_port=env.port, mode="tcp", send_proxy="v2", workdir=workdir) as hap:
+        before = env.counters()
         rows = [row_of(what, exchange(env, echo, proxy=proxy, headers=headers, host=host, path=path))
                 for what, proxy, headers, host, path in CASES]
         # A real PROXY v2 sender: HAProxy, with the client bound to its own loopback address.
-        for source in ("127.0.0.2", "127.0.0.3"):
+        for source, what in ((HAPROXY_ALLOWED, "allowed"), (HAPROXY_REFUSED, "not in allow list")):
             ex = exchange(hap_env(env, hap), echo, source=source)
-            rows.append(row_of(f"HAProxy send-proxy-v2, client {source}", ex))
+            rows.append(row_of(f"HAProxy send-proxy-v2, client {source} ({what})", ex))
+        # Counters reach /stats with the filter's next flush (at most a second).
+        sent = len(rows)
+        decided = lambda: sum(v - before.get(k, 0) for k, v in env.counters().items()  # noqa: E731
+                              if k in ("client_ip.allowed", "client_ip.denied", "client_ip.dry_run_denied"))
+        procs.wait_until(lambda: decided() >= sent, timeout=5, what="the counters' flush")
         print(table(rows, ["case", "status", "client", "decision", "x-real-ip", "x-client-ip",
                            "x-client-port", "X-Forwarded-For at app"]))
         print("\nclient and decision: the filter state the access log prints "
-              "(%FILTER_STATE(wasm.client_ip:PLAIN)%, wasm.client_ip_decision, wasm.client_ip_rule);\n"
+              "(%FILTER_STATE(wasm.client_ip:PLAIN)%, wasm.client_ip_decision, wasm.client_ip_rule;\n"
+              "an allowed request leaves the decision absent: '-');\n"
               "the header columns: what the app (an echo upstream) received; refused requests never reach it.")
         print("\ncounters (Envoy /stats):")
         for name, value in sorted(env.counters().items()):

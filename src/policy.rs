@@ -514,4 +514,69 @@ mod tests {
             }
         }
     }
+
+    /// A header source that counts its reads: each one is a host call in the filter.
+    struct Counting<'a>(InMemory<'a>, usize);
+
+    impl HeaderSource for Counting<'_> {
+        type Error = std::convert::Infallible;
+        fn value(&mut self, name: &str) -> Result<Option<String>, Self::Error> {
+            self.1 += 1;
+            self.0.value(name)
+        }
+        fn lines(&mut self) -> Result<Vec<(String, String)>, Self::Error> {
+            self.1 += 1;
+            self.0.lines()
+        }
+    }
+
+    /// Header reads and header writes per request for the configurations of `make bench`'s cases
+    /// (C) and (D), with its request: the figures bench/envoy_bench.py reports as host calls (plus
+    /// the downstream address read and the `wasm.client_ip` write every request makes).
+    #[test]
+    fn host_calls_per_request_of_the_bench_cases() {
+        let c = Policy::default();
+        let d = parse(
+            br#"{"client_ip": {"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]},
+                 "access": {"allow": ["203.0.113.0/24", "198.51.100.0/24", "2001:db8::/32"],
+                            "deny": ["203.0.113.66"],
+                            "rules": [{"name": "admin", "hosts": ["admin.example.com"],
+                                       "path_prefixes": ["/admin"], "allow": ["10.20.0.0/16"]}]},
+                 "forward": {"headers": ["x-real-ip", "x-client-ip"]}}"#,
+        )
+        .unwrap()
+        .0;
+        let wire = h(&[
+            (":authority", "www.example.com"),
+            (":path", "/api/v1/items?page=2"),
+            ("user-agent", "wrk"),
+            ("x-forwarded-for", "203.0.113.7, 10.1.2.3"),
+        ]);
+        let downstream = Downstream::from_filter_state("127.0.0.1:40000");
+        let per_request = |p: &Policy| {
+            let mut source = Counting(InMemory(&wire), 0);
+            let lines = p
+                .fetch_headers(&p.header_reads(), &downstream, &mut source)
+                .unwrap();
+            let request = Request {
+                downstream,
+                headers: &lines,
+            };
+            let decision = p.decide(&request);
+            assert_eq!(decision.verdict, crate::access::Verdict::Allow);
+            let mut writes = 0;
+            p.header_plan(&request, &decision).for_each(|_| writes += 1);
+            (source.1, writes)
+        };
+        assert_eq!(
+            per_request(&c),
+            (0, 1),
+            "(C): no header read, x-real-ip set"
+        );
+        assert_eq!(
+            per_request(&d),
+            (2, 2),
+            "(D): X-Forwarded-For and :authority read, x-real-ip and x-client-ip set"
+        );
+    }
 }

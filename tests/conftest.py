@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import envoy as envoy_mod  # noqa: E402
 from harness import haproxy as haproxy_mod  # noqa: E402
 from harness import manifests  # noqa: E402
+from harness import procs  # noqa: E402
 from harness.upstream import EchoServer  # noqa: E402
 
 
@@ -40,6 +41,26 @@ def _missing_haproxy() -> str:
     if not haproxy_mod.haproxy_binary():
         return "haproxy is not installed: run `make haproxy`"
     return ""
+
+
+# The programs this session starts (harness.procs.start records them); the suite's last test checks
+# that `make test` installs each of them (tests/test_readme_commands.py).
+SESSION_PROGRAMS = Path(os.environ.get("TMPDIR", "/tmp")) / f"client-ip-programs-{os.getpid()}.txt"
+LAST_TEST = "test_make_test_installs_every_program_the_suite_started"
+
+
+def pytest_configure(config):
+    SESSION_PROGRAMS.unlink(missing_ok=True)
+    os.environ[procs.PROGRAM_LOG_ENV] = str(SESSION_PROGRAMS)
+
+
+def pytest_unconfigure(config):
+    SESSION_PROGRAMS.unlink(missing_ok=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The check of what the session started runs after everything else."""
+    items.sort(key=lambda item: item.name == LAST_TEST)
 
 
 def pytest_report_header(config):

@@ -59,7 +59,7 @@ def test_haproxy_chain_refuses_other_client_before_upstream(request, echo, which
 
 
 def test_haproxy_http_mode_client_cannot_spoof_through_xff(gw, http_v2, echo):
-    before = gw.stats()
+    before = gw.settled_stats()
     resp, rec = via(http_v2, echo, "127.0.0.3", headers=[("X-Forwarded-For", "127.0.0.2"),
                                                            ("X-Real-IP", "127.0.0.2")])
     assert resp.status == 403 and rec is None

@@ -200,9 +200,9 @@ def test_gateway_plugin_allowed_client_gets_200_with_x_real_ip(gateway_plugin_en
     assert ex.upstream_value("x-client-ip") == "203.0.113.7"
     assert ex.upstream_value("x-client-port") == "40123"
     log = ex.log()
-    assert (log["client_ip"], log["decision"], log["rule"]) == ("203.0.113.7", "allow", None)
+    assert (log["client_ip"], log["decision"], log["rule"]) == ("203.0.113.7", None, None)
     mesh = wait_extra_log(gateway_plugin_envoy, tid)
-    assert mesh["client_ip"] == "203.0.113.7" and mesh["client_ip_decision"] == "allow"
+    assert mesh["client_ip"] == "203.0.113.7" and mesh["client_ip_decision"] is None
     assert mesh["response_code"] == 200 and mesh["downstream_remote_address"] == "203.0.113.7:40123"
     assert mesh["client_ip_rule"] is None
 
@@ -282,7 +282,7 @@ def test_sidecar_plugin_gives_the_app_the_caller_instead_of_127_0_0_6(sidecar_pl
     assert ex.upstream_value("x-real-ip") == "127.0.0.5"
     assert ex.xff_entries() == ["198.51.100.9", "127.0.0.5"]  # the filter's "append"
     log = ex.log()
-    assert log["client_ip"] == "127.0.0.5" and log["decision"] == "allow"
+    assert log["client_ip"] == "127.0.0.5" and log["decision"] is None
     # without use_remote_address, Envoy's own remote address is the client-written XFF entry
     assert log["downstream_remote"] == "198.51.100.9:0"
     mesh = wait_extra_log(sidecar_plugin_envoy, tid)

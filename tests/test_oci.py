@@ -223,3 +223,16 @@ def test_registry_refuses_a_digest_that_is_not_the_image(image, registry):
                   f"docker://{registry}/client-ip-filter:{tag}").returncode == 0
     res = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry}/client-ip-filter@sha256:{'0' * 64}")
     assert res.returncode != 0
+
+
+def test_istio_examples_sample_output_shows_the_size_a_build_gives(image, tmp_path, wasm):
+    """istio-examples/README.md shows `make oci`'s output; its plugin.wasm size must be that of a
+    build of today's filter (within 10%: small changes need no doc edit, a stale figure fails)."""
+    import re
+    out = build(tmp_path / "doc", image[1], wasm)["stdout"]
+    built = int(re.search(r"plugin\.wasm: (\d+) bytes", out).group(1))
+    sample = (REPO / "istio-examples" / "README.md").read_text()
+    shown = [int(n) for n in re.findall(r"plugin\.wasm: (\d+) bytes", sample)]
+    assert shown, "no `plugin.wasm: N bytes` sample in istio-examples/README.md"
+    stale = [n for n in shown if abs(n - built) > 0.10 * built]
+    assert not stale, f"istio-examples/README.md shows plugin.wasm sizes {stale}; a build gives {built}"

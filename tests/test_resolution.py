@@ -90,7 +90,7 @@ def test_trusted_proxies_mapped_entry_matches_ipv4_cidr(trusted, echo):
 
 
 def test_on_invalid_unknown_where_the_walk_reads_an_invalid_entry(trusted, echo):
-    before = trusted.stats()
+    before = trusted.settled_stats()
     ex = exchange(trusted, echo, proxy=pp.v1("10.0.0.1"),
                   headers=xff("198.51.100.1, garbage, 10.0.0.2") + [("x-client-port", "1")])
     assert resolved(ex) == (None, None)
@@ -100,7 +100,7 @@ def test_on_invalid_unknown_where_the_walk_reads_an_invalid_entry(trusted, echo)
 
 
 def test_on_invalid_entry_the_walk_does_not_read_is_not_counted(trusted, echo):
-    before = trusted.stats()
+    before = trusted.settled_stats()
     ex = exchange(trusted, echo, proxy=pp.v1("10.0.0.1"), headers=xff("garbage, 203.0.113.9, 10.0.0.2"))
     assert resolved(ex)[0] == "203.0.113.9"
     assert E.counter_delta(trusted, before, {"client_ip.allowed": 1}) == {"client_ip.allowed": 1}
@@ -177,7 +177,7 @@ def test_trusted_hops_chain_too_short_gives_downstream(hops, echo, headers):
 
 
 def test_trusted_hops_invalid_entry_at_the_hop_is_unknown(hops, echo):
-    before = hops.stats()
+    before = hops.settled_stats()
     ex = exchange(hops, echo, proxy=pp.v1("10.0.0.1"), headers=xff("198.51.100.1, unknown, 10.0.0.2"))
     assert resolved(ex) == (None, None)
     assert E.counter_delta(hops, before, {"client_ip.allowed": 1, "client_ip.invalid": 1}) == \
@@ -185,7 +185,7 @@ def test_trusted_hops_invalid_entry_at_the_hop_is_unknown(hops, echo):
 
 
 def test_trusted_hops_invalid_entry_left_of_the_hop_is_not_read(hops, echo):
-    before = hops.stats()
+    before = hops.settled_stats()
     ex = exchange(hops, echo, proxy=pp.v1("10.0.0.1"), headers=xff("garbage, 203.0.113.9, 10.0.0.2"))
     assert resolved(ex)[0] == "203.0.113.9"
     assert E.counter_delta(hops, before, {"client_ip.allowed": 1}) == {"client_ip.allowed": 1}
@@ -203,7 +203,7 @@ def on_invalid_ds(envoy_factory, wasm):
 
 
 def test_on_invalid_downstream_uses_the_downstream_address(on_invalid_ds, echo):
-    before = on_invalid_ds.stats()
+    before = on_invalid_ds.settled_stats()
     ex = exchange(on_invalid_ds, echo, proxy=pp.v1("10.0.0.1", sport=40012),
                   headers=xff("198.51.100.1, not-an-ip, 10.0.0.2"))
     assert resolved(ex) == ("10.0.0.1", "40012")

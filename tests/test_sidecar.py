@@ -16,7 +16,7 @@ def sidecar(envoy_factory, wasm, sidecar_fragments):
 
 
 def test_sidecar_sets_x_real_ip_to_the_peer_not_the_xff_derived_address(sidecar, echo):
-    before = sidecar.stats()
+    before = sidecar.settled_stats()
     ex = exchange(sidecar, echo, source="127.0.0.2",
                   headers=[("X-Forwarded-For", "198.51.100.1"), ("X-Real-IP", "198.51.100.1")])
     assert ex.status == 200

@@ -284,7 +284,7 @@ def gateway(request, echo, wasm, tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_spoofing_case(gateway, echo, case):
-    before = gateway.stats()
+    before = gateway.settled_stats()
     tid, resp = send(gateway, case)
     assert problems(case, echo, tid, resp) == []
     want = expected_counters(case)

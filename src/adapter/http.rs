@@ -1,10 +1,13 @@
 //! The HTTP stream context: reads the downstream address and the headers this request's decision
 //! needs, asks the core for a [`Decision`] and applies it (a local refusal, or the header plan).
 //!
-//! Per request the default configuration makes five host calls: one property read (the
-//! downstream address), one counter increment, two filter-state writes and one header write.
-//! A request header is read only when this request's decision can depend on it: X-Forwarded-For
-//! only from a trusted downstream address, `:path` only when a path rule can apply.
+//! Per request the default configuration makes three host calls: one property read (the
+//! downstream address), one filter-state write (`wasm.client_ip`) and one header write
+//! (`x-real-ip`). Counters are counted in the VM and flushed from the root's tick;
+//! `wasm.client_ip_decision` is written only for a refusal (an allowed request leaves it absent,
+//! as the contract allows), `wasm.client_ip_rule` only when a rule decided. A request header is
+//! read only when this request's decision can depend on it: X-Forwarded-For only from a trusted
+//! downstream address, `:path` only when a path rule can apply.
 
 use std::rc::Rc;
 
@@ -115,14 +118,17 @@ impl HeaderSource for HostHeaders {
     }
 }
 
-/// Filter state for access logs, and the debug line of the decision.
-/// `client` is the decision's client as address text.
+/// Filter state for access logs, and the debug line of the decision. `client` is the decision's
+/// client as address text. Only what the access log cannot do without is written: the client
+/// when known, the decision when it is a refusal (absent means allowed), the rule when one decided.
 fn record(compiled: &Compiled, decision: &Decision, client: Option<&str>) {
     let rule = compiled.policy.rule_name(decision);
     if let Some(text) = client {
         set_filter_state(&CLIENT_IP, text);
     }
-    set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    if decision.verdict != Verdict::Allow {
+        set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    }
     if let Some(name) = rule {
         set_filter_state(&CLIENT_IP_RULE, name);
     }

@@ -1,5 +1,7 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
-//! every stream that starts while it is current, and ticks.
+//! every stream that starts while it is current, and ticks: each tick flushes the counters
+//! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]) and follows Envoy's log
+//! level. The counters are flushed once more when the root context is done.
 
 use std::rc::Rc;
 
@@ -13,9 +15,7 @@ use super::{refresh_log_level, reply_headers};
 use crate::config;
 use crate::host::{self, PropertyPath};
 use crate::policy::{HeaderReads, Policy};
-
-/// The root context's tick, in milliseconds: how often it re-reads Envoy's log level.
-const TICK_MS: u32 = 1000;
+use crate::tally::FLUSH_PERIOD_MS;
 
 /// A configuration compiled once, shared by every stream that starts while it is current: the
 /// policy, and everything a request needs from the host side prepared ahead of it.
@@ -33,9 +33,30 @@ pub(super) struct Compiled {
 #[derive(Default)]
 pub(super) struct Root {
     compiled: Option<Rc<Compiled>>,
+    /// Configurations replaced while streams still held them: their counts are flushed until
+    /// the last stream is gone.
+    retired: Vec<Rc<Compiled>>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Flushes every configuration's counts; forgets the retired ones no stream holds any more.
+    fn flush_counters(&mut self) {
+        if let Some(compiled) = &self.compiled {
+            compiled.metrics.flush();
+        }
+        self.retired.retain(|old| {
+            old.metrics.flush();
+            Rc::strong_count(old) > 1
+        });
+    }
+}
+
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        self.flush_counters();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -71,20 +92,24 @@ impl RootContext for Root {
         );
         let reads = policy.header_reads();
         debug!("request headers read: {reads:?}");
-        self.compiled = Some(Rc::new(Compiled {
+        let previous = self.compiled.replace(Rc::new(Compiled {
             downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
             reply_headers: reply_headers(),
             policy,
             reads,
             metrics,
         }));
-        if let Err(status) = host::set_tick_period(TICK_MS) {
+        if let Some(previous) = previous {
+            self.retired.push(previous);
+        }
+        if let Err(status) = host::set_tick_period(FLUSH_PERIOD_MS) {
             debug!("set_tick_period failed: {status:?}");
         }
         true
     }
 
     fn on_tick(&mut self) {
+        self.flush_counters();
         refresh_log_level();
     }
 

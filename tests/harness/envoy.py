@@ -56,6 +56,10 @@ def envoy_binary() -> str:
     return str(manifests.REPO / ".venv" / "bin" / "envoy")
 
 
+# How often the filter flushes the counts it makes in the VM (src/tally.rs FLUSH_PERIOD_MS), in s.
+FLUSH_S = 0.25
+
+
 @dataclass
 class EnvoyOptions:
     """What differs between the Envoys of the tests. None means "as the manifest has it"."""
@@ -326,6 +330,22 @@ class Envoy:
                     out.setdefault(name[len(prefix):], value)
         return out
 
+    def settled_stats(self, prefix: str = "client_ip.") -> dict:
+        """A ``stats()`` snapshot with no count of earlier requests still waiting in the filter: the
+        filter flushes its counts every 250 ms (FLUSH_S), so two reads FLUSH_S apart that agree on
+        the ``prefix`` counters mean nothing was pending at the first. The "before" of a
+        ``counter_delta``: otherwise an earlier test's count, flushed late, lands in this test's delta."""
+        def ours(stats: dict) -> dict:
+            return {k: v for k, v in stats.items() if k.startswith(prefix)}
+        first = self.stats()
+        deadline = time.monotonic() + 10 * FLUSH_S
+        while True:
+            time.sleep(FLUSH_S + 0.05)
+            second = self.stats()
+            if ours(second) == ours(first) or time.monotonic() >= deadline:
+                return second
+            first = second
+
     def counter(self, name: str) -> int:
         """One counter by its contract name (0 while Envoy has not created it)."""
         return int(self.stats().get(name, 0))
@@ -409,11 +429,13 @@ def copy_options(opts: EnvoyOptions, **changes) -> EnvoyOptions:
     return new
 
 
-def counter_delta(env: Envoy, before: dict, expected: Optional[dict] = None, timeout: float = 2.0,
+def counter_delta(env: Envoy, before: dict, expected: Optional[dict] = None, timeout: float = 3.0,
                   prefix: str = "client_ip.") -> dict:
     """The ``prefix`` counters that changed since ``before`` (a ``stats()`` snapshot), as
-    {name: increase}. With ``expected``, polls up to ``timeout`` s for the delta to equal it (wasm
-    counters are updated on the worker thread) and returns whatever it is then."""
+    {name: increase}. With ``expected``, polls up to ``timeout`` s for the delta to equal it (the
+    filter counts in the VM and flushes every second, all of a VM's counts at once) and returns
+    whatever it is then. Without ``expected`` it reads once: only for "nothing changed" checks made
+    after a flush was seen."""
     def diff():
         now = env.stats()
         return {k: v - before.get(k, 0) for k, v in now.items()

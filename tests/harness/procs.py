@@ -14,6 +14,26 @@ from typing import Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
+# Every program the harness starts (``start``), and the make target that installs it on a fresh
+# machine. ``start`` refuses any other program, so a new one cannot be started without naming its
+# install step here; tests/test_readme_commands.py and the suite's closing check (conftest.py)
+# compare these targets with what each README command installs (``make -n -B <command>``).
+INSTALLED_BY = {
+    "envoy": "envoy",
+    "haproxy": "haproxy",
+    "docker-registry": "oci-tools",
+}
+# Programs every machine the README names has (Debian with rustup and python3): no install step.
+BASE_PROGRAMS = {"python3", "python", "curl", "openssl"}
+# When set, ``start`` appends the name of each program it starts to this file, one per line.
+PROGRAM_LOG_ENV = "CLIENT_IP_PROGRAM_LOG"
+
+
+def program_name(argv0: str) -> str:
+    """The program's name as INSTALLED_BY knows it: its file name (``.venv/bin/envoy`` → ``envoy``)."""
+    name = os.path.basename(argv0)
+    return "python3" if name.startswith("python3") else name
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A currently free TCP port on the loopback ``host`` (bind port 0, read it back, release it)."""
@@ -78,7 +98,14 @@ def _die_with_parent() -> None:
 
 def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group), stdout+stderr appended to
-    ``log_path`` (or discarded)."""
+    ``log_path`` (or discarded). The program must be one of INSTALLED_BY or BASE_PROGRAMS."""
+    name = program_name(argv[0])
+    if name not in INSTALLED_BY and name not in BASE_PROGRAMS:
+        raise ValueError(f"{name}: not in harness.procs.INSTALLED_BY; name the make target that installs it")
+    record = os.environ.get(PROGRAM_LOG_ENV)
+    if record:
+        with open(record, "a") as fh:
+            fh.write(name + "\n")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -1,0 +1,220 @@
+//! The decision counters of spec §5, counted in the VM and flushed in batches.
+//!
+//! A host counter increment is a host call (about a microsecond through V8, the same order as the
+//! filter's whole decision). A [`Tally`] counts each request's decision in plain memory; the
+//! adapter flushes it to the host's counters from the root context's tick (every
+//! [`FLUSH_PERIOD_MS`]) and when the VM stops, one host call per counter that changed. `/stats`
+//! therefore lags a decision by at most one flush period.
+
+use std::cell::Cell;
+
+use crate::access::Verdict;
+use crate::policy::{Decision, Origin, Policy};
+
+/// How often the adapter flushes a tally, in milliseconds: the most `/stats` lags behind.
+pub const FLUSH_PERIOD_MS: u32 = 250;
+
+/// A counter's slot in a [`Tally`] (see [`Tally::names`]).
+pub type Slot = usize;
+
+const ALLOWED: Slot = 0;
+const DENIED: Slot = 1;
+const DRY_RUN_DENIED: Slot = 2;
+const INVALID: Slot = 3;
+const DOWNSTREAM_FROM_XFF: Slot = 4;
+/// The counters every configuration has, in slot order; each rule's three follow.
+const FIXED: [&str; 5] = [
+    "client_ip.allowed",
+    "client_ip.denied",
+    "client_ip.dry_run_denied",
+    "client_ip.invalid",
+    "client_ip.downstream_from_xff",
+];
+
+/// Decision counts of one configuration not yet handed to the host.
+#[derive(Debug)]
+pub struct Tally {
+    names: Vec<String>,
+    counts: Vec<Cell<u64>>,
+}
+
+impl Tally {
+    /// The counters of `policy`: the fixed ones, then `client_ip.rule.<name>.allowed`, `.denied`
+    /// and `.dry_run_denied` for each rule, in rule order. All start at zero.
+    pub fn for_policy(policy: &Policy) -> Tally {
+        let mut names: Vec<String> = FIXED.iter().map(|n| n.to_string()).collect();
+        for rule in &policy.access.rules {
+            for outcome in ["allowed", "denied", "dry_run_denied"] {
+                names.push(format!("client_ip.rule.{}.{outcome}", rule.name));
+            }
+        }
+        let counts = names.iter().map(|_| Cell::new(0)).collect();
+        Tally { names, counts }
+    }
+
+    /// Every counter's name, by slot: what the adapter defines with the host.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Counts one decision: its verdict, its rule's verdict, an invalid entry, a downstream
+    /// address taken from X-Forwarded-For.
+    #[inline]
+    pub fn count(&self, decision: &Decision) {
+        let outcome = match decision.verdict {
+            Verdict::Allow => ALLOWED,
+            Verdict::Deny => DENIED,
+            Verdict::DryRunDeny => DRY_RUN_DENIED,
+        };
+        self.bump(outcome);
+        if let Some(rule) = decision.rule {
+            self.bump(FIXED.len() + 3 * rule + outcome);
+        }
+        if decision.invalid {
+            self.bump(INVALID);
+        }
+        if decision.downstream.origin == Origin::SourceAddressFromXff {
+            self.bump(DOWNSTREAM_FROM_XFF);
+        }
+    }
+
+    #[inline]
+    fn bump(&self, slot: Slot) {
+        if let Some(count) = self.counts.get(slot) {
+            count.set(count.get().wrapping_add(1));
+        }
+    }
+
+    /// Whether nothing is waiting to be flushed.
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|c| c.get() == 0)
+    }
+
+    /// Hands each counter with a count to `flush` (slot, count) and resets it. A flush that
+    /// fails (returns false) keeps its count for the next time: nothing counted is lost.
+    pub fn drain(&self, mut flush: impl FnMut(Slot, u64) -> bool) {
+        for (slot, count) in self.counts.iter().enumerate() {
+            let n = count.get();
+            if n != 0 && flush(slot, n) {
+                count.set(count.get() - n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Spec §5, counters: which counter each decision counts, and that a flush hands over each
+    //! count exactly once.
+    use super::*;
+    use crate::config::parse;
+    use crate::policy::{Downstream, Request};
+    use crate::testutil::headers as h;
+
+    fn policy(json: &str) -> Policy {
+        parse(json.as_bytes()).unwrap().0
+    }
+
+    fn flushed(tally: &Tally) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        tally.drain(|slot, n| {
+            out.push((tally.names()[slot].clone(), n));
+            true
+        });
+        out
+    }
+
+    fn decide(p: &Policy, downstream: Downstream, lines: &[(&str, &str)]) -> Decision {
+        let headers = h(lines);
+        p.decide(&Request {
+            downstream,
+            headers: &headers,
+        })
+    }
+
+    #[test]
+    fn counters_are_named_as_the_contract_names_them() {
+        let p = policy(r#"{"access": {"rules": [{"name": "admin", "allow": ["10.0.0.0/8"]}]}}"#);
+        let names = Tally::for_policy(&p).names().to_vec();
+        assert_eq!(
+            names,
+            [
+                "client_ip.allowed",
+                "client_ip.denied",
+                "client_ip.dry_run_denied",
+                "client_ip.invalid",
+                "client_ip.downstream_from_xff",
+                "client_ip.rule.admin.allowed",
+                "client_ip.rule.admin.denied",
+                "client_ip.rule.admin.dry_run_denied",
+            ]
+        );
+    }
+
+    #[test]
+    fn counters_count_each_verdict_and_the_deciding_rule() {
+        let p = policy(
+            r#"{"access": {"allow": ["203.0.113.0/24"],
+                "rules": [{"name": "dry", "path_prefixes": ["/dry"], "allow": ["10.0.0.0/8"],
+                           "mode": "dry_run"}]}}"#,
+        );
+        let tally = Tally::for_policy(&p);
+        let from = Downstream::from_filter_state;
+        tally.count(&decide(&p, from("203.0.113.5:1"), &[(":path", "/")]));
+        tally.count(&decide(&p, from("203.0.113.6:1"), &[(":path", "/")]));
+        tally.count(&decide(&p, from("192.0.2.1:1"), &[(":path", "/")]));
+        tally.count(&decide(&p, from("192.0.2.1:1"), &[(":path", "/dry/x")]));
+        tally.count(&decide(&p, from("10.1.1.1:1"), &[(":path", "/dry")]));
+        let mut got = flushed(&tally);
+        got.sort();
+        let want: Vec<(String, u64)> = [
+            ("client_ip.allowed", 3),
+            ("client_ip.denied", 1),
+            ("client_ip.dry_run_denied", 1),
+            ("client_ip.rule.dry.allowed", 1),
+            ("client_ip.rule.dry.dry_run_denied", 1),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), *c))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn counters_count_invalid_entries_and_downstream_from_xff() {
+        let p = policy(r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}}"#);
+        let tally = Tally::for_policy(&p);
+        let xff_derived = Downstream::read(None, || Some(b"10.0.0.1:0".to_vec()));
+        tally.count(&decide(
+            &p,
+            xff_derived,
+            &[("x-forwarded-for", "garbage, 10.0.0.1")],
+        ));
+        let mut got = flushed(&tally);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("client_ip.allowed".to_string(), 1),
+                ("client_ip.downstream_from_xff".to_string(), 1),
+                ("client_ip.invalid".to_string(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn counters_are_flushed_once_and_a_failed_flush_keeps_its_count() {
+        let p = Policy::default();
+        let tally = Tally::for_policy(&p);
+        let d = decide(&p, Downstream::from_filter_state("192.0.2.1:1"), &[]);
+        tally.count(&d);
+        tally.count(&d);
+        // The host refuses the first flush: the count stays.
+        tally.drain(|_, _| false);
+        assert!(!tally.is_empty());
+        tally.count(&d);
+        assert_eq!(flushed(&tally), [("client_ip.allowed".to_string(), 3)]);
+        assert!(tally.is_empty());
+        assert_eq!(flushed(&tally), []);
+    }
+}
