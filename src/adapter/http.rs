@@ -18,6 +18,7 @@ use crate::access::Verdict;
 use crate::addr::AddrText;
 use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath};
+use crate::identity::Link;
 use crate::policy::{Decision, Downstream, HeaderSource, Request};
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
@@ -69,8 +70,15 @@ impl HttpContext for Stream {
             downstream,
             headers: &headers,
         };
-        let decision = policy.decide(&request);
+        let link = compiled
+            .link
+            .as_ref()
+            .map_or_else(Link::default, |l| l.read());
+        let decision = policy.decide_with_link(&request, link);
         compiled.metrics.count(&decision);
+        if let Some(reader) = &compiled.link {
+            reader.record(&decision.link);
+        }
 
         if decision.verdict == Verdict::Deny {
             let client = decision.client.map(|c| c.text());
@@ -95,6 +103,9 @@ impl HttpContext for Stream {
                 debug!("cannot edit request header {name}: {status:?}");
             }
         });
+        if let Some(reader) = &compiled.link {
+            reader.forward(&decision.link);
+        }
         Action::Continue
     }
 }

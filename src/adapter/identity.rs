@@ -1,0 +1,109 @@
+//! The connection's private-link identity (spec §8): read from the filter state, counted,
+//! recorded for access logs and forwarded in `forward.link_header`.
+//!
+//! Exists only for a configuration that uses identities (identity list entries or a link header):
+//! the default configuration makes none of these host calls. Per kind read, one property read
+//! from the `proxy_protocol` listener filter's own filter state, and a second one from the
+//! `set_filter_state` copy only when the first has nothing.
+
+use log::debug;
+
+use super::{property, set_filter_state};
+use crate::host::{self, HostError, PropertyPath};
+use crate::identity::{read_value, Kind, Link, Route};
+use crate::policy::Policy;
+
+/// The filter state written for access logs: `wasm.client_link`.
+const CLIENT_LINK: PropertyPath = PropertyPath::fixed(b"client_link");
+
+/// The map the `proxy_protocol` listener filter fills with `tlv_location: FILTER_STATE`.
+pub(super) const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
+
+/// The filter-state name a `set_filter_state` copy of the TLV's dynamic metadata is written under:
+/// `client_ip.aws_vpce_id`, `client_ip.azure_link_id`, `client_ip.gcp_psc_id`.
+pub(super) fn copy_filter_state(kind: Kind) -> String {
+    format!("client_ip.{}", kind.tlv_key())
+}
+
+/// One kind the configuration reads, with its two property paths.
+struct KindRead {
+    kind: Kind,
+    tlv: PropertyPath,
+    copy: PropertyPath,
+}
+
+/// Everything a request needs to read and apply identities, prepared at configure time.
+pub(super) struct LinkReader {
+    kinds: Vec<KindRead>,
+    invalid_counter: u32,
+    header: Option<String>,
+}
+
+impl LinkReader {
+    /// The reader of a policy, or None when the policy uses no identity (then nothing is read).
+    pub(super) fn new(policy: &Policy) -> Result<Option<LinkReader>, (String, HostError)> {
+        if policy.link.kinds.is_empty() {
+            return Ok(None);
+        }
+        let name = "client_ip.link_invalid";
+        let invalid_counter = host::define_counter(name).map_err(|s| (name.to_string(), s))?;
+        let kinds = policy
+            .link
+            .kinds
+            .iter()
+            .map(|kind| KindRead {
+                kind,
+                tlv: PropertyPath::new(&["filter_state", TLV_FILTER_STATE, kind.tlv_key()]),
+                copy: PropertyPath::new(&["filter_state", &copy_filter_state(kind)]),
+            })
+            .collect();
+        Ok(Some(LinkReader {
+            kinds,
+            invalid_counter,
+            header: policy.link.header.clone(),
+        }))
+    }
+
+    /// Reads the connection's identity.
+    pub(super) fn read(&self) -> Link {
+        Link::from_reads(self.kinds.iter().map(|k| {
+            let (route, value) = match property(&k.tlv) {
+                Some(value) => (Route::TlvFilterState, Some(value)),
+                None => (Route::MetadataCopy, property(&k.copy)),
+            };
+            let read = read_value(k.kind, route, value.as_deref());
+            if value.is_some() {
+                debug!(
+                    "{} ({route:?}): \"{}\" is {read:?}",
+                    k.kind.tlv_key(),
+                    value.as_deref().unwrap_or_default().escape_ascii()
+                );
+            }
+            read
+        }))
+    }
+
+    /// Counts an invalid TLV and records the identity for access logs (`wasm.client_link`).
+    pub(super) fn record(&self, link: &Link) {
+        if link.invalid {
+            if let Err(status) = host::increment_metric(self.invalid_counter, 1) {
+                debug!("increment_metric(link_invalid) failed: {status:?}");
+            }
+        }
+        if let Some(id) = &link.identity {
+            set_filter_state(&CLIENT_LINK, &id.text());
+        }
+    }
+
+    /// On an admitted request: `forward.link_header` set to the identity's text, or removed.
+    pub(super) fn forward(&self, link: &Link) {
+        let Some(name) = &self.header else { return };
+        let result = match &link.identity {
+            Some(id) => host::set_request_header(name, &id.text()),
+            None => host::remove_request_header(name),
+        };
+        if let Err(status) = result {
+            debug!("cannot edit request header {name}: {status:?}");
+        }
+    }
+}
