@@ -92,7 +92,8 @@ def send(env, echo, tlvs=(), src=UNLISTED_ADDR, headers=(), path="/", host="exam
 
 
 def counted_invalid(env, before: dict, expected: int) -> int:
-    delta = E.counter_delta(env, before, {"client_ip.link_invalid": expected} if expected else None)
+    delta = E.counter_delta(env, before, {"client_ip.link_invalid": expected} if expected else None,
+                            prefix="client_ip.link_invalid")
     return delta.get("client_ip.link_invalid", 0)
 
 
