@@ -338,7 +338,7 @@ def test_access_log_telemetry_uses_the_provider_defined_in_mesh_config():
     providers = {p["name"]: p for p in iop["spec"]["meshConfig"]["extensionProviders"]}
     labels = providers["client-ip-log"]["envoyFileAccessLog"]["logFormat"]["labels"]
     for operator in ("%FILTER_STATE(wasm.client_ip:PLAIN)%", "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
-                     "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%"):
+                     "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%", "%FILTER_STATE(wasm.client_link:PLAIN)%"):
         assert operator in labels.values()
     telemetries = objects("Telemetry", "istio-examples/")
     assert len(telemetries) == 2
