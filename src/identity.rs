@@ -754,6 +754,54 @@ mod tests {
         );
     }
 
+    /// Any bytes, under either route: an identity read is one whose text is header-safe ASCII and
+    /// reads back as the same identity, whose TLV encodes back to the bytes decoded.
+    #[test]
+    fn any_value_reads_as_absent_invalid_or_an_identity_whose_text_round_trips() {
+        let mut rng = crate::testutil::Rng(0x5eed_1d3a);
+        let seeds: [&[u8]; 4] = [
+            b"\x01vpce-0a1b2c3d4e5f60718",
+            &[0x01, 0x40, 0xE2, 0x01, 0x00],
+            &[0, 0xAF, 0xC7, 0xEE, 0x0A, 0xC8, 0, 2],
+            b"",
+        ];
+        let mut valid = 0;
+        for i in 0..20_000 {
+            let mut bytes = seeds[i % seeds.len()].to_vec();
+            for _ in 0..rng.below(4) {
+                match rng.below(3) {
+                    0 if !bytes.is_empty() => {
+                        let at = rng.below(bytes.len() as u64) as usize;
+                        bytes[at] = rng.next() as u8;
+                    }
+                    1 => bytes.push(b"0123456789abcdef!-\x01\xff"[rng.below(20) as usize]),
+                    _ => {
+                        bytes.pop();
+                    }
+                }
+            }
+            let encoded = b64(&bytes);
+            for kind in Kind::ALL {
+                for route in [Route::TlvFilterState, Route::MetadataCopy] {
+                    for value in [&bytes, &encoded] {
+                        if let TlvRead::Valid(id) = read_value(kind, route, Some(value)) {
+                            valid += 1;
+                            let text = id.text();
+                            assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text:?}");
+                            assert_eq!(Identity::parse_entry(&text), Ok(id));
+                            assert_eq!(id.kind(), kind);
+                            assert_eq!(Identity::from_tlv(kind, &bytes), Some(id), "{value:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            valid > 1000,
+            "too few valid reads ({valid}) for the test to mean much"
+        );
+    }
+
     #[test]
     fn identity_set_matches_only_listed_identities() {
         let set = IdentitySet::from_identities([
