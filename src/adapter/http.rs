@@ -76,8 +76,9 @@ impl HttpContext for Stream {
             .map_or_else(Link::default, |l| l.read());
         let decision = policy.decide_with_link(&request, link);
         compiled.metrics.count(&decision);
+        let link_text = decision.link.identity.map(|id| id.text());
         if let Some(reader) = &compiled.link {
-            reader.record(&decision.link);
+            reader.record(&decision.link, link_text.as_deref());
         }
 
         if decision.verdict == Verdict::Deny {
@@ -104,7 +105,7 @@ impl HttpContext for Stream {
             }
         });
         if let Some(reader) = &compiled.link {
-            reader.forward(&decision.link);
+            reader.forward(link_text.as_deref());
         }
         Action::Continue
     }

@@ -72,34 +72,38 @@ impl LinkReader {
                 None => (Route::MetadataCopy, property(&k.copy)),
             };
             let read = read_value(k.kind, route, value.as_deref());
-            if value.is_some() {
+            if let Some(value) = &value {
+                // At most the first 96 bytes: Envoy caps no TLV's size.
+                let shown = &value[..value.len().min(96)];
                 debug!(
-                    "{} ({route:?}): \"{}\" is {read:?}",
+                    "{} ({route:?}, {} bytes): \"{}\" is {read:?}",
                     k.kind.tlv_key(),
-                    value.as_deref().unwrap_or_default().escape_ascii()
+                    value.len(),
+                    shown.escape_ascii()
                 );
             }
             read
         }))
     }
 
-    /// Counts an invalid TLV and records the identity for access logs (`wasm.client_link`).
-    pub(super) fn record(&self, link: &Link) {
+    /// Counts an invalid TLV and records the identity (`text`: its text) for access logs
+    /// (`wasm.client_link`).
+    pub(super) fn record(&self, link: &Link, text: Option<&str>) {
         if link.invalid {
             if let Err(status) = host::increment_metric(self.invalid_counter, 1) {
                 debug!("increment_metric(link_invalid) failed: {status:?}");
             }
         }
-        if let Some(id) = &link.identity {
-            set_filter_state(&CLIENT_LINK, &id.text());
+        if let Some(text) = text {
+            set_filter_state(&CLIENT_LINK, text);
         }
     }
 
     /// On an admitted request: `forward.link_header` set to the identity's text, or removed.
-    pub(super) fn forward(&self, link: &Link) {
+    pub(super) fn forward(&self, text: Option<&str>) {
         let Some(name) = &self.header else { return };
-        let result = match &link.identity {
-            Some(id) => host::set_request_header(name, &id.text()),
+        let result = match text {
+            Some(text) => host::set_request_header(name, text),
             None => host::remove_request_header(name),
         };
         if let Err(status) = result {
