@@ -17,11 +17,11 @@ use crate::policy::Policy;
 const CLIENT_LINK: PropertyPath = PropertyPath::fixed(b"client_link");
 
 /// The map the `proxy_protocol` listener filter fills with `tlv_location: FILTER_STATE`.
-pub(super) const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
+const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
 
 /// The filter-state name a `set_filter_state` copy of the TLV's dynamic metadata is written under:
 /// `client_ip.aws_vpce_id`, `client_ip.azure_link_id`, `client_ip.gcp_psc_id`.
-pub(super) fn copy_filter_state(kind: Kind) -> String {
+fn copy_filter_state(kind: Kind) -> String {
     format!("client_ip.{}", kind.tlv_key())
 }
 
