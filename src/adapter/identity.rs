@@ -3,8 +3,11 @@
 //!
 //! Exists only for a configuration that uses identities (identity list entries or a link header):
 //! the default configuration makes none of these host calls. Per kind read, one property read
-//! from the `proxy_protocol` listener filter's own filter state, and a second one from the
-//! `set_filter_state` copy only when the first has nothing.
+//! from the route that answered last time for that kind (a deployment uses one route: the
+//! `proxy_protocol` listener filter's own filter state, or a `set_filter_state` copy), and one
+//! from the other route only when the first has nothing.
+
+use std::cell::Cell;
 
 use log::debug;
 
@@ -30,6 +33,10 @@ struct KindRead {
     kind: Kind,
     tlv: PropertyPath,
     copy: PropertyPath,
+    /// The copy answered last time: read it first (a hint only; the other route is still read
+    /// when the first has nothing). A `set_filter_state` copy always exists (`-` when the TLV was
+    /// missing), so on that route each kind costs one read.
+    copy_first: Cell<bool>,
 }
 
 /// Everything a request needs to read and apply identities, prepared at configure time.
@@ -55,6 +62,7 @@ impl LinkReader {
                 kind,
                 tlv: PropertyPath::new(&["filter_state", TLV_FILTER_STATE, kind.tlv_key()]),
                 copy: PropertyPath::new(&["filter_state", &copy_filter_state(kind)]),
+                copy_first: Cell::new(false),
             })
             .collect();
         Ok(Some(LinkReader {
@@ -67,10 +75,18 @@ impl LinkReader {
     /// Reads the connection's identity.
     pub(super) fn read(&self) -> Link {
         Link::from_reads(self.kinds.iter().map(|k| {
-            let (route, value) = match property(&k.tlv) {
-                Some(value) => (Route::TlvFilterState, Some(value)),
-                None => (Route::MetadataCopy, property(&k.copy)),
-            };
+            let routes = [
+                (Route::TlvFilterState, &k.tlv),
+                (Route::MetadataCopy, &k.copy),
+            ];
+            let order = if k.copy_first.get() { [1, 0] } else { [0, 1] };
+            let (route, value) = order
+                .into_iter()
+                .find_map(|i| property(routes[i].1).map(|v| (routes[i].0, Some(v))))
+                .unwrap_or((Route::MetadataCopy, None));
+            if value.is_some() {
+                k.copy_first.set(route == Route::MetadataCopy);
+            }
             let read = read_value(k.kind, route, value.as_deref());
             if let Some(value) = &value {
                 // At most the first 96 bytes: Envoy caps no TLV's size.
