@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use crate::identity::{Identity, LinkLists};
 use crate::ipset::IpSet;
 
 /// What a refusal does.
@@ -50,12 +51,47 @@ impl Verdict {
 pub struct Lists {
     allow: IpSet,
     deny: IpSet,
+    /// Identity entries (spec §8), beside the address sets.
+    links: LinkLists,
 }
 
 impl Lists {
     /// Lists from compiled sets; an empty allow set means "everyone".
     pub fn new(allow: IpSet, deny: IpSet) -> Self {
-        Lists { allow, deny }
+        Lists {
+            allow,
+            deny,
+            links: LinkLists::default(),
+        }
+    }
+
+    /// The lists with identity entries added (spec §8).
+    pub fn with_links(mut self, links: LinkLists) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The identity entries.
+    pub fn links(&self) -> &LinkLists {
+        &self.links
+    }
+
+    /// Whether a request passes with its address and its connection's identity. The allow list
+    /// is in force when it holds an address or an identity; a request is inside it when its
+    /// address is listed OR its identity is. It is refused when its address OR its identity is
+    /// in the deny list. Identities do not depend on `match` (nor on the client being known).
+    #[inline]
+    pub fn admits_linked(&self, addr: Option<IpAddr>, link: Option<&Identity>) -> bool {
+        if self.links.allow.is_empty() && self.links.deny.is_empty() {
+            return self.admits(addr);
+        }
+        let allow_in_force = !self.allow.is_empty() || !self.links.allow.is_empty();
+        let allowed = !allow_in_force
+            || addr.is_some_and(|ip| self.allow.contains(ip))
+            || self.links.allow.contains(link);
+        let denied =
+            addr.is_some_and(|ip| self.deny.contains(ip)) || self.links.deny.contains(link);
+        allowed && !denied
     }
 
     /// Whether an address passes: inside the allow list when there is one, and outside the
@@ -167,6 +203,18 @@ impl Access {
         authority: &str,
         path: &str,
     ) -> (Verdict, Option<usize>) {
+        self.decide_linked(client, downstream, None, authority, path)
+    }
+
+    /// [`Access::decide`] for a connection that carried a private-link identity (spec §8).
+    pub fn decide_linked(
+        &self,
+        client: Option<IpAddr>,
+        downstream: Option<IpAddr>,
+        link: Option<&Identity>,
+        authority: &str,
+        path: &str,
+    ) -> (Verdict, Option<usize>) {
         let addr = match self.match_on {
             MatchOn::Client => client,
             MatchOn::Downstream => downstream,
@@ -175,7 +223,7 @@ impl Access {
             Some(i) => (&self.rules[i].lists, self.rules[i].mode, Some(i)),
             None => (&self.lists, self.mode, None),
         };
-        let verdict = if lists.admits(addr) {
+        let verdict = if lists.admits_linked(addr, link) {
             Verdict::Allow
         } else if mode == Mode::Enforce {
             Verdict::Deny

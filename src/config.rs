@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::access::{Access, HostPattern, Lists, MatchOn, Mode, Rule};
 use crate::forward::{Forwarding, XffMode, X_FORWARDED_FOR};
+use crate::identity::{EntryError, Identity, IdentitySet, Kinds, LinkLists};
 use crate::ipset::{parse_net, IpSet, IpSetBuilder};
 use crate::policy::Policy;
 use crate::resolve::{OnInvalid, Resolver, Trust};
@@ -120,7 +121,9 @@ const ACCESS_KEYS: &[&str] = &[
     "rules",
 ];
 const RULE_KEYS: &[&str] = &["name", "hosts", "path_prefixes", "allow", "deny", "mode"];
-const FORWARD_KEYS: &[&str] = &["headers", "port_header", "x_forwarded_for"];
+const FORWARD_KEYS: &[&str] = &["headers", "port_header", "x_forwarded_for", "link_header"];
+/// The one list that may not hold identity entries (spec §8).
+const TRUSTED_PROXIES: &str = "client_ip.trusted_proxies";
 
 /// Headers the filter will not overwrite with an address: they frame or route the request.
 const RESERVED_HEADERS: &[&str] = &[
@@ -281,6 +284,65 @@ fn forwarded_header_name(value: &Value, path: &str) -> Result<String, ConfigErro
     Ok(name)
 }
 
+/// One entry of an IP list: an address or CIDR (and whether it had host bits set), or an
+/// identity (spec §8).
+enum ListEntry {
+    Net(IpNet, bool),
+    Identity(Identity),
+}
+
+/// Parses a list entry of the list at `list_path`; the error message (after the key path) names
+/// the value. Identity entries are refused in `client_ip.trusted_proxies`.
+fn list_entry(text: &str, list_path: &str) -> Result<ListEntry, String> {
+    if let Some((net, had_host_bits)) = parse_net(text) {
+        return Ok(ListEntry::Net(net, had_host_bits));
+    }
+    let shown = || show(&Value::String(text.to_owned()));
+    match Identity::parse_entry(text) {
+        Ok(_) if list_path == TRUSTED_PROXIES => Err(format!(
+            "{} is an identity entry; {TRUSTED_PROXIES} holds only addresses and CIDRs",
+            shown()
+        )),
+        Ok(id) => Ok(ListEntry::Identity(id)),
+        Err(e @ EntryError::Malformed(_)) => Err(format!("{} {e}", shown())),
+        Err(EntryError::NotAnIdentity) => Err(format!("{} is not an IP address or CIDR", shown())),
+    }
+}
+
+/// `forward.link_header`: a header name the filter may write, not one of the other forwarded ones.
+fn link_header(
+    section: &Value,
+    path: &str,
+    forwarding: &Forwarding,
+) -> Result<Option<String>, ConfigError> {
+    let Some(v) = section.as_object().and_then(|m| member(m, "link_header")) else {
+        return Ok(None);
+    };
+    let p = key_path(path, "link_header");
+    let name = forwarded_header_name(v, &p)?;
+    if forwarding.headers.contains(&name) || forwarding.port_header.as_ref() == Some(&name) {
+        return Err(err(
+            &p,
+            format!(
+                "{} is also in {path}.headers or {path}.port_header: a header holds one thing",
+                show(v)
+            ),
+        ));
+    }
+    Ok(Some(name))
+}
+
+/// The identity kinds a policy reads per request: those its lists hold, all with a link header.
+fn link_kinds(policy: &Policy) -> Kinds {
+    if policy.link.header.is_some() {
+        return Kinds::ALL;
+    }
+    let access = &policy.access;
+    std::iter::once(&access.lists)
+        .chain(access.rules.iter().map(|r| &r.lists))
+        .fold(Kinds::default(), |k, lists| k.union(lists.links().kinds()))
+}
+
 impl Walk {
     fn policy(&mut self, doc: &Value) -> Result<Policy, ConfigError> {
         let top = object(doc, "", TOP_KEYS)?;
@@ -297,7 +359,9 @@ impl Walk {
         }
         if let Some(section) = member(top, "forward") {
             policy.forwarding = self.forward(section, "forward")?;
+            policy.link.header = link_header(section, "forward", &policy.forwarding)?;
         }
+        policy.link.kinds = link_kinds(&policy);
         Ok(policy)
     }
 
@@ -332,7 +396,7 @@ impl Walk {
                 ))
             }
             (Some(list), None) => {
-                Trust::Proxies(self.ip_set(list, &key_path(path, "trusted_proxies"))?)
+                Trust::Proxies(self.ip_set(list, &key_path(path, "trusted_proxies"))?.0)
             }
             (None, Some(h)) => {
                 let p = key_path(path, "trusted_hops");
@@ -478,18 +542,22 @@ impl Walk {
     }
 
     fn lists(&mut self, map: &Map<String, Value>, path: &str) -> Result<Lists, ConfigError> {
-        let allow = match member(map, "allow") {
+        let (allow, allow_ids) = match member(map, "allow") {
             Some(v) => self.ip_set(v, &key_path(path, "allow"))?,
-            None => IpSet::empty(),
+            None => (IpSet::empty(), IdentitySet::default()),
         };
-        let deny = match member(map, "deny") {
+        let (deny, deny_ids) = match member(map, "deny") {
             Some(v) => self.ip_set(v, &key_path(path, "deny"))?,
-            None => IpSet::empty(),
+            None => (IpSet::empty(), IdentitySet::default()),
         };
-        Ok(Lists::new(allow, deny))
+        Ok(Lists::new(allow, deny).with_links(LinkLists {
+            allow: allow_ids,
+            deny: deny_ids,
+        }))
     }
 
-    fn ip_set(&mut self, value: &Value, path: &str) -> Result<IpSet, ConfigError> {
+    /// A list's addresses and CIDRs, and its identity entries (none in `trusted_proxies`).
+    fn ip_set(&mut self, value: &Value, path: &str) -> Result<(IpSet, IdentitySet), ConfigError> {
         let list = array(value, path)?;
         // A list read with the document left an empty array here.
         if list.is_empty() {
@@ -498,27 +566,31 @@ impl Walk {
             }
         }
         let mut nets = IpSetBuilder::default();
+        let mut identities = Vec::new();
         for (i, item) in list.iter().enumerate() {
-            nets.push(self.net(item, path, i)?);
+            match self.entry(item, path, i)? {
+                ListEntry::Net(net, _) => nets.push(net),
+                ListEntry::Identity(id) => identities.push(id),
+            }
         }
-        Ok(nets.build())
+        Ok((nets.build(), IdentitySet::from_identities(identities)))
     }
 
-    fn net(&mut self, item: &Value, list_path: &str, i: usize) -> Result<IpNet, ConfigError> {
-        let bad = || {
-            err(
+    fn entry(&mut self, item: &Value, list_path: &str, i: usize) -> Result<ListEntry, ConfigError> {
+        let Some(text) = item.as_str() else {
+            return Err(err(
                 &format!("{list_path}[{i}]"),
                 format!("{} is not an IP address or CIDR", show(item)),
-            )
+            ));
         };
-        let text = item.as_str().ok_or_else(bad)?;
-        let (net, had_host_bits) = parse_net(text).ok_or_else(bad)?;
-        if had_host_bits {
+        let entry =
+            list_entry(text, list_path).map_err(|m| err(&format!("{list_path}[{i}]"), m))?;
+        if let ListEntry::Net(net, true) = entry {
             self.warnings.host_bits(|| {
                 format!("{list_path}[{i}]: \"{text}\" has host bits set; using {net}")
             });
         }
-        Ok(net)
+        Ok(entry)
     }
 
     fn forward(&mut self, value: &Value, path: &str) -> Result<Forwarding, ConfigError> {
@@ -708,7 +780,7 @@ mod tests {
         // A key with a line break (or a very long one) is quoted: the error stays one log line.
         assert_eq!(
             error("{\"forward\": {\"a\\nb\": 1}}"),
-            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for"
+            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header"
         );
     }
 
@@ -1004,6 +1076,9 @@ mod tests {
             r#"{"access": {"allow": ["1.2.3.4" "#,
             r#"{"access": {"deny": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["#,
             r#"{"access": {"allow": ["0.0.0.0/0", "::/0", "255.255.255.255", "ffff::/16"]}}"#,
+            r#"{"access": {"allow": ["10.1.2.3/8", "aws-vpce:vpce-0a1b2c3d", "gcp-psc:1"], "deny": ["azure-link:7"]}}"#,
+            r#"{"access": {"rules": [{"name": "a", "allow": ["1.1.1.1/8", "aws-vpce:vpce-0A1B2C3D"]}]}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8", "gcp-psc:5"]}}"#,
         ];
         for doc in docs {
             let streamed = format!("{:?}", parse(doc.as_bytes()));

@@ -10,6 +10,7 @@
 //! - [`resolve`]: which address of the chain is the client.
 //! - [`access`]: allow/deny lists, rules, verdicts.
 //! - [`forward`]: the header plan.
+//! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
 //! - [`policy`]: the per-request decision.
 //! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
@@ -21,6 +22,7 @@ pub mod chain;
 pub mod config;
 pub mod forward;
 pub mod host;
+pub mod identity;
 pub mod ipset;
 pub mod policy;
 pub mod resolve;

@@ -6,6 +6,7 @@ use crate::access::{Access, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
+use crate::identity::{Link, LinkPolicy};
 use crate::resolve::Resolver;
 
 /// The default name of the connection filter state holding the downstream address.
@@ -151,6 +152,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Index of the deciding rule in [`Access::rules`]; None when the top level decided.
     pub rule: Option<usize>,
+    /// The connection's private-link identity, as read (spec §8).
+    pub link: Link,
 }
 
 /// The compiled configuration: immutable, shared by every stream.
@@ -164,6 +167,8 @@ pub struct Policy {
     pub access: Access,
     /// The `forward` section.
     pub forwarding: Forwarding,
+    /// Private-link identities: the kinds read and `forward.link_header` (spec §8).
+    pub link: LinkPolicy,
 }
 
 impl Default for Policy {
@@ -173,6 +178,7 @@ impl Default for Policy {
             resolver: Resolver::default(),
             access: Access::default(),
             forwarding: Forwarding::default(),
+            link: LinkPolicy::default(),
         }
     }
 }
@@ -180,6 +186,12 @@ impl Default for Policy {
 impl Policy {
     /// Resolves the client and decides access for a request.
     pub fn decide(&self, request: &Request<'_>) -> Decision {
+        self.decide_with_link(request, Link::default())
+    }
+
+    /// [`Policy::decide`] for a connection whose private-link identity was read as `link` (read
+    /// only the kinds [`LinkPolicy::kinds`] names; the default configuration reads none).
+    pub fn decide_with_link(&self, request: &Request<'_>, link: Link) -> Decision {
         let resolution = self
             .resolver
             .resolve(request.downstream.addr, request.headers);
@@ -188,9 +200,10 @@ impl Policy {
         } else {
             (request.header(":authority"), request.header(":path"))
         };
-        let (verdict, rule) = self.access.decide(
+        let (verdict, rule) = self.access.decide_linked(
             resolution.client.map(|c| c.ip()),
             request.downstream.addr.map(|d| d.ip()),
+            link.identity.as_ref(),
             authority,
             path,
         );
@@ -200,6 +213,7 @@ impl Policy {
             invalid: resolution.invalid,
             verdict,
             rule,
+            link,
         }
     }
 

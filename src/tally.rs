@@ -22,13 +22,15 @@ const DENIED: Slot = 1;
 const DRY_RUN_DENIED: Slot = 2;
 const INVALID: Slot = 3;
 const DOWNSTREAM_FROM_XFF: Slot = 4;
+const LINK_INVALID: Slot = 5;
 /// The counters every configuration has, in slot order; each rule's three follow.
-const FIXED: [&str; 5] = [
+const FIXED: [&str; 6] = [
     "client_ip.allowed",
     "client_ip.denied",
     "client_ip.dry_run_denied",
     "client_ip.invalid",
     "client_ip.downstream_from_xff",
+    "client_ip.link_invalid",
 ];
 
 /// Decision counts of one configuration not yet handed to the host.
@@ -58,7 +60,7 @@ impl Tally {
     }
 
     /// Counts one decision: its verdict, its rule's verdict, an invalid entry, a downstream
-    /// address taken from X-Forwarded-For.
+    /// address taken from X-Forwarded-For, an invalid private-link TLV.
     #[inline]
     pub fn count(&self, decision: &Decision) {
         let outcome = match decision.verdict {
@@ -75,6 +77,9 @@ impl Tally {
         }
         if decision.downstream.origin == Origin::SourceAddressFromXff {
             self.bump(DOWNSTREAM_FROM_XFF);
+        }
+        if decision.link.invalid {
+            self.bump(LINK_INVALID);
         }
     }
 
@@ -144,6 +149,7 @@ mod tests {
                 "client_ip.dry_run_denied",
                 "client_ip.invalid",
                 "client_ip.downstream_from_xff",
+                "client_ip.link_invalid",
                 "client_ip.rule.admin.allowed",
                 "client_ip.rule.admin.denied",
                 "client_ip.rule.admin.dry_run_denied",

@@ -195,7 +195,9 @@ def test_remote_variant_differs_from_the_local_one_only_in_the_code_source_and_i
 # -- the filter order the README explains ----------------------------------------------------------
 
 @pytest.mark.parametrize("relpath", ["envoyfilter/ingress-gateway.yaml", "envoyfilter/ingress-gateway-remote.yaml",
-                                     "envoyfilter/sidecar-inbound.yaml"])
+                                     "envoyfilter/sidecar-inbound.yaml",
+                                     "envoyfilter/ingress-gateway-private-link.yaml",
+                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml"])
 def test_envoyfilter_patches_are_placed_as_documented(relpath):
     ef = one(relpath, "EnvoyFilter")
     ctx = "SIDECAR_INBOUND" if "sidecar" in relpath else "GATEWAY"
@@ -336,7 +338,7 @@ def test_access_log_telemetry_uses_the_provider_defined_in_mesh_config():
     providers = {p["name"]: p for p in iop["spec"]["meshConfig"]["extensionProviders"]}
     labels = providers["client-ip-log"]["envoyFileAccessLog"]["logFormat"]["labels"]
     for operator in ("%FILTER_STATE(wasm.client_ip:PLAIN)%", "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
-                     "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%"):
+                     "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%", "%FILTER_STATE(wasm.client_link:PLAIN)%"):
         assert operator in labels.values()
     telemetries = objects("Telemetry", "istio-examples/")
     assert len(telemetries) == 2
@@ -345,3 +347,84 @@ def test_access_log_telemetry_uses_the_provider_defined_in_mesh_config():
         assert names and set(names) <= set(providers)
     selected = [t["spec"]["selector"]["matchLabels"] for _, t in telemetries]
     assert {"istio": "ingressgateway"} in selected and {"app": "httpbin"} in selected
+
+
+# -- private-link identities (behaviour.md §8) -----------------------------------------------------
+
+PRIVATE_LINK = "envoyfilter/ingress-gateway-private-link.yaml"
+PRIVATE_LINK_MD = "envoyfilter/ingress-gateway-private-link-metadata.yaml"
+PRIVATE_LINK_PLUGIN = "istio-examples/wasmplugin-private-link.yaml"
+TLV_KEYS = {234: "aws_vpce_id", 238: "azure_link_id", 224: "gcp_psc_id"}
+
+
+def _patches(relpath: str, kind: str = "EnvoyFilter") -> dict:
+    return {p["applyTo"]: p for p in one(relpath, kind)["spec"]["configPatches"]}
+
+
+@pytest.mark.parametrize("relpath", [PRIVATE_LINK, PRIVATE_LINK_MD])
+def test_private_link_variants_replace_the_gateway_manifest_and_change_only_tlv_pieces(relpath):
+    base, variant = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter"), one(relpath, "EnvoyFilter")
+    # same name: applying the variant replaces the plain one (two proxy_protocol filters break connections)
+    assert variant["metadata"] == base["metadata"]
+    bp, vp = _patches("envoyfilter/ingress-gateway.yaml"), _patches(relpath)
+    assert list(vp) == list(bp)
+    for apply_to in bp:
+        b, v = copy.deepcopy(bp[apply_to]), copy.deepcopy(vp[apply_to])
+        if apply_to == "LISTENER_FILTER":
+            tc = v["patch"]["value"]["typed_config"]
+            rules = tc.pop("rules")
+            tc.pop("tlv_location", None)
+            assert rules and all(TLV_KEYS[r["tlv_type"]] == r["on_tlv_present"]["key"] for r in rules)
+        elif apply_to == "NETWORK_FILTER":
+            entries = v["patch"]["value"]["typed_config"]["on_new_connection"]
+            # the downstream address first, exactly as in the plain manifest; then the TLV copies
+            for extra in entries[1:]:
+                key = extra["object_key"].removeprefix("client_ip.")
+                assert key in TLV_KEYS.values()
+                assert extra["format_string"]["text_format_source"]["inline_string"] == \
+                    f"%DYNAMIC_METADATA(envoy.filters.listener.proxy_protocol:{key})%"
+            del entries[1:]
+        elif apply_to == "HTTP_FILTER":
+            for p in (b, v):
+                p["patch"]["value"]["typed_config"]["config"].pop("configuration")
+        assert v == b, apply_to
+
+
+def test_private_link_filter_state_variant_reads_every_kind_in_base64():
+    tc = _patches(PRIVATE_LINK)["LISTENER_FILTER"]["patch"]["value"]["typed_config"]
+    assert tc["tlv_location"] == "FILTER_STATE"
+    assert sorted(r["on_tlv_present"]["key"] for r in tc["rules"]) == sorted(TLV_KEYS.values())
+    assert all(r["on_tlv_present"]["value_string_encoding"] == "BASE64" for r in tc["rules"])
+    cfg = envoyfilter_configuration(PRIVATE_LINK)
+    listed = cfg["access"]["allow"] + cfg["access"]["deny"]
+    kinds = {e.split(":")[0] for e in listed if e.startswith(("aws-vpce:", "azure-link:", "gcp-psc:"))}
+    assert kinds == {"aws-vpce", "azure-link", "gcp-psc"}
+
+
+def test_private_link_metadata_variant_fits_envoy_1_29():
+    """No field newer than Envoy 1.29 (tlv_location, value_string_encoding), hence AWS only."""
+    tc = _patches(PRIVATE_LINK_MD)["LISTENER_FILTER"]["patch"]["value"]["typed_config"]
+    assert "tlv_location" not in tc
+    assert tc["rules"] == [{"tlv_type": 234, "on_tlv_present": {"key": "aws_vpce_id"}}]
+    cfg = envoyfilter_configuration(PRIVATE_LINK_MD)
+    entries = cfg["access"]["allow"] + cfg["access"]["deny"]
+    assert not any(e.startswith(("azure-link:", "gcp-psc:")) for e in entries)
+
+
+def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_endpoints():
+    wp = one(PRIVATE_LINK_PLUGIN, "WasmPlugin")
+    plain = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
+    assert wp["metadata"] == plain["metadata"]  # applying one replaces the other
+    for key in ("selector", "url", "sha256", "pluginName", "phase", "failStrategy"):
+        assert wp["spec"][key] == plain["spec"][key], key
+    allow = wp["spec"]["pluginConfig"]["access"]["allow"]
+    assert len(allow) == 2 and all(e.startswith("aws-vpce:vpce-") for e in allow)
+    patches = _patches(PRIVATE_LINK_PLUGIN)
+    lf = patches["LISTENER_FILTER"]
+    assert lf["patch"]["operation"] == "REPLACE"  # Istio cannot MERGE a listener filter
+    assert lf["match"] == {"context": "GATEWAY",
+                           "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
+    assert lf["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
+    companion = one("istio-examples/wasmplugin-ingress-gateway.yaml", "EnvoyFilter")
+    assert one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["metadata"] == companion["metadata"]
+    assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]

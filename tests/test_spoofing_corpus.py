@@ -18,6 +18,14 @@ Envoy without the filter and requires each case's check to report it, and
 ``test_corpus_detects_trusting_every_forwarder`` requires the forged-forwarding cases to be caught
 when the filter believes every proxy (the Traefik/Higress class of bug).
 
+Private-link identities (behaviour.md §8): the corpus Envoy runs the listener filter of
+envoyfilter/ingress-gateway-private-link.yaml (TLV rules) with ``allow_requests_without_proxy_protocol``,
+and the configuration allow-lists one VPC endpoint and names a link header. Section 6 forges that
+header, sends malformed TLVs claiming the endpoint, and connects without a PROXY header;
+``test_proxy_header_from_a_host_other_than_the_load_balancer_is_refused`` shows the one defence against
+a client that writes its own PROXY header (and TLVs) to such a listener: a filter chain that only
+accepts the load balancer's direct address.
+
 Leading zeros (``010.0.0.1``) are decided: not an address, neither 8.0.0.1 (octal) nor 10.0.0.1
 (decimal); the same for every inet_aton form (``3405803781``, ``0xcb.0.113.5``, ``203.0.29445``).
 """
@@ -29,6 +37,7 @@ from typing import Optional, Union
 import pytest
 
 from harness import envoy as E
+from harness import manifests
 from harness import proxyproto as pp
 from harness.client import new_test_id
 from harness.envoy import counter_delta
@@ -43,13 +52,17 @@ PROXY = "10.0.0.5"                # a trusted proxy, not allowed
 PROXY6 = "fd00::9"                # a trusted IPv6 proxy
 CLIENT = "203.0.113.7"            # a real, allowed client
 H2_ATTACKER, H2_CLIENT, H2_PROXY = "127.0.0.66", "127.0.0.7", "127.0.0.10"  # curl's loopback sources
+BARE_SOURCE = "127.0.0.1"         # a connection without a PROXY header comes from its TCP peer
+VPCE = "vpce-0a1b2c3d4e5f60718"   # the allowed VPC endpoint
+LINK_HEADER = "x-client-link"
+PRIVATE_LINK = manifests.REPO / "envoyfilter" / "ingress-gateway-private-link.yaml"
 
 CONFIG = {
     "client_ip": {"trusted_proxies": ["10.0.0.0/8", "fd00::/8", H2_PROXY]},
-    "access": {"allow": ["203.0.113.0/24", "2001:db8::/32", PROXY_OK, H2_CLIENT],
+    "access": {"allow": ["203.0.113.0/24", "2001:db8::/32", PROXY_OK, H2_CLIENT, f"aws-vpce:{VPCE}"],
                "deny": [DENIED]},
     "forward": {"headers": ["x-real-ip", "x-client-ip", "true-client-ip"],
-                "port_header": "x-client-port"},
+                "port_header": "x-client-port", "link_header": LINK_HEADER},
 }
 CLIENT_IP_HEADERS = ("x-real-ip", "x-client-ip", "true-client-ip")
 FORGED = ("X-Real-IP", TARGET), ("X-Client-IP", TARGET), ("True-Client-IP", TARGET), ("X-Client-Port", "1")
@@ -72,6 +85,10 @@ class Case:
     sport: int = 40123
     filter_decides: bool = True         # False: Envoy itself refuses (the filter never runs)
     forged_forwarding: bool = False     # a filter trusting every proxy would admit it
+    tlvs: tuple = ()                    # PROXY v2 TLVs (type, value)
+    link: Optional[str] = None          # the link header the app must get (None: none)
+    link_invalid: bool = False          # a TLV of the wrong shape is read (counted)
+    bare: bool = False                  # no PROXY header at all (the listener allows that)
 
 
 def xff(value: Value) -> tuple:
@@ -192,6 +209,28 @@ CASES = [
     Case("admitted-http10", FORGED, src=CLIENT, version="HTTP/1.0", client=CLIENT, port="40123"),
     Case("admitted-h2", (("x-real-ip", A), ("x-client-port", "1")), src=H2_CLIENT, via="h2",
          client=H2_CLIENT, port="*"),
+    # -- 6. private-link identities: the link header, TLVs, connections without a PROXY header ------
+    Case("link-header-forged-without-tlv", ((LINK_HEADER, f"aws-vpce:{VPCE}"),)),
+    Case("link-header-forged-mixed-case-repeated", (("X-Client-Link", f"aws-vpce:{VPCE}"),
+                                                    (LINK_HEADER, f"aws-vpce:{VPCE}"))),
+    Case("link-header-forged-behind-proxy", xff(A) + ((LINK_HEADER, f"aws-vpce:{VPCE}"),), src=PROXY_OK),
+    Case("link-header-forged-h2", ((LINK_HEADER, f"aws-vpce:{VPCE}"),), src=H2_ATTACKER, via="h2"),
+    Case("link-tlv-wrong-subtype", (), tlvs=((0xEA, b"\x02" + VPCE.encode()),), link_invalid=True),
+    Case("link-tlv-without-subtype", (), tlvs=((0xEA, VPCE.encode()),), link_invalid=True),
+    Case("link-tlv-uppercase-id", (), tlvs=((0xEA, b"\x01" + VPCE.upper().encode()),), link_invalid=True),
+    Case("link-tlv-id-with-suffix", (), tlvs=((0xEA, b"\x01" + VPCE.encode() + b"\r\nx: 1"),),
+         link_invalid=True),
+    Case("link-tlv-id-prefix-only", (), tlvs=((0xEA, b"\x01" + VPCE[:12].encode()),), link_invalid=True),
+    Case("link-tlv-oversized", (), tlvs=((0xEA, b"\x01" + VPCE.encode() * 200),), link_invalid=True),
+    Case("link-tlv-allowed-id-as-another-kind", (), tlvs=((0xE0, VPCE.encode()[:8]),)),
+    Case("bare-connection-forges-xff-and-link-header", xff(T) + ((LINK_HEADER, f"aws-vpce:{VPCE}"),),
+         src=BARE_SOURCE, bare=True, forged_forwarding=True),
+    Case("bare-connection-forges-x-real-ip", (("X-Real-IP", T),), src=BARE_SOURCE, bare=True),
+    Case("admitted-client-forges-link-header", ((LINK_HEADER, f"aws-vpce:{VPCE}"),) + FORGED, src=CLIENT,
+         client=CLIENT, port="40123"),
+    Case("admitted-endpoint-forges-another-link", ((LINK_HEADER, "aws-vpce:vpce-0000000000000000f"),
+                                                   (LINK_HEADER, "x")),
+         tlvs=((0xEA, b"\x01" + VPCE.encode()),), client=A, port="40123", link=f"aws-vpce:{VPCE}"),
 ]
 IDS = [c.id for c in CASES]
 assert len(set(IDS)) == len(IDS), "case ids must be unique"
@@ -220,9 +259,14 @@ def send(env, case: Case) -> tuple:
         return tid, pp.curl(env.port, path="/spoof", headers=headers, haproxy_protocol=True,
                             source=case.src)
     dst = "::1" if ":" in case.src else "10.0.0.1"
-    header = (pp.v1(case.src, dst, case.sport, 443) if case.via == "v1"
-              else pp.v2(case.src, dst, case.sport, 443))
-    with pp.Connection(env.port, proxy=header) as conn:
+    if case.bare:
+        header = b""
+    elif case.via == "v1":
+        header = pp.v1(case.src, dst, case.sport, 443)
+    else:
+        header = pp.v2(case.src, dst, case.sport, 443, tlvs=case.tlvs)
+    source = case.src if case.bare else None
+    with pp.Connection(env.port, proxy=header, source=source) as conn:
         return tid, conn.request(request_bytes(case, tid))
 
 
@@ -249,6 +293,8 @@ def problems(case: Case, echo, tid: str, resp) -> list:
     for name in CLIENT_IP_HEADERS:
         if got.get(name) != [case.client]:
             out.append(f"app got {name}: {got.get(name)}, expected [{case.client!r}]")
+    if got.get(LINK_HEADER) != ([case.link] if case.link else None):
+        out.append(f"app got {LINK_HEADER}: {got.get(LINK_HEADER)}, expected {case.link!r}")
     port = got.get("x-client-port")
     if case.port == "*":
         if not (port and len(port) == 1 and port[0].isdigit() and port[0] not in ("1", "2")):
@@ -264,12 +310,15 @@ def expected_counters(case: Case) -> dict:
     out = {"client_ip.allowed" if case.client else "client_ip.denied": 1}
     if case.invalid:
         out["client_ip.invalid"] = 1
+    if case.link_invalid:
+        out["client_ip.link_invalid"] = 1
     return out
 
 
 def start(workdir, echo, configuration=CONFIG, wasm=True, use_remote_address=True, name="envoy"):
-    opts = E.EnvoyOptions(configuration=configuration, wasm=wasm, accept_http_10=True,
-                          use_remote_address=use_remote_address)
+    opts = E.EnvoyOptions(fragments=manifests.load(PRIVATE_LINK), configuration=configuration, wasm=wasm,
+                          accept_http_10=True, use_remote_address=use_remote_address,
+                          allow_requests_without_proxy_protocol=True)
     return TunedEnvoy(opts, upstream_port=echo.port, workdir=str(workdir), name=name, hcm=HCM).start()
 
 
@@ -336,5 +385,47 @@ def test_corpus_detects_trusting_every_forwarder(echo, wasm, tmp_path_factory):
             if not problems(case, echo, tid, resp):
                 missed.append(case.id)
         assert missed == [], f"forged-forwarding cases a trust-everyone filter passes: {missed}"
+    finally:
+        env.stop()
+
+
+class LoadBalancerOnlyEnvoy(TunedEnvoy):
+    """The corpus Envoy whose filter chain accepts only connections whose direct (TCP) peer is the
+    load balancer (``filter_chain_match.direct_source_prefix_ranges``): listener filters run first, so
+    the PROXY header is read, but a connection from any other host finds no filter chain."""
+
+    def __init__(self, *args, load_balancer: str, **kw):
+        super().__init__(*args, **kw)
+        self.load_balancer = load_balancer
+
+    def patch_listener(self, lst: dict) -> dict:
+        lst = super().patch_listener(lst)
+        for chain in lst["filter_chains"]:
+            chain["filter_chain_match"] = {"direct_source_prefix_ranges": [
+                {"address_prefix": self.load_balancer, "prefix_len": 32}]}
+        return lst
+
+
+def test_proxy_header_from_a_host_other_than_the_load_balancer_is_refused(echo, wasm, tmp_path_factory):
+    """A listener that allows requests without a PROXY header believes any PROXY header, TLVs included:
+    whoever reaches it can claim an allowed VPC endpoint. Limiting the filter chain to the load
+    balancer's direct address closes that: the same bytes from another host get no answer."""
+    load_balancer, other_host = "127.0.0.2", "127.0.0.3"
+    opts = E.EnvoyOptions(fragments=manifests.load(PRIVATE_LINK), configuration=CONFIG,
+                          allow_requests_without_proxy_protocol=True)
+    env = LoadBalancerOnlyEnvoy(opts, upstream_port=echo.port, workdir=str(tmp_path_factory.mktemp("spoof-lb")),
+                                name="lb-only", load_balancer=load_balancer).start()
+    try:
+        claim = pp.v2(ATTACKER, "10.0.0.1", 40123, 443, tlvs=[(0xEA, b"\x01" + VPCE.encode())])
+        tid = new_test_id("spoof")
+        raw = request_bytes(Case("claim", ()), tid)
+        with pp.Connection(env.port, proxy=claim, source=load_balancer) as conn:
+            resp = conn.request(raw)
+        assert resp.status == 200 and resp.upstream_header_values(LINK_HEADER) == [f"aws-vpce:{VPCE}"]
+        tid = new_test_id("spoof")
+        with pp.Connection(env.port, proxy=claim, source=other_host) as conn:
+            conn.send(request_bytes(Case("claim", ()), tid))
+            assert conn.closed_by_peer(), "a host other than the load balancer got an answer"
+        assert echo.find("x-test-id", tid) == []
     finally:
         env.stop()

@@ -21,6 +21,7 @@ use crate::access::Verdict;
 use crate::addr::AddrText;
 use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath};
+use crate::identity::Link;
 use crate::policy::{Decision, Downstream, HeaderSource, Request};
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
@@ -72,8 +73,16 @@ impl HttpContext for Stream {
             downstream,
             headers: &headers,
         };
-        let decision = policy.decide(&request);
+        let link = compiled
+            .link
+            .as_ref()
+            .map_or_else(Link::default, |l| l.read());
+        let decision = policy.decide_with_link(&request, link);
         compiled.metrics.count(&decision);
+        let link_text = decision.link.identity.map(|id| id.text());
+        if let Some(reader) = &compiled.link {
+            reader.record(link_text.as_deref());
+        }
 
         if decision.verdict == Verdict::Deny {
             let client = decision.client.map(|c| c.text());
@@ -98,6 +107,9 @@ impl HttpContext for Stream {
                 debug!("cannot edit request header {name}: {status:?}");
             }
         });
+        if let Some(reader) = &compiled.link {
+            reader.forward(link_text.as_deref());
+        }
         Action::Continue
     }
 }

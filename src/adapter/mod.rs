@@ -5,8 +5,10 @@
 //! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
+//! - [`identity`]: the connection's private-link identity (only for configurations using one).
 
 mod http;
+mod identity;
 mod metrics;
 mod root;
 

@@ -10,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::http::Stream;
+use super::identity::LinkReader;
 use super::metrics::Metrics;
 use super::{refresh_log_level, reply_headers};
 use crate::config;
@@ -28,6 +29,8 @@ pub(super) struct Compiled {
     pub(super) downstream_path: PropertyPath,
     /// The local reply's headers, serialized.
     pub(super) reply_headers: Vec<u8>,
+    /// Identity reading (spec §8); None when the configuration uses no identity.
+    pub(super) link: Option<LinkReader>,
 }
 
 #[derive(Default)]
@@ -85,6 +88,7 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let link = LinkReader::new(&policy);
         info!(
             "configured: {} rule(s), forwarding {:?}",
             policy.access.rules.len(),
@@ -98,6 +102,7 @@ impl RootContext for Root {
             policy,
             reads,
             metrics,
+            link,
         }));
         if let Some(previous) = previous {
             self.retired.push(previous);

@@ -23,14 +23,17 @@ use std::fmt;
 use serde_core::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::{err, show, ConfigError, Warnings};
-use crate::ipset::{parse_net, IpSet, IpSetBuilder};
+use super::{err, list_entry, show, ConfigError, ListEntry, Warnings};
+use crate::identity::{Identity, IdentitySet};
+use crate::ipset::{IpSet, IpSetBuilder};
 
 /// An IP list compiled while the document was read.
 struct ReadList {
     /// The list's key path, as the walk writes it (`access.rules[0].allow`).
     path: String,
     set: IpSet,
+    /// Its identity entries (spec §8).
+    identities: Vec<Identity>,
     /// Host-bits warnings of the entries before the first bad one, in order.
     warnings: Warnings,
     /// The first bad entry.
@@ -54,13 +57,13 @@ impl ReadLists {
         &mut self,
         path: &str,
         warnings: &mut Warnings,
-    ) -> Option<Result<IpSet, ConfigError>> {
+    ) -> Option<Result<(IpSet, IdentitySet), ConfigError>> {
         let at = self.lists.iter().position(|l| l.path == path)?;
         let list = self.lists.swap_remove(at);
         warnings.append(list.warnings);
         Some(match list.error {
             Some(e) => Err(e),
-            None => Ok(list.set),
+            None => Ok((list.set, IdentitySet::from_identities(list.identities))),
         })
     }
 
@@ -68,6 +71,7 @@ impl ReadLists {
         self.current = Some(ReadList {
             path,
             set: IpSet::empty(),
+            identities: Vec::new(),
             warnings: Warnings::default(),
             error: None,
         });
@@ -90,8 +94,8 @@ impl ReadLists {
         let Some(list) = self.current.as_mut().filter(|l| l.error.is_none()) else {
             return;
         };
-        match parse_net(text) {
-            Some((net, had_host_bits)) => {
+        match list_entry(text, &list.path) {
+            Ok(ListEntry::Net(net, had_host_bits)) => {
                 if had_host_bits {
                     let (path, index) = (&list.path, self.index);
                     list.warnings.host_bits(|| {
@@ -100,7 +104,10 @@ impl ReadLists {
                 }
                 self.builder.push(net);
             }
-            None => self.bad(&Value::String(text.to_owned())),
+            Ok(ListEntry::Identity(id)) => list.identities.push(id),
+            Err(message) => {
+                list.error = Some(err(&format!("{}[{}]", list.path, self.index), message));
+            }
         }
     }
 

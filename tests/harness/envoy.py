@@ -93,6 +93,7 @@ ACCESS_LOG_FORMAT = {
     "client_ip": "%FILTER_STATE(wasm.client_ip:PLAIN)%",
     "decision": "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
     "rule": "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%",
+    "client_link": "%FILTER_STATE(wasm.client_link:PLAIN)%",
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",

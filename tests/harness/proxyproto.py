@@ -65,6 +65,24 @@ def v2(src: str, dst: Optional[str] = None, sport: int = 40000, dport: int = 443
     return V2_SIGNATURE + bytes([ver_cmd, fam]) + struct.pack("!H", len(body)) + body
 
 
+# Private-link TLVs (PROXY v2 type, value) as the cloud load balancers send them: AWS PrivateLink
+# (0xEA, subtype 0x01 + the VPC endpoint id), Azure Private Link (0xEE, subtype 0x01 + LinkID u32
+# little-endian), GCP Private Service Connect (0xE0, PSC connection id u64 big-endian).
+PP2_TYPE_AWS, PP2_TYPE_AZURE, PP2_TYPE_GCP = 0xEA, 0xEE, 0xE0
+
+
+def tlv_aws_vpce(vpce_id: str, subtype: int = 0x01) -> tuple:
+    return (PP2_TYPE_AWS, bytes([subtype]) + vpce_id.encode("latin-1"))
+
+
+def tlv_azure_link(link_id: int, subtype: int = 0x01) -> tuple:
+    return (PP2_TYPE_AZURE, bytes([subtype]) + struct.pack("<I", link_id))
+
+
+def tlv_gcp_psc(psc_id: int) -> tuple:
+    return (PP2_TYPE_GCP, struct.pack("!Q", psc_id))
+
+
 def v2_local() -> bytes:
     """A v2 LOCAL header with no address block (AF_UNSPEC): a health check from the proxy itself."""
     return V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
