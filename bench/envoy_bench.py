@@ -374,32 +374,32 @@ def size_steps(workdir: Path) -> tuple[list[dict], dict[str, str]]:
     overrides, a target directory of its own) and measures each .wasm. Returns the steps and the
     paths of the builds worth running in Envoy."""
     target_dir = REPO / "target" / "bench-sizes"
+    # (what, opt-level, strip, wasm-opt level or None, the variant label it runs as in Envoy)
     steps = [
-        ("opt-level s, strip debuginfo (the profile before issue 4)", "s", "debuginfo", False),
-        ("opt-level s, strip = true", "s", "true", False),
-        ("opt-level s, strip = true, wasm-opt -Oz", "s", "true", True),
-        ("opt-level z, strip = true", "z", "true", False),
-        ("opt-level z, strip = true, wasm-opt -Oz (make build)", "z", "true", True),
-        ("opt-level 3, strip = true", "3", "true", False),
+        ("opt-level s, strip debuginfo (the profile before issue 4)", "s", "debuginfo", None, None),
+        ("opt-level s, strip = true", "s", "true", None, "s"),
+        ("opt-level s, strip = true, wasm-opt -Oz", "s", "true", "-Oz", None),
+        ("opt-level z, strip = true", "z", "true", None, None),
+        ("opt-level z, strip = true, wasm-opt -Oz (make build)", "z", "true", "-Oz", None),
+        ("opt-level 3, strip = true", "3", "true", None, None),
+        ("opt-level 3, strip = true, wasm-opt -O3", "3", "true", "-O3", "3"),
     ]
     out, paths = [], {}
-    for what, opt, strip, wasm_opt in steps:
+    for what, opt, strip, wasm_opt, label in steps:
         env = dict(os.environ, CARGO_PROFILE_RELEASE_OPT_LEVEL=opt, CARGO_PROFILE_RELEASE_STRIP=strip)
         subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1",
                         "--target-dir", str(target_dir / f"{opt}-{strip}")],
                        cwd=REPO, env=env, check=True)
         built = target_dir / f"{opt}-{strip}" / "wasm32-wasip1" / "release" / "client_ip_filter.wasm"
-        path = workdir / f"filter-{opt}-{strip}{'-wasm-opt' if wasm_opt else ''}.wasm"
+        path = workdir / f"filter-{opt}-{strip}{'-wasm-opt' + wasm_opt if wasm_opt else ''}.wasm"
         if wasm_opt:
-            subprocess.run(["wasm-opt", *WASM_OPT_FLAGS, str(built), "-o", str(path)], check=True)
+            subprocess.run(["wasm-opt", wasm_opt, *WASM_OPT_FLAGS[1:], str(built), "-o", str(path)], check=True)
         else:
             path.write_bytes(built.read_bytes())
         out.append({"what": what, "bytes": path.stat().st_size})
         print(f"  size: {what}: {path.stat().st_size} bytes", flush=True)
-        if (opt, strip, wasm_opt) == ("s", "true", False):
-            paths["s"] = str(path)
-        if (opt, strip, wasm_opt) == ("3", "true", False):
-            paths["3"] = str(path)
+        if label:
+            paths[label] = str(path)
     return out, paths
 
 
