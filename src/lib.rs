@@ -12,12 +12,14 @@
 //! - [`forward`]: the header plan.
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
 //! - [`policy`]: the per-request decision.
+//! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
 
 pub mod access;
 pub mod addr;
 pub mod chain;
 pub mod config;
+pub mod connection;
 pub mod forward;
 pub mod host;
 pub mod ipset;

@@ -5,9 +5,12 @@
 //! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
+//! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
+//!   `filter_type` mismatch.
 
 mod http;
 mod metrics;
+mod network;
 mod root;
 
 use log::{debug, LevelFilter};

@@ -1,16 +1,19 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
 //! every stream that starts while it is current, and ticks.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 
 use super::http::Stream;
 use super::metrics::Metrics;
+use super::network::{self, Connection, Refusing};
 use super::{refresh_log_level, reply_headers};
 use crate::config;
+use crate::connection::FilterType;
 use crate::host::{self, PropertyPath};
 use crate::policy::{HeaderReads, Policy};
 
@@ -28,6 +31,8 @@ pub(super) struct Compiled {
     pub(super) downstream_path: PropertyPath,
     /// The local reply's headers, serialized.
     pub(super) reply_headers: Vec<u8>,
+    /// A `filter_type` mismatch was logged (once per configuration and worker).
+    pub(super) mismatch_logged: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -64,16 +69,23 @@ impl RootContext for Root {
                 return false;
             }
         };
-        info!(
-            "configured: {} rule(s), forwarding {:?}",
-            policy.access.rules.len(),
-            policy.forwarding.headers
-        );
+        match policy.filter_type {
+            FilterType::Http => info!(
+                "configured: {} rule(s), forwarding {:?}",
+                policy.access.rules.len(),
+                policy.forwarding.headers
+            ),
+            FilterType::Network => info!(
+                "configured: filter_type network, {} rule(s)",
+                policy.access.rules.len()
+            ),
+        }
         let reads = policy.header_reads();
         debug!("request headers read: {reads:?}");
         self.compiled = Some(Rc::new(Compiled {
             downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
             reply_headers: reply_headers(),
+            mismatch_logged: Cell::new(false),
             policy,
             reads,
             metrics,
@@ -88,11 +100,32 @@ impl RootContext for Root {
         refresh_log_level();
     }
 
+    /// The kind of the context being created is the kind of filter Envoy loaded the module as
+    /// (asked from Envoy, see [`network::loaded_as`]), never the configuration's `filter_type`:
+    /// a context of the other kind would trap on its first callback.
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        let configured = self.compiled.as_ref().map(|c| c.policy.filter_type);
+        Some(match network::loaded_as(configured.unwrap_or_default()) {
+            FilterType::Http => ContextType::HttpContext,
+            FilterType::Network => ContextType::StreamContext,
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream::new(self.compiled.clone())))
+        match &self.compiled {
+            Some(c) if c.policy.filter_type != FilterType::Http => {
+                Some(Box::new(Refusing::new(self.compiled.clone())))
+            }
+            _ => Some(Box::new(Stream::new(self.compiled.clone()))),
+        }
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        match &self.compiled {
+            Some(c) if c.policy.filter_type == FilterType::Network => {
+                Some(Box::new(Connection::new(self.compiled.clone())))
+            }
+            _ => Some(Box::new(Refusing::new(self.compiled.clone()))),
+        }
     }
 }
