@@ -282,10 +282,12 @@ class Outcome:
 
 
 def tcp_exchange(port: int, proxy: bytes = b"", message: bytes = b"ping\n", host: str = "127.0.0.1",
-                 timeout: float = 5.0) -> Outcome:
-    """Raw TCP: the PROXY header, one line, then everything until the server closes."""
+                 timeout: float = 5.0, source: Optional[str] = None) -> Outcome:
+    """Raw TCP (from the loopback address ``source`` when given): the PROXY header, one line, then
+    everything until the server closes."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout,
+                                      source_address=(source, 0) if source else None) as s:
             s.sendall(proxy + message)
             data = b""
             while True:
@@ -333,7 +335,7 @@ def tls_exchange(port: int, sni: Optional[str], ctx: ssl.SSLContext, proxy: byte
 def s_client(port: int, sni: str, cafile: Path, message: bytes = b"ping\n", timeout: float = 10.0) -> Outcome:
     """``openssl s_client`` (no PROXY header of its own: put HAProxy in front for that)."""
     argv = [openssl_binary(), "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni,
-            "-CAfile", str(cafile), "-verify_return_error", "-quiet", "-no_ign_eof"]
+            "-CAfile", str(cafile), "-verify_return_error", "-quiet"]
     try:
         proc = subprocess.run(argv, input=message, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
