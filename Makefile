@@ -164,7 +164,8 @@ reconfig: build envoy haproxy loadgen
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
 
-## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G interleaved over
+## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
+## (network-filter mode, spec §9) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
