@@ -189,9 +189,11 @@ bench: build envoy wrk
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
 
-## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives.
-demo: build envoy
+## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives. Then the
+## network mode: one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+demo: build envoy openssl
 	$(PY) demo/demo.py
+	$(PY) demo/network_demo.py
 
 clean:
 	cargo clean
