@@ -419,3 +419,20 @@ def test_network_wasmplugin_config_runs_in_a_network_filter(start, upstreams):
         env.port, pp.v2("198.51.100.1", sport=port)))
     assert not out.served and accepted == 0, out
     assert env.log_entry(key("198.51.100.1", port))["decision"] == "deny"
+
+
+def test_without_proxy_protocol_the_tcp_peer_is_the_client_ipv6_too(start, gateway_frags, upstreams):
+    """A listener without the proxy_protocol listener filter, on ::1: the client is the real TCP
+    peer, here an IPv6 one."""
+    config = {"filter_type": "network", "access": {"allow": ["::1"]}}
+    env = start([N.NetworkListener(gateway_frags, config, proxy_protocol=False, listen_address="::1")],
+                {"plain": (upstreams["plain"].port, None)}, name="ipv6_peer")
+    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
+    assert out.reply == "plain proxy=- got=ping" and accepted == 1, out
+    (entry,) = env.access_log_lines()
+    assert (entry["client_ip"], entry["decision"]) == ("::1", "allow")
+    v4_only = {"filter_type": "network", "access": {"allow": ["127.0.0.0/8"]}}
+    env = start([N.NetworkListener(gateway_frags, v4_only, proxy_protocol=False, listen_address="::1")],
+                {"plain": (upstreams["plain"].port, None)}, name="ipv6_peer_refused")
+    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
+    assert not out.served and accepted == 0, out
