@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain binaryen envoy venv haproxy unit integration test demo fmt-check clippy clean
+.PHONY: build toolchain binaryen envoy venv haproxy openssl unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -57,6 +57,13 @@ haproxy:
 	@command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy
 	@haproxy -v | head -n 1
 
+## openssl: Debian's openssl CLI: the network-mode tests make their TLS certificates with it and use
+## `openssl s_client` as a real TLS client (installed when missing).
+openssl:
+	@command -v openssl >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl
+	@openssl version
+
 fmt-check: toolchain
 	cargo fmt --all -- --check
 
@@ -88,7 +95,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy oci
+integration: build envoy haproxy openssl oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -157,7 +164,8 @@ reconfig: build envoy haproxy loadgen
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
 
-## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G interleaved over
+## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
+## (network-filter mode, spec §9) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
@@ -181,9 +189,11 @@ bench: build envoy wrk
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
 
-## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives.
-demo: build envoy haproxy
+## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives. Then the
+## network mode: one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+demo: build envoy haproxy openssl
 	$(PY) demo/demo.py
+	$(PY) demo/network_demo.py
 
 clean:
 	cargo clean

@@ -24,6 +24,20 @@ Cases:
          request: the price of each kind (get_property, increment_metric, set_property, set_map_value)
 C to E carry the `set_filter_state` network filter as deployed (it records the downstream address).
 
+Connection cases (spec §9, the network-filter mode): a new TCP connection per request (wrk sends
+`Connection: close`), through tcp_proxy to a direct-response HTTP listener of the same Envoy, so each
+connection is a short exchange; the figure is connections per second (for a refusing case: connections
+refused per second, which wrk counts as read errors):
+  N-A      no filter (tcp_proxy alone)
+  N-B      a wasm network filter that does nothing (bench/noop-filter, configuration `network`)
+  N-C      client-ip-filter as a network filter, allow list of 10 (the client is inside)
+  N-C10k   ... allow list of 10,000
+  N-R10k   ... allow list of 10,000 that does not hold the client: every connection refused
+  N-F10    native: network RBAC, one `remote_ip` principal per entry (10 entries)
+  N-F10k   ... 10,000 entries
+  N-FR10k  ... 10,000 entries that do not hold the client: every connection refused
+The N- cases carry set_filter_state as deployed, the filter and RBAC sit before tcp_proxy.
+
 Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load.
 Writes BENCHMARKS.md (and the raw figures as JSON next to the work files). Standard library only.
 """
@@ -53,6 +67,12 @@ WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 LUA = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 SET_FILTER_STATE = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config"
+NETWORK_WASM = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+NETWORK_RBAC = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
+TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+# The cluster of the connection cases: tcp_proxy's upstream, a direct-response HTTP listener of the
+# same Envoy (its port is filled in by main()).
+SINK_CLUSTER = "sink"
 
 # What every request carries (besides Host): the client came through one proxy (10.1.2.3).
 XFF = "203.0.113.7, 10.1.2.3"
@@ -85,6 +105,10 @@ done = function(summary, latency, requests)
     summary.errors.status))
 end
 """ % {"path": PATH, "xff": XFF}
+
+# The connection cases: one request per connection.
+WRK_SCRIPT_CLOSE = WRK_SCRIPT.replace('wrk.headers["User-Agent"] = "wrk"\n',
+                                      'wrk.headers["User-Agent"] = "wrk"\nwrk.headers["Connection"] = "close"\n')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,6 +163,30 @@ def rbac_filter(nets: list[str]) -> dict:
     return {"name": "envoy.filters.http.rbac", "typed_config": {"@type": RBAC, "rules": {
         "action": "ALLOW",
         "policies": {"ip-allow-list": {"permissions": [{"any": True}], "principals": principals}}}}}
+
+
+def principals_of(nets: list[str]) -> list[dict]:
+    out = []
+    for net in nets:
+        addr, _, length = net.partition("/")
+        if not length:
+            length = "128" if ":" in addr else "32"
+        out.append({"remote_ip": {"address_prefix": addr, "prefix_len": int(length)}})
+    return out
+
+
+def network_wasm_filter(path: str, vm_id: str, root_id: str, configuration: str) -> dict:
+    f = wasm_filter(path, vm_id, root_id, configuration)
+    f["name"] = "envoy.filters.network.wasm"
+    f["typed_config"]["@type"] = NETWORK_WASM
+    return f
+
+
+def network_rbac_filter(nets: list[str]) -> dict:
+    return {"name": "envoy.filters.network.rbac", "typed_config": {
+        "@type": NETWORK_RBAC, "stat_prefix": "net_rbac", "rules": {
+            "action": "ALLOW",
+            "policies": {"ip-allow-list": {"permissions": [{"any": True}], "principals": principals_of(nets)}}}}}
 
 
 def lua_filter() -> dict:
@@ -197,6 +245,29 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
          "filters": [rbac_filter(allow[10_000])], "xrealip": True},
         {"name": "G", "what": "Lua: first X-Forwarded-For address to a header", "filters": [lua_filter()]},
     ]
+    # The connection cases (network filters before tcp_proxy; see the module doc).
+    outside = [n for n in allow[10_000] if n != "127.0.0.0/8"] + ["192.0.2.0/24"]
+
+    def net_ours(access: dict) -> list[dict]:
+        return [network_wasm_filter(filter_wasm, "client-ip-filter", "client_ip_filter",
+                                    json.dumps({"filter_type": "network", "access": access}))]
+    out += [
+        {"name": "N-A", "what": "TCP: no filter (tcp_proxy alone)", "tcp": True, "filters": []},
+        {"name": "N-B", "what": "TCP: wasm network filter that does nothing", "tcp": True,
+         "filters": [network_wasm_filter(noop_wasm, "noop-filter", "", "network")]},
+        {"name": "N-C", "what": "TCP: client-ip-filter network mode, allow list of 10", "tcp": True, "sfs": True,
+         "filters": net_ours({"allow": allow[10]})},
+        {"name": "N-C10k", "what": "TCP: client-ip-filter network mode, allow list of 10,000", "tcp": True,
+         "sfs": True, "filters": net_ours({"allow": allow[10_000]})},
+        {"name": "N-R10k", "what": "TCP: client-ip-filter network mode, 10,000 entries, all refused",
+         "tcp": True, "sfs": True, "refuses": True, "filters": net_ours({"allow": outside})},
+        {"name": "N-F10", "what": "TCP: network RBAC remote_ip, 10 principals", "tcp": True, "sfs": True,
+         "filters": [network_rbac_filter(allow[10])]},
+        {"name": "N-F10k", "what": "TCP: network RBAC remote_ip, 10,000 principals", "tcp": True, "sfs": True,
+         "filters": [network_rbac_filter(allow[10_000])]},
+        {"name": "N-FR10k", "what": "TCP: network RBAC, 10,000 principals, all refused", "tcp": True,
+         "sfs": True, "refuses": True, "filters": [network_rbac_filter(outside)]},
+    ]
     # Other builds of the filter (e.g. opt-level variants), as cases C and D again.
     for label, path in variants.items():
         out.append({"name": f"C-{label}", "what": f"case C, build {label}", "sfs": True, "probe": True,
@@ -215,7 +286,29 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
     return out
 
 
+def tcp_listener(case: dict, port: int) -> dict:
+    """A connection case: [set_filter_state] [the filter under test] tcp_proxy -> the sink."""
+    network = ([SET_FILTER_STATE_FILTER] if case.get("sfs") else []) + case["filters"] + [
+        {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": TCP_PROXY, "stat_prefix": f"case_{case['name'].replace('-', '_')}",
+            "cluster": SINK_CLUSTER}}]
+    return {"name": f"case_{case['name']}",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": network}]}
+
+
+def sink(port: int) -> tuple[dict, dict]:
+    """The connection cases' upstream: a direct-response HTTP listener, and its cluster."""
+    lst = listener({"name": "sink", "filters": []}, port)
+    cluster = {"name": SINK_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+               "load_assignment": {"cluster_name": SINK_CLUSTER, "endpoints": [{"lb_endpoints": [{
+                   "endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+    return lst, cluster
+
+
 def listener(case: dict, port: int) -> dict:
+    if case.get("tcp"):
+        return tcp_listener(case, port)
     route: dict = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}
     route_config: dict = {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]}
     if case.get("xrealip"):
@@ -237,10 +330,21 @@ def listener(case: dict, port: int) -> dict:
             "filter_chains": [{"filters": network}]}
 
 
-def bootstrap(listeners: list[dict], admin_port: int) -> dict:
-    return {"node": {"id": "bench", "cluster": "bench"},
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-            "static_resources": {"listeners": listeners}}
+def bootstrap(listeners: list[dict], admin_port: int, clusters: list | None = None) -> dict:
+    out = {"node": {"id": "bench", "cluster": "bench"},
+           "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+           "static_resources": {"listeners": listeners}}
+    if clusters:
+        out["static_resources"]["clusters"] = clusters
+    return out
+
+
+def with_sink(listeners: list[dict], cases_: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Adds the sink listener and cluster when a connection case needs them."""
+    if not any(c.get("tcp") for c in cases_):
+        return listeners, []
+    lst, cluster = sink(free_port())
+    return listeners + [lst], [cluster]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -265,6 +369,18 @@ def http_get(port: int, path: str = PATH, timeout: float = 2.0) -> tuple[int, by
         return e.code, e.read()
 
 
+def refused(port: int) -> bool:
+    """The listener accepts a connection and closes it without answering a request."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return c.recv(100) == b""
+    except ConnectionResetError:
+        return True
+    except OSError:
+        return False
+
+
 class Envoy:
     def __init__(self, binary: str, config: dict, workdir: Path, name: str, cpu: str):
         self.workdir = workdir
@@ -280,8 +396,9 @@ class Envoy:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def wait_serving(self, ports: list[int], timeout: float = 120.0) -> float:
-        """Seconds from start until every listener answers 200."""
+    def wait_serving(self, ports: list[int], timeout: float = 120.0, refusing: tuple = ()) -> float:
+        """Seconds from start until every listener answers 200 (a port in ``refusing``: until it
+        accepts a connection and closes it without an answer)."""
         deadline = time.monotonic() + timeout
         pending = list(ports)
         while pending:
@@ -289,6 +406,12 @@ class Envoy:
                 raise RuntimeError(f"Envoy exited ({self.proc.returncode}); log:\n" + self.log_tail())
             if time.monotonic() > deadline:
                 raise RuntimeError("Envoy not serving in time; log:\n" + self.log_tail())
+            if pending[0] in refusing:
+                if refused(pending[0]):
+                    pending.pop(0)
+                else:
+                    time.sleep(0.02)
+                continue
             try:
                 status, _ = http_get(pending[0], timeout=1.0)
                 if status != 200:
@@ -350,6 +473,18 @@ def run_wrk(port: int, seconds: float, connections: int, script: Path, cpu: str)
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     r = json.loads(m.group(1))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def run_case(case: dict, port: int, seconds: float, connections: int, scripts: dict, cpu: str) -> dict:
+    """One wrk run of a case. Connection cases open a connection per request; for a refusing case
+    the figure is the connections refused per second (wrk's read/connect errors), and a request that
+    got an answer is an error."""
+    r = run_wrk(port, seconds, connections, scripts["close" if case.get("tcp") else "keep"], cpu)
+    if case.get("refuses"):
+        r["refused"] = r["errors"]
+        r["rps"] = r["errors"] / (r["duration_us"] / 1e6)
+        r["errors"], r["status_errors"] = r["requests"], 0
     return r
 
 
@@ -470,6 +605,9 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "request.lua"
     script.write_text(WRK_SCRIPT)
+    script_close = workdir / "request-close.lua"
+    script_close.write_text(WRK_SCRIPT_CLOSE)
+    scripts = {"keep": script, "close": script_close}
     envoy_cpu, wrk_cpu = ("0", "1") if (os.cpu_count() or 1) >= 2 else ("", "")
     variants = dict(v.split("=", 1) for v in args.variant)
     steps: list[dict] = []
@@ -490,27 +628,31 @@ def main() -> int:
     # ---- throughput: all cases in one Envoy, interleaved rounds --------------------------------
     ports = {c["name"]: free_port() for c in all_cases}
     admin = free_port()
-    config = bootstrap([listener(c, ports[c["name"]]) for c in all_cases], admin)
+    listeners, clusters = with_sink([listener(c, ports[c["name"]]) for c in all_cases], all_cases)
+    config = bootstrap(listeners, admin, clusters)
+    refusing = tuple(ports[c["name"]] for c in all_cases if c.get("refuses"))
     print(f"bench: Envoy with {len(all_cases)} listeners (cases {', '.join(names)})", flush=True)
     envoy = Envoy(args.envoy, config, workdir, "envoy-all", envoy_cpu)
     results: dict[str, list[dict]] = {n: [] for n in names}
     busy0, steal0, total0 = proc_stat_cpu()
     own_cpu_ns = 0
     try:
-        envoy.wait_serving(list(ports.values()))
+        envoy.wait_serving(list(ports.values()), refusing=refusing)
         for c in all_cases:  # warm-up: V8 tiers up, connections pools and caches settle
-            run_wrk(ports[c["name"]], 1, args.connections, script, wrk_cpu)
+            run_case(c, ports[c["name"]], 1, args.connections, scripts, wrk_cpu)
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
             for name in order:
+                case = next(c for c in all_cases if c["name"] == name)
                 cpu0 = envoy.cpu_ns()
                 r0 = os.times()
-                r = run_wrk(ports[name], args.seconds, args.connections, script, wrk_cpu)
+                r = run_case(case, ports[name], args.seconds, args.connections, scripts, wrk_cpu)
                 r1 = os.times()
                 cpu1 = envoy.cpu_ns()
                 own_cpu_ns += cpu1 - cpu0 + int(((r1.children_user + r1.children_system)
                                                  - (r0.children_user + r0.children_system)) * 1e9)
-                r["cpu_us_per_req"] = (cpu1 - cpu0) / 1e3 / max(r["requests"], 1)
+                # per request, or per refused connection for a refusing connection case
+                r["cpu_us_per_req"] = (cpu1 - cpu0) / 1e3 / max(r.get("refused", r["requests"]), 1)
                 r["round"] = rnd
                 results[name].append(r)
                 print(f"  round {rnd + 1}/{args.rounds} {name:>6}: {r['rps']:9.0f} req/s  "
@@ -531,10 +673,11 @@ def main() -> int:
     alone: dict[str, dict] = {}
     for c in ([] if args.no_alone else [c for c in all_cases if not c.get("probe")]):
         port, admin = free_port(), free_port()
-        e = Envoy(args.envoy, bootstrap([listener(c, port)], admin), workdir, f"envoy-{c['name']}", envoy_cpu)
+        lsts, cls = with_sink([listener(c, port)], [c])
+        e = Envoy(args.envoy, bootstrap(lsts, admin, cls), workdir, f"envoy-{c['name']}", envoy_cpu)
         try:
-            ready = e.wait_serving([port])
-            run_wrk(port, 2, args.connections, script, wrk_cpu)
+            ready = e.wait_serving([port], refusing=(port,) if c.get("refuses") else ())
+            run_case(c, port, 2, args.connections, scripts, wrk_cpu)
             rss, hwm = e.rss_kib()
             alone[c["name"]] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
             print(f"  alone {c['name']:>6}: ready in {ready:5.2f} s, RSS {rss / 1024:6.1f} MiB "
@@ -579,6 +722,10 @@ def main() -> int:
     target("(D) / (B)", ratio("D", "B"), 0.80)
     target("(E) 100,000 entries / (E) 10 entries", ratio("E100k", "E10"), 0.95)
     target("(E) 10,000 entries / (F) RBAC 10,000 principals", ratio("E10k", "F10k"), 5.0)
+    target("connections: (N-C) / (N-B) no-op network filter", ratio("N-C", "N-B"), 0.90)
+    target("connections: (N-C10k) / (N-F10k) network RBAC 10,000 principals", ratio("N-C10k", "N-F10k"), 5.0)
+    target("refused connections: (N-R10k) / (N-FR10k) network RBAC 10,000 principals",
+           ratio("N-R10k", "N-FR10k"), 5.0)
     for label in variants:
         target(f"(C-{label}) / (B)", ratio(f"C-{label}", "B"), 0.85)
         target(f"(D-{label}) / (B)", ratio(f"D-{label}", "B"), 0.80)
@@ -602,6 +749,7 @@ def main() -> int:
             target("release .wasm", size / 1024, 300, " KiB", True)
     wasm_counters = {k: v for k, v in stats.items() if k.startswith("wasmcustom.client_ip.")}
     rbac = {k: v for k, v in stats.items() if ".rbac." in k and k.endswith(("allowed", "denied"))}
+    rbac.update({k: v for k, v in stats.items() if k.startswith("net_rbac.") and k.endswith(("allowed", "denied"))})
 
     raw = {"started_at": started_at, "args": vars(args), "machine": machine(), "results": results,
            "size_steps": steps,
@@ -800,6 +948,13 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
              "specifies, but Envoy's router applies route-level request headers only when it forwards "
              "upstream, not for a direct response: (F) does its RBAC matching but no header work here, "
              "which flatters it slightly against (E).")
+    if any(c.get("tcp") for c in all_cases):
+        L.append("- The N- cases count connections, not requests: each wrk request opens a new connection "
+                 "(`Connection: close`) that goes through tcp_proxy to a direct-response HTTP listener of the "
+                 "same Envoy, so the \"req/s\" column is connections per second and the CPU column includes "
+                 "that HTTP listener's work. For the refusing cases (N-R10k, N-FR10k) it is connections "
+                 "refused per second (wrk's read errors); every one of them was closed by the filter or RBAC "
+                 "without an upstream connection. Ratios of N- cases are read against N-A/N-B, not A/B.")
     L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK and release profile, an HTTP context that "
              "returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
              "configurations would.")

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use crate::access::{Access, HostPattern, Lists, MatchOn, Mode, Rule};
+use crate::connection::FilterType;
 use crate::forward::{Forwarding, XffMode, X_FORWARDED_FOR};
 use crate::identity::{EntryError, Identity, IdentitySet, Kinds, LinkLists};
 use crate::ipset::{parse_net, IpSet, IpSetBuilder};
@@ -19,6 +20,7 @@ use crate::policy::Policy;
 use crate::resolve::{OnInvalid, Resolver, Trust};
 
 mod lists;
+mod network;
 
 /// A configuration the filter refuses, with the key path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +105,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> 
     Ok((policy, walk.warnings.into_vec()))
 }
 
-const TOP_KEYS: &[&str] = &["client_ip", "access", "forward"];
+const TOP_KEYS: &[&str] = &["client_ip", "access", "forward", "filter_type"];
 const CLIENT_IP_KEYS: &[&str] = &[
     "downstream_filter_state",
     "trusted_proxies",
@@ -347,6 +349,16 @@ impl Walk {
     fn policy(&mut self, doc: &Value) -> Result<Policy, ConfigError> {
         let top = object(doc, "", TOP_KEYS)?;
         let mut policy = Policy::default();
+        if let Some(v) = member(top, "filter_type") {
+            policy.filter_type = one_of(
+                v,
+                "filter_type",
+                &[("http", FilterType::Http), ("network", FilterType::Network)],
+            )?;
+        }
+        if policy.filter_type == FilterType::Network {
+            network::check(top)?;
+        }
         if let Some(section) = member(top, "client_ip") {
             let (resolver, filter_state) = self.client_ip(section, "client_ip")?;
             policy.resolver = resolver;
@@ -771,7 +783,7 @@ mod tests {
     fn unknown_key_is_refused_with_its_path() {
         assert_eq!(
             error(r#"{"acess": {}}"#),
-            "acess: unknown key; expected one of: client_ip, access, forward"
+            "acess: unknown key; expected one of: client_ip, access, forward, filter_type"
         );
         assert!(
             error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)

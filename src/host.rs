@@ -126,6 +126,8 @@ mod abi {
     const PLUGIN_CONFIGURATION: u32 = 7;
     /// `MetricType::Counter`.
     const COUNTER: u32 = 0;
+    /// `StreamType::Downstream`: the downstream connection of a network filter.
+    const DOWNSTREAM: u32 = 2;
 
     // Statuses and enums cross as u32: a code the filter does not know stays a number.
     #[link(wasm_import_module = "env")]
@@ -193,6 +195,7 @@ mod abi {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+        fn proxy_close_stream(stream_type: u32) -> u32;
     }
 
     fn check(status: u32) -> Result<(), HostError> {
@@ -313,6 +316,12 @@ mod abi {
         check(unsafe {
             proxy_set_property(path.0.as_ptr(), path.0.len(), value.as_ptr(), value.len())
         })
+    }
+
+    /// Closes the downstream connection of a network filter. Envoy closes it right after the
+    /// current callback returns (flushing nothing: the filter wrote nothing).
+    pub fn close_downstream() -> Result<(), HostError> {
+        check(unsafe { proxy_close_stream(DOWNSTREAM) })
     }
 
     /// Answers the request locally; `headers` is a map from [`super::serialize_pairs`];

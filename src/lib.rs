@@ -13,6 +13,7 @@
 //! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
 //! - [`policy`]: the per-request decision.
+//! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
 //! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
 
@@ -20,6 +21,7 @@ pub mod access;
 pub mod addr;
 pub mod chain;
 pub mod config;
+pub mod connection;
 pub mod forward;
 pub mod host;
 pub mod identity;

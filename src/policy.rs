@@ -5,6 +5,7 @@
 use crate::access::{Access, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
+use crate::connection::FilterType;
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
 use crate::resolve::Resolver;
@@ -159,6 +160,8 @@ pub struct Decision {
 /// The compiled configuration: immutable, shared by every stream.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// The kind of Envoy filter the configuration is for (`filter_type`, spec §9).
+    pub filter_type: FilterType,
     /// Name of the connection filter state holding the downstream address.
     pub downstream_filter_state: String,
     /// The `client_ip` section.
@@ -174,6 +177,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
+            filter_type: FilterType::Http,
             downstream_filter_state: DEFAULT_DOWNSTREAM_FILTER_STATE.to_string(),
             resolver: Resolver::default(),
             access: Access::default(),

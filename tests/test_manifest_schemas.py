@@ -428,3 +428,52 @@ def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_
     companion = one("istio-examples/wasmplugin-ingress-gateway.yaml", "EnvoyFilter")
     assert one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["metadata"] == companion["metadata"]
     assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]
+
+
+# -- the network-filter manifests (spec §9) ----------------------------------------------------------
+
+NETWORK_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+
+
+def network_configuration(relpath: str) -> dict:
+    ef = one(relpath, "EnvoyFilter")
+    values = [p["patch"]["value"] for p in ef["spec"]["configPatches"]
+              if p["applyTo"] == "NETWORK_FILTER" and p["patch"]["value"]["typed_config"]["@type"] == NETWORK_WASM_TYPE]
+    assert len(values) == 1
+    return json.loads(values[0]["typed_config"]["config"]["configuration"]["value"])
+
+
+@pytest.mark.parametrize("relpath,ctx", [("envoyfilter/gateway-tls-passthrough.yaml", "GATEWAY"),
+                                         ("envoyfilter/sidecar-inbound-tcp.yaml", "SIDECAR_INBOUND")])
+def test_network_envoyfilters_put_set_filter_state_then_the_filter_before_tcp_proxy(relpath, ctx):
+    patches = one(relpath, "EnvoyFilter")["spec"]["configPatches"]
+    network = [p for p in patches if p["applyTo"] == "NETWORK_FILTER"]
+    assert [p["patch"]["value"]["name"] for p in network] == [
+        "envoy.filters.network.set_filter_state", "client-ip-filter-network"]
+    for p in patches:
+        assert p["match"]["context"] == ctx
+    for p in network:
+        assert p["patch"]["operation"] == "INSERT_BEFORE"
+        assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.tcp_proxy"
+    assert network[1]["patch"]["value"]["typed_config"]["@type"] == NETWORK_WASM_TYPE
+    assert network_configuration(relpath)["filter_type"] == "network"
+    if ctx == "SIDECAR_INBOUND":
+        assert "LISTENER_FILTER" not in [p["applyTo"] for p in patches]
+
+
+def test_gateway_passthrough_passes_the_client_on_with_the_upstream_proxy_protocol():
+    patches = one("envoyfilter/gateway-tls-passthrough.yaml", "EnvoyFilter")["spec"]["configPatches"]
+    (cluster,) = [p for p in patches if p["applyTo"] == "CLUSTER"]
+    assert cluster["patch"]["operation"] == "MERGE"
+    socket = cluster["patch"]["value"]["transport_socket"]
+    assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
+    assert socket["typed_config"]["config"]["version"] == "V2"
+
+
+def test_network_wasmplugin_is_type_network_with_the_passthrough_configuration():
+    wp = one("istio-examples/wasmplugin-network.yaml", "WasmPlugin")["spec"]
+    assert wp["type"] == "NETWORK" and wp["failStrategy"] == "FAIL_CLOSE"
+    assert wp["pluginConfig"] == network_configuration("envoyfilter/gateway-tls-passthrough.yaml")
+    patches = one("istio-examples/wasmplugin-network.yaml", "EnvoyFilter")["spec"]["configPatches"]
+    assert [p["match"]["listener"]["filterChain"]["filter"]["name"] for p in patches] == [
+        "envoy.filters.network.tcp_proxy"]

@@ -24,3 +24,12 @@ def test_haproxy_is_installed():
     out = subprocess.run([conftest.haproxy_mod.haproxy_binary(), "-v"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and "HAProxy version" in out.stdout, out.stdout + out.stderr
+
+
+def test_openssl_is_installed():
+    """The network-mode tests make their TLS certificates with it and use `openssl s_client`."""
+    import shutil
+    path = shutil.which("openssl")
+    assert path, "openssl is not installed: run `make openssl`"
+    out = subprocess.run([path, "version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("OpenSSL"), out.stdout + out.stderr

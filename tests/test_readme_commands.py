@@ -61,14 +61,19 @@ def test_missing_installs_reports_a_program_the_command_does_not_install():
 
 def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_and_refused(
         tmp_path, wasm, envoy_bin, haproxy_bin):
-    """Runs the demo itself (as `make demo` does, after its prerequisites), recording what it starts."""
+    """Runs the demo's two scripts (as `make demo` does, after its prerequisites), recording what
+    they start."""
     record = tmp_path / "programs.txt"
     env = {**os.environ, procs.PROGRAM_LOG_ENV: str(record)}
-    out = subprocess.run([sys.executable, str(REPO / "demo" / "demo.py")], env=env, capture_output=True,
-                         text=True, timeout=180)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    outs = []
+    for script in ("demo.py", "network_demo.py"):
+        run = subprocess.run([sys.executable, str(REPO / "demo" / script)], env=env, capture_output=True,
+                             text=True, timeout=180)
+        assert run.returncode == 0, script + ":\n" + run.stdout[-2000:] + run.stderr[-2000:]
+        outs.append(run)
+    out = outs[0]
     started = prereqs.recorded(record)
-    assert {"envoy", "haproxy"} <= started, started
+    assert {"envoy", "haproxy", "openssl"} <= started, started
     assert prereqs.missing_installs(started, "demo") == []
     rows = {line.split("  ")[0]: line for line in out.stdout.splitlines()}
     allowed = next(v for k, v in rows.items() if k.startswith("HAProxy send-proxy-v2, client 127.0.0.2"))

@@ -6,10 +6,13 @@
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
+//! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
+//!   `filter_type` mismatch.
 
 mod http;
 mod identity;
 mod metrics;
+mod network;
 mod root;
 
 use log::{debug, LevelFilter};

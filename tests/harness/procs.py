@@ -22,11 +22,25 @@ INSTALLED_BY = {
     "envoy": "envoy",
     "haproxy": "haproxy",
     "docker-registry": "oci-tools",
+    "openssl": "openssl",
 }
 # Programs every machine the README names has (Debian with rustup and python3): no install step.
-BASE_PROGRAMS = {"python3", "python", "curl", "openssl"}
+BASE_PROGRAMS = {"python3", "python", "curl"}
 # When set, ``start`` appends the name of each program it starts to this file, one per line.
 PROGRAM_LOG_ENV = "CLIENT_IP_PROGRAM_LOG"
+
+
+def note_program(argv0: str) -> str:
+    """Checks and records (``PROGRAM_LOG_ENV``) a program about to be run, as ``start`` does for
+    the ones it starts: for short-lived tools run with ``subprocess.run``. Returns its name."""
+    name = program_name(argv0)
+    if name not in INSTALLED_BY and name not in BASE_PROGRAMS:
+        raise ValueError(f"{name}: not in harness.procs.INSTALLED_BY; name the make target that installs it")
+    record = os.environ.get(PROGRAM_LOG_ENV)
+    if record:
+        with open(record, "a") as fh:
+            fh.write(name + "\n")
+    return name
 
 
 def program_name(argv0: str) -> str:
@@ -99,13 +113,7 @@ def _die_with_parent() -> None:
 def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group), stdout+stderr appended to
     ``log_path`` (or discarded). The program must be one of INSTALLED_BY or BASE_PROGRAMS."""
-    name = program_name(argv[0])
-    if name not in INSTALLED_BY and name not in BASE_PROGRAMS:
-        raise ValueError(f"{name}: not in harness.procs.INSTALLED_BY; name the make target that installs it")
-    record = os.environ.get(PROGRAM_LOG_ENV)
-    if record:
-        with open(record, "a") as fh:
-            fh.write(name + "\n")
+    note_program(argv[0])
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

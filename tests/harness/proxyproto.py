@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Union
 
+from . import procs
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 HeaderList = Sequence[Union[str, tuple]]
@@ -296,6 +298,7 @@ def curl(port: int, path: str = "/", host: str = "example.com", headers: HeaderL
         for h in headers:
             argv += ["-H", h if isinstance(h, str) else f"{h[0]}: {h[1]}"]
         argv.append(f"http://{url_host}:{port}{path}")
+        procs.note_program(argv[0])
         done = subprocess.run(argv, capture_output=True, timeout=timeout + 5)
         if done.returncode != 0:
             raise RuntimeError(f"curl failed ({done.returncode}): {done.stderr.decode(errors='replace')}")

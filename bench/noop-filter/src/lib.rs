@@ -14,11 +14,14 @@
 //! filter state `client_ip.downstream_address`), `src` (`get_property` of `source.address`), `inc`
 //! (`increment_metric`), `prop` (`set_property`), `set` (`set_map_value` of `x-real-ip`), `remove`
 //! (removing `x-client-ip`).
+//!
+//! With `network` it is a network filter (`envoy.filters.network.wasm`) that does nothing: every
+//! connection goes on untouched. Case (N-B), the floor of any wasm network filter.
 
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
@@ -81,6 +84,8 @@ struct Root {
     /// The calls to make per request (none: do nothing).
     calls: Rc<Vec<Call>>,
     counter: u32,
+    /// A network filter (configuration `network`).
+    network: bool,
 }
 
 impl Context for Root {}
@@ -93,6 +98,10 @@ impl RootContext for Root {
             .unwrap_or_default();
         let calls = match config.trim_ascii() {
             b"" => Vec::new(),
+            b"network" => {
+                self.network = true;
+                Vec::new()
+            }
             b"host-calls" => HOST_CALLS.to_vec(),
             other => match other.strip_prefix(b"calls:") {
                 Some(list) => match list.split(|&b| b == b',').map(Call::parse).collect() {
@@ -111,7 +120,15 @@ impl RootContext for Root {
     }
 
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(if self.network {
+            ContextType::StreamContext
+        } else {
+            ContextType::HttpContext
+        })
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(Connection))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -137,3 +154,10 @@ impl HttpContext for Stream {
         Action::Continue
     }
 }
+
+/// A connection of the network mode: goes on untouched.
+struct Connection;
+
+impl Context for Connection {}
+
+impl StreamContext for Connection {}

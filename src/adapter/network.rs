@@ -1,0 +1,203 @@
+//! The network-filter side (spec §9): a stream context per connection that asks the core for
+//! one [`Decision`] when the connection opens and closes it when refused, and the handling of a
+//! configuration loaded as the other kind of filter than its `filter_type` says.
+//!
+//! Which kind of context a new context is does not come from the configuration: the SDK's
+//! dispatcher asks the root ([`loaded_as`]) at `proxy_on_context_create`, and a context of the
+//! wrong kind would make it panic (trap) on the first callback of the other kind. So the root
+//! asks Envoy what the new context is: an HTTP stream has `request.protocol`, a TCP connection
+//! has none. The configured `filter_type` is then checked against that ([`Mismatch`]):
+//! a mismatch refuses every request (500) or connection (closed), logged once.
+//!
+//! A refused connection is closed from `on_new_connection`, which returns `Pause`: the filters
+//! after this one (`tcp_proxy`) never see the connection, so no upstream connection is opened.
+
+use std::rc::Rc;
+
+use log::{debug, error};
+use proxy_wasm::traits::{Context, HttpContext, StreamContext};
+use proxy_wasm::types::Action;
+
+use super::root::Compiled;
+use super::{local_reply, property, reply_headers, set_filter_state};
+use crate::connection::{Connection as ConnectionInfo, FilterType, Mismatch};
+use crate::host::{self, PropertyPath};
+use crate::identity::Link;
+use crate::policy::{Decision, Downstream, Policy};
+
+/// `request.protocol`: Envoy sets it for every HTTP stream (HTTP/1.0 to HTTP/3) before the
+/// filter's context is created; a TCP connection has none.
+const REQUEST_PROTOCOL: PropertyPath = PropertyPath::fixed(b"request\0protocol");
+/// The TLS SNI of the downstream connection (empty without one).
+const SERVER_NAME: PropertyPath = PropertyPath::fixed(b"connection\0requested_server_name");
+/// Read when the `set_filter_state` value is missing: on a network filter, the connection's
+/// remote address (the PROXY protocol source when the listener filter found one).
+const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
+/// The filter state written for access logs (`wasm.client_ip`, …), as in the HTTP filter.
+const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
+const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
+const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
+
+/// What Envoy is creating the new context as, asked from `RootContext::get_type` (the new
+/// context is the host's current one then). `fallback` answers when the host will not say.
+pub(super) fn loaded_as(fallback: FilterType) -> FilterType {
+    match host::property(&REQUEST_PROTOCOL) {
+        Ok(Some(_)) => FilterType::Http,
+        Ok(None) => FilterType::Network,
+        Err(status) => {
+            debug!("cannot read request.protocol ({status:?}); assuming {fallback:?}");
+            fallback
+        }
+    }
+}
+
+/// Logs a mismatch once per configuration (per worker), not once per request or connection.
+fn log_mismatch(compiled: &Compiled, mismatch: &Mismatch) {
+    if !compiled.mismatch_logged.replace(true) {
+        error!("{}", mismatch.message());
+    }
+}
+
+/// Closes the downstream connection; the connection stays paused if the host refuses.
+fn close() -> Action {
+    if let Err(status) = host::close_downstream() {
+        debug!("cannot close the downstream connection: {status:?}");
+    }
+    Action::Pause
+}
+
+/// One downstream connection, holding the configuration current when it opened.
+pub(super) struct Connection {
+    compiled: Option<Rc<Compiled>>,
+    /// Refused (or not decidable): no byte of it goes on, even if the close is late.
+    refused: bool,
+}
+
+impl Connection {
+    pub(super) fn new(compiled: Option<Rc<Compiled>>) -> Self {
+        Connection {
+            compiled,
+            refused: false,
+        }
+    }
+
+    fn decide(&mut self) -> Action {
+        // Envoy creates contexts only for an accepted configuration; fail closed if not.
+        let Some(compiled) = self.compiled.as_deref() else {
+            error!("client-ip-filter: not configured; closing the connection");
+            self.refused = true;
+            return close();
+        };
+        let policy = &compiled.policy;
+        if let Err(mismatch) = policy.filter_type.check_loaded_as(FilterType::Network) {
+            log_mismatch(compiled, &mismatch);
+            self.refused = true;
+            return close();
+        }
+        let filter_state = property(&compiled.downstream_path);
+        let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
+        let server_name = property(&SERVER_NAME).map(host::text).unwrap_or_default();
+        let link = compiled
+            .link
+            .as_ref()
+            .map_or_else(Link::default, |l| l.read());
+        let decision = policy.decide_connection(&ConnectionInfo {
+            downstream,
+            server_name: &server_name,
+            link,
+        });
+        compiled.metrics.count(&decision);
+        if let Some(reader) = &compiled.link {
+            let text = decision.link.identity.map(|id| id.text());
+            reader.record(text.as_deref());
+        }
+        record(policy, &decision, &server_name);
+        if Policy::closes(&decision) {
+            self.refused = true;
+            return close();
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Connection {}
+
+impl StreamContext for Connection {
+    fn on_new_connection(&mut self) -> Action {
+        self.decide()
+    }
+
+    fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        if self.refused {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+}
+
+/// Filter state for access logs, and the debug line of the decision.
+fn record(policy: &Policy, decision: &Decision, server_name: &str) {
+    let client = decision.client.map(|c| c.text());
+    if let Some(text) = &client {
+        set_filter_state(&CLIENT_IP, text.as_str());
+    }
+    set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    let rule = policy.rule_name(decision);
+    if let Some(name) = rule {
+        set_filter_state(&CLIENT_IP_RULE, name);
+    }
+    debug!(
+        "connection decision={} client={} ({:?}) sni={:?} rule={}",
+        decision.verdict.as_str(),
+        client.as_ref().map_or("unknown", |t| t.as_str()),
+        decision.downstream.origin,
+        server_name,
+        rule.unwrap_or("-"),
+    );
+}
+
+/// A context for a configuration loaded as the other kind of filter than its `filter_type`
+/// says (or for no configuration at all): refuses every request or connection.
+pub(super) struct Refusing {
+    compiled: Option<Rc<Compiled>>,
+}
+
+impl Refusing {
+    pub(super) fn new(compiled: Option<Rc<Compiled>>) -> Self {
+        Refusing { compiled }
+    }
+
+    fn log(&self, loaded_as: FilterType) {
+        if let Some(compiled) = self.compiled.as_deref() {
+            if let Err(m) = compiled.policy.filter_type.check_loaded_as(loaded_as) {
+                log_mismatch(compiled, &m);
+            }
+        }
+    }
+}
+
+impl Context for Refusing {}
+
+impl HttpContext for Refusing {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.log(FilterType::Http);
+        local_reply(
+            Mismatch::HTTP_STATUS,
+            Mismatch::HTTP_BODY,
+            &reply_headers(),
+            Mismatch::HTTP_DETAILS,
+        )
+    }
+}
+
+impl StreamContext for Refusing {
+    fn on_new_connection(&mut self) -> Action {
+        self.log(FilterType::Network);
+        close()
+    }
+
+    fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
+        Action::Pause
+    }
+}

@@ -1,0 +1,336 @@
+//! The connection-level mode (spec §9): the same policy loaded as a network filter
+//! (`envoy.filters.network.wasm`, Istio `WasmPlugin` `type: NETWORK`) decides once per
+//! connection, from the downstream address alone (a connection has no HTTP headers), with the
+//! TLS SNI in place of the request's host for rules' `hosts`.
+//!
+//! Which mode a configuration is for is one setting, the top-level `filter_type`
+//! (`"http"`, the default, or `"network"`); [`FilterType`] is its value. A configuration
+//! loaded as the other kind of filter than it says is a [`Mismatch`]: the adapter refuses
+//! every request or connection it sees, it never lets one through unchecked.
+
+use crate::access::Verdict;
+use crate::identity::Link;
+use crate::policy::{Decision, Downstream, Policy};
+
+/// The kind of Envoy filter a configuration is written for (the top-level `filter_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FilterType {
+    /// `envoy.filters.http.wasm` (Istio `WasmPlugin` `type: HTTP`, its default): one decision
+    /// per request.
+    #[default]
+    Http,
+    /// `envoy.filters.network.wasm` (Istio `WasmPlugin` `type: NETWORK`): one decision per
+    /// connection.
+    Network,
+}
+
+impl FilterType {
+    /// The setting's value as written in the configuration: `http` or `network`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterType::Http => "http",
+            FilterType::Network => "network",
+        }
+    }
+
+    /// Checks the configured type against the kind of filter Envoy loaded the module as.
+    pub fn check_loaded_as(self, loaded_as: FilterType) -> Result<(), Mismatch> {
+        if self == loaded_as {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                configured: self,
+                loaded_as,
+            })
+        }
+    }
+}
+
+/// A configuration for one kind of filter loaded as the other: every request or connection is
+/// refused (never let through unchecked), with one error log line per configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What the configuration's `filter_type` says.
+    pub configured: FilterType,
+    /// What Envoy loaded the module as.
+    pub loaded_as: FilterType,
+}
+
+impl Mismatch {
+    /// The error log line, naming the setting and both kinds.
+    pub fn message(&self) -> String {
+        let envoy_name = |t: FilterType| match t {
+            FilterType::Http => "an HTTP filter (envoy.filters.http.wasm)",
+            FilterType::Network => "a network filter (envoy.filters.network.wasm)",
+        };
+        format!(
+            "filter_type: \"{}\" does not match how Envoy loaded this module, as {}; \
+             refusing every {} until the configuration or the filter type is fixed",
+            self.configured.as_str(),
+            envoy_name(self.loaded_as),
+            match self.loaded_as {
+                FilterType::Http => "request (500)",
+                FilterType::Network => "connection (closed)",
+            }
+        )
+    }
+
+    /// The body of the local reply that refuses a request in an HTTP filter.
+    pub const HTTP_BODY: &'static str =
+        "client-ip-filter: configured for a network filter (filter_type), loaded as an HTTP filter\n";
+    /// The HTTP status of that reply: the proxy's configuration is at fault.
+    pub const HTTP_STATUS: u32 = 500;
+    /// `%RESPONSE_CODE_DETAILS%` of that reply.
+    pub const HTTP_DETAILS: &'static str = "client_ip_filter_type_mismatch";
+}
+
+/// What the filter knows of a new connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection<'a> {
+    /// Who opened it (the PROXY protocol source, or the TCP peer).
+    pub downstream: Downstream,
+    /// The TLS SNI (`connection.requested_server_name`); empty when the client sent none or
+    /// the connection is not TLS.
+    pub server_name: &'a str,
+    /// Its private-link identity (spec §8), when the configuration reads one.
+    pub link: Link,
+}
+
+impl Policy {
+    /// Decides a connection: the client is the downstream address (no header is read, so
+    /// nothing is ever invalid); the first rule whose `hosts` take in the SNI (a rule without
+    /// `hosts` takes in every connection) decides with its lists and mode, else the top level.
+    /// `match` makes no difference here: client and downstream are the same address.
+    pub fn decide_connection(&self, connection: &Connection<'_>) -> Decision {
+        let addr = connection.downstream.addr;
+        let ip = addr.map(|a| a.ip());
+        // SNI carries no port; a trailing dot is dropped as for an authority.
+        let identity = connection.link.identity.as_ref();
+        let (verdict, rule) =
+            self.access
+                .decide_linked(ip, ip, identity, connection.server_name, "");
+        Decision {
+            client: addr,
+            downstream: connection.downstream,
+            invalid: false,
+            verdict,
+            rule,
+            link: connection.link,
+        }
+    }
+
+    /// Whether a connection with this decision is closed (an enforced refusal).
+    pub fn closes(decision: &Decision) -> bool {
+        decision.verdict == Verdict::Deny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Spec §9, one test per rule.
+    use super::*;
+    use crate::config::parse;
+    use crate::policy::Origin;
+
+    fn network(json: &str) -> Policy {
+        let (policy, _) = parse(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(policy.filter_type, FilterType::Network);
+        policy
+    }
+
+    fn decide(policy: &Policy, downstream: &str, sni: &str) -> Decision {
+        policy.decide_connection(&Connection {
+            downstream: Downstream::from_filter_state(downstream),
+            server_name: sni,
+            link: Link::default(),
+        })
+    }
+
+    #[test]
+    fn filter_type_defaults_to_http_and_network_is_one_setting() {
+        assert_eq!(parse(b"").unwrap().0.filter_type, FilterType::Http);
+        assert_eq!(
+            parse(br#"{"filter_type": "http"}"#).unwrap().0.filter_type,
+            FilterType::Http
+        );
+        network(r#"{"filter_type": "network"}"#);
+    }
+
+    #[test]
+    fn the_client_is_the_downstream_address() {
+        let policy =
+            network(r#"{"filter_type": "network", "access": {"allow": ["203.0.113.0/24"]}}"#);
+        let d = decide(&policy, "203.0.113.7:4000", "");
+        assert_eq!(d.client, d.downstream.addr);
+        assert_eq!(d.client.unwrap().to_string(), "203.0.113.7");
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert!(!d.invalid);
+        assert_eq!(
+            decide(&policy, "198.51.100.1:4000", "").verdict,
+            Verdict::Deny
+        );
+    }
+
+    #[test]
+    fn lists_apply_to_v4_v6_and_mapped_addresses_alike() {
+        let policy = network(
+            r#"{"filter_type": "network",
+                "access": {"allow": ["203.0.113.0/24", "2001:db8::/32"], "deny": ["203.0.113.66"]}}"#,
+        );
+        assert_eq!(decide(&policy, "203.0.113.7:1", "").verdict, Verdict::Allow);
+        assert_eq!(
+            decide(&policy, "[2001:db8::7]:1", "").verdict,
+            Verdict::Allow
+        );
+        // A mapped address is its IPv4 address, in allow and in deny.
+        assert_eq!(
+            decide(&policy, "[::ffff:203.0.113.7]:1", "").verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            decide(&policy, "[::ffff:203.0.113.66]:1", "").verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            decide(&policy, "[2001:db9::1]:1", "").verdict,
+            Verdict::Deny
+        );
+    }
+
+    #[test]
+    fn an_unknown_downstream_is_refused_under_an_allow_list() {
+        let policy = network(r#"{"filter_type": "network", "access": {"allow": ["10.0.0.0/8"]}}"#);
+        let unknown = Downstream::read(None, || None);
+        assert_eq!(unknown.origin, Origin::Missing);
+        let d = policy.decide_connection(&Connection {
+            downstream: unknown,
+            server_name: "",
+            link: Link::default(),
+        });
+        assert_eq!((d.client, d.verdict), (None, Verdict::Deny));
+        let open = network(r#"{"filter_type": "network", "access": {"deny": ["10.0.0.0/8"]}}"#);
+        let d = open.decide_connection(&Connection {
+            downstream: unknown,
+            server_name: "",
+            link: Link::default(),
+        });
+        assert_eq!(d.verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn rules_hosts_match_the_tls_sni() {
+        let policy = network(
+            r#"{"filter_type": "network", "access": {"allow": ["0.0.0.0/0"],
+                "rules": [{"name": "admin", "hosts": ["admin.example.com"], "allow": ["10.20.0.0/16"]},
+                          {"name": "internal", "hosts": ["*.internal.example.com"], "deny": ["10.20.0.0/16"]}]}}"#,
+        );
+        let d = decide(&policy, "203.0.113.7:1", "admin.example.com");
+        assert_eq!(
+            (d.verdict, policy.rule_name(&d)),
+            (Verdict::Deny, Some("admin"))
+        );
+        let d = decide(&policy, "10.20.1.1:1", "ADMIN.example.com.");
+        assert_eq!(
+            (d.verdict, policy.rule_name(&d)),
+            (Verdict::Allow, Some("admin"))
+        );
+        let d = decide(&policy, "10.20.1.1:1", "db.internal.example.com");
+        assert_eq!(
+            (d.verdict, policy.rule_name(&d)),
+            (Verdict::Deny, Some("internal"))
+        );
+        // The bare suffix, another name and no SNI at all fall to the top level.
+        for sni in ["internal.example.com", "www.example.com", ""] {
+            let d = decide(&policy, "10.20.1.1:1", sni);
+            assert_eq!((d.verdict, d.rule), (Verdict::Allow, None), "sni {sni:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_without_hosts_takes_in_every_connection() {
+        let policy = network(
+            r#"{"filter_type": "network",
+                "access": {"rules": [{"name": "all", "allow": ["10.0.0.0/8"]}]}}"#,
+        );
+        let d = decide(&policy, "203.0.113.7:1", "");
+        assert_eq!(
+            (d.verdict, policy.rule_name(&d)),
+            (Verdict::Deny, Some("all"))
+        );
+    }
+
+    #[test]
+    fn dry_run_lets_a_refused_connection_through_and_says_so() {
+        let policy = network(
+            r#"{"filter_type": "network", "access": {"mode": "dry_run", "allow": ["10.0.0.0/8"],
+                "rules": [{"name": "strict", "hosts": ["db.example.com"], "allow": ["10.0.0.1"], "mode": "enforce"}]}}"#,
+        );
+        let d = decide(&policy, "203.0.113.7:1", "");
+        assert_eq!(d.verdict, Verdict::DryRunDeny);
+        assert!(!Policy::closes(&d));
+        let d = decide(&policy, "10.0.0.2:1", "db.example.com");
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(Policy::closes(&d));
+    }
+
+    #[test]
+    fn match_makes_no_difference_for_a_connection() {
+        for m in ["client", "downstream"] {
+            let policy = network(&format!(
+                r#"{{"filter_type": "network", "access": {{"match": "{m}", "allow": ["10.0.0.0/8"]}}}}"#
+            ));
+            assert_eq!(decide(&policy, "10.1.1.1:1", "").verdict, Verdict::Allow);
+            assert_eq!(decide(&policy, "11.1.1.1:1", "").verdict, Verdict::Deny);
+        }
+    }
+
+    #[test]
+    fn a_mode_mismatch_is_detected_in_both_directions() {
+        assert_eq!(FilterType::Http.check_loaded_as(FilterType::Http), Ok(()));
+        assert_eq!(
+            FilterType::Network.check_loaded_as(FilterType::Network),
+            Ok(())
+        );
+        let m = FilterType::Http
+            .check_loaded_as(FilterType::Network)
+            .unwrap_err();
+        assert!(
+            m.message().contains("filter_type: \"http\""),
+            "{}",
+            m.message()
+        );
+        assert!(m.message().contains("envoy.filters.network.wasm"));
+        let m = FilterType::Network
+            .check_loaded_as(FilterType::Http)
+            .unwrap_err();
+        assert!(m.message().contains("filter_type: \"network\""));
+        assert!(m.message().contains("envoy.filters.http.wasm"));
+        assert!(m.message().contains("request (500)"));
+    }
+
+    #[test]
+    fn identity_entries_decide_connections_as_requests() {
+        use crate::identity::Identity;
+        let policy = network(
+            r#"{"filter_type": "network",
+                "access": {"allow": ["aws-vpce:vpce-0a1b2c3d4e5f60718", "10.0.0.0/8"]}}"#,
+        );
+        let vpce = Identity::parse_entry("aws-vpce:vpce-0a1b2c3d4e5f60718").unwrap();
+        let linked = |identity| Connection {
+            downstream: Downstream::from_filter_state("192.0.2.1:4000"),
+            server_name: "",
+            link: Link {
+                identity,
+                invalid: false,
+            },
+        };
+        assert_eq!(
+            policy.decide_connection(&linked(Some(vpce))).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            policy.decide_connection(&linked(None)).verdict,
+            Verdict::Deny
+        );
+    }
+}
