@@ -36,7 +36,11 @@ const INDEX_MIN: usize = 64;
 
 impl<T: Key> Ranges<T> {
     fn build(pairs: Vec<(T, T)>) -> Self {
-        let pairs = merge(pairs);
+        Self::from_merged(merge(pairs))
+    }
+
+    /// Ranges already sorted, disjoint and non-adjacent (see [`is_merged`]): only indexed.
+    fn from_merged(pairs: Vec<(T, T)>) -> Self {
         let (index, base, shift) = build_index(pairs.len(), |i| pairs[i].0);
         Ranges {
             ranges: pairs,
@@ -150,7 +154,11 @@ struct Ranges6 {
 
 impl Ranges6 {
     fn build(pairs: Vec<(u128, u128)>) -> Self {
-        let merged = merge(pairs);
+        Self::from_merged(merge(pairs))
+    }
+
+    /// Ranges already sorted, disjoint and non-adjacent (see [`is_merged`]): split and indexed.
+    fn from_merged(merged: Vec<(u128, u128)>) -> Self {
         let n = merged.len();
         let hi: Vec<(u64, u64)> = merged
             .iter()
@@ -210,6 +218,53 @@ impl Ranges6 {
     fn len(&self) -> usize {
         self.hi.len()
     }
+
+    /// The full ranges, joined again from their halves.
+    fn pairs(&self) -> Vec<(u128, u128)> {
+        self.hi
+            .iter()
+            .zip(&self.lo)
+            .map(|(&(sh, eh), &(sl, el))| {
+                (
+                    (u128::from(sh) << 64) | u128::from(sl),
+                    (u128::from(eh) << 64) | u128::from(el),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether ranges are sorted, each well formed, disjoint and non-adjacent: the form a built
+/// table holds, and the only one [`IpSet::from_merged`] accepts.
+fn is_merged<T: Key>(pairs: &[(T, T)]) -> bool {
+    pairs.iter().all(|&(s, e)| s <= e)
+        && pairs
+            .windows(2)
+            .all(|w| w[0].1 != T::MAX && w[1].0 > w[0].1.plus_one())
+}
+
+/// Two merged range lists as one merged list, in one pass (no sort).
+fn union_merged<T: Key>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(T, T)> {
+    let mut out: Vec<(T, T)> = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = if j >= b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+            i += 1;
+            a[i - 1]
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        match out.last_mut() {
+            Some(last) if last.1 == T::MAX || next.0 <= last.1.plus_one() => {
+                if next.1 > last.1 {
+                    last.1 = next.1;
+                }
+            }
+            _ => out.push(next),
+        }
+    }
+    out
 }
 
 /// Sorts ranges by their start (the merge does not care about the order of equal starts): an
@@ -384,6 +439,43 @@ impl IpSet {
     /// True when the set holds no address.
     pub fn is_empty(&self) -> bool {
         self.v4.ranges.is_empty() && self.v6.hi.is_empty()
+    }
+
+    /// The IPv4 ranges, inclusive, sorted, disjoint and non-adjacent.
+    pub fn ranges_v4(&self) -> &[(u32, u32)] {
+        &self.v4.ranges
+    }
+
+    /// The IPv6 ranges, inclusive, sorted, disjoint and non-adjacent.
+    pub fn ranges_v6(&self) -> Vec<(u128, u128)> {
+        self.v6.pairs()
+    }
+
+    /// A set from ranges in the form [`IpSet::ranges_v4`] and [`IpSet::ranges_v6`] return them
+    /// (sorted, disjoint, non-adjacent), indexed without sorting again; None when they are not in
+    /// that form. IPv4-mapped IPv6 ranges are taken as they are (a published table holds none).
+    pub fn from_merged(v4: Vec<(u32, u32)>, v6: Vec<(u128, u128)>) -> Option<IpSet> {
+        if !is_merged(&v4) || !is_merged(&v6) {
+            return None;
+        }
+        Some(IpSet {
+            v4: Ranges::from_merged(v4),
+            v6: Ranges6::from_merged(v6),
+        })
+    }
+
+    /// The addresses of both sets, in one linear pass over their ranges.
+    pub fn union(&self, other: &IpSet) -> IpSet {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        IpSet {
+            v4: Ranges::from_merged(union_merged(&self.v4.ranges, &other.v4.ranges)),
+            v6: Ranges6::from_merged(union_merged(&self.v6.pairs(), &other.v6.pairs())),
+        }
     }
 
     /// Number of disjoint ranges after merging (IPv4, IPv6); for logs.
@@ -758,5 +850,50 @@ mod tests {
                 assert_eq!(v, expected, "shape {k}, depth {depth}");
             }
         }
+    }
+
+    #[test]
+    fn union_holds_the_addresses_of_both_sets_and_stays_merged() {
+        let a = set(&["10.0.0.0/24", "192.0.2.0/25", "2001:db8::/48"]);
+        let b = set(&[
+            "10.0.1.0/24",
+            "192.0.2.64/26",
+            "198.51.100.7",
+            "2001:db8:1::/48",
+        ]);
+        let u = a.union(&b);
+        for ip in [
+            "10.0.0.1",
+            "10.0.1.255",
+            "192.0.2.100",
+            "198.51.100.7",
+            "2001:db8:1::9",
+        ] {
+            assert!(u.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.2.0", "192.0.2.128", "198.51.100.8", "2001:db8:2::"] {
+            assert!(!u.contains(ip.parse().unwrap()), "{ip}");
+        }
+        // 10.0.0.0/24 and 10.0.1.0/24 touch: one range.
+        assert_eq!(u.ranges_v4()[0], (0x0a00_0000, 0x0a00_01ff));
+        assert!(is_merged(u.ranges_v4()) && is_merged(&u.ranges_v6()));
+        assert_eq!(u.range_counts(), (3, 1));
+    }
+
+    #[test]
+    fn from_merged_round_trips_and_refuses_unsorted_or_overlapping_ranges() {
+        let s = set(&["10.0.0.0/8", "192.0.2.1", "::/0"]);
+        let back = IpSet::from_merged(s.ranges_v4().to_vec(), s.ranges_v6()).unwrap();
+        assert_eq!(back.ranges_v4(), s.ranges_v4());
+        assert_eq!(back.ranges_v6(), s.ranges_v6());
+        assert!(back.contains("10.9.9.9".parse().unwrap()));
+        assert!(IpSet::from_merged(vec![(5, 9), (1, 2)], vec![]).is_none());
+        assert!(IpSet::from_merged(vec![(1, 5), (5, 9)], vec![]).is_none());
+        assert!(
+            IpSet::from_merged(vec![(1, 5), (6, 9)], vec![]).is_none(),
+            "adjacent"
+        );
+        assert!(IpSet::from_merged(vec![(9, 1)], vec![]).is_none());
+        assert!(IpSet::from_merged(vec![], vec![(3, 2)]).is_none());
     }
 }

@@ -12,6 +12,7 @@
 //! - [`forward`]: the header plan.
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
 //! - [`policy`]: the per-request decision.
+//! - [`source`]: lists from a list server (formats, schedule, shared table, binding).
 //! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
 
 pub mod access;
@@ -23,6 +24,7 @@ pub mod host;
 pub mod ipset;
 pub mod policy;
 pub mod resolve;
+pub mod source;
 
 #[cfg(test)]
 mod testutil;

@@ -2,7 +2,7 @@
 //! The proxy-wasm adapter reads the downstream address and the headers, asks for a [`Decision`],
 //! and applies it.
 
-use crate::access::{Access, Verdict};
+use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
@@ -151,6 +151,9 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Index of the deciding rule in [`Access::rules`]; None when the top level decided.
     pub rule: Option<usize>,
+    /// The decision read a list naming an unavailable source with `on_unavailable: "refuse"`
+    /// (spec §7): the verdict is then a refusal (503 when enforced).
+    pub unavailable: bool,
 }
 
 /// The compiled configuration: immutable, shared by every stream.
@@ -164,6 +167,8 @@ pub struct Policy {
     pub access: Access,
     /// The `forward` section.
     pub forwarding: Forwarding,
+    /// `trusted_proxies` names an unavailable source with `on_unavailable: "refuse"`.
+    pub trust_unavailable: bool,
 }
 
 impl Default for Policy {
@@ -173,6 +178,7 @@ impl Default for Policy {
             resolver: Resolver::default(),
             access: Access::default(),
             forwarding: Forwarding::default(),
+            trust_unavailable: false,
         }
     }
 }
@@ -188,18 +194,27 @@ impl Policy {
         } else {
             (request.header(":authority"), request.header(":path"))
         };
-        let (verdict, rule) = self.access.decide(
+        let (mut verdict, rule) = self.access.decide(
             resolution.client.map(|c| c.ip()),
             request.downstream.addr.map(|d| d.ip()),
             authority,
             path,
         );
+        let unavailable = self.trust_unavailable || self.access.reads_unavailable(rule);
+        if unavailable {
+            let mode = rule.map_or(self.access.mode, |i| self.access.rules[i].mode);
+            verdict = match mode {
+                Mode::Enforce => Verdict::Deny,
+                Mode::DryRun => Verdict::DryRunDeny,
+            };
+        }
         Decision {
             client: resolution.client,
             downstream: request.downstream,
             invalid: resolution.invalid,
             verdict,
             rule,
+            unavailable,
         }
     }
 
