@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain binaryen envoy venv haproxy unit integration test demo fmt-check clippy clean
+.PHONY: build toolchain binaryen envoy venv haproxy nginx unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -57,6 +57,15 @@ haproxy:
 	@command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy
 	@haproxy -v | head -n 1
 
+## nginx: Debian's nginx (nginx-light where the release has it), the real list server of the sources
+## tests (it sends ETag/Last-Modified and answers conditional requests); installed when missing.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+	@PATH="$$PATH:/usr/sbin" nginx -v
+
 fmt-check: toolchain
 	cargo fmt --all -- --check
 
@@ -88,7 +97,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy oci
+integration: build envoy haproxy nginx oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).

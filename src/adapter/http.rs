@@ -29,6 +29,8 @@ const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
 /// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
 const DENIED_DETAILS: &str = "client_ip_filter_denied";
+/// The same when a list it needs names an unavailable source (spec §7, `on_unavailable`).
+const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
 
 /// One HTTP stream, holding the configuration current when it started.
 pub(super) struct Stream {
@@ -71,6 +73,23 @@ impl HttpContext for Stream {
         };
         let decision = policy.decide(&request);
         compiled.metrics.count(&decision);
+        if decision.unavailable {
+            if let Some(id) = compiled.unavailable_counter {
+                if let Err(status) = host::increment_metric(id, 1) {
+                    debug!("increment_metric({id}) failed: {status:?}");
+                }
+            }
+            if decision.verdict == Verdict::Deny {
+                let client = decision.client.map(|c| c.text());
+                record(compiled, &decision, client.as_ref().map(AddrText::as_str));
+                return local_reply(
+                    503,
+                    "source unavailable\n",
+                    &compiled.reply_headers,
+                    UNAVAILABLE_DETAILS,
+                );
+            }
+        }
 
         if decision.verdict == Verdict::Deny {
             let client = decision.client.map(|c| c.text());

@@ -5,10 +5,12 @@
 //! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
+//! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 
 mod http;
 mod metrics;
 mod root;
+mod sources;
 
 use log::{debug, LevelFilter};
 use proxy_wasm::traits::RootContext;

@@ -251,9 +251,15 @@ mod tests {
         assert!(warnings.is_empty());
         let s = &plan.sources[0];
         assert_eq!((s.name.as_str(), s.cluster.as_str()), ("feed", "lists"));
-        assert_eq!((s.format, s.refresh_s, s.timeout_ms), (Format::Text, 300, 10_000));
+        assert_eq!(
+            (s.format, s.refresh_s, s.timeout_ms),
+            (Format::Text, 300, 10_000)
+        );
         assert_eq!((s.max_bytes, s.max_entries), (DEFAULT_MAX_BYTES, 2_000_000));
-        assert_eq!((s.on_unavailable, s.max_stale_s), (OnUnavailable::Empty, None));
+        assert_eq!(
+            (s.on_unavailable, s.max_stale_s),
+            (OnUnavailable::Empty, None)
+        );
         assert_eq!(plan.bindings[0].slot, Slot::Deny);
     }
 
@@ -272,9 +278,15 @@ mod tests {
             s.select,
             Select(vec![("service".into(), vec!["CLOUDFRONT".into()])])
         );
-        assert_eq!((s.refresh_s, s.timeout_ms, s.max_bytes), (3600, 5000, 1_000_000));
+        assert_eq!(
+            (s.refresh_s, s.timeout_ms, s.max_bytes),
+            (3600, 5000, 1_000_000)
+        );
         assert_eq!(s.max_entries, 50_000);
-        assert_eq!((s.on_unavailable, s.max_stale_s), (OnUnavailable::Refuse, Some(86_400)));
+        assert_eq!(
+            (s.on_unavailable, s.max_stale_s),
+            (OnUnavailable::Refuse, Some(86_400))
+        );
         assert_eq!(plan.bindings[0].slot, Slot::TrustedProxies);
     }
 
@@ -318,7 +330,10 @@ mod tests {
         let doc = with_source("", r#""access": {}"#);
         let (_, plan, warnings) = parse_sourced(doc.as_bytes()).unwrap();
         assert!(plan.is_empty());
-        assert!(warnings[0].0.contains("sources.feed: no list names"), "{warnings:?}");
+        assert!(
+            warnings[0].0.contains("sources.feed: no list names"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -402,7 +417,10 @@ mod tests {
             "sources.feed.on_unavailable: \"drop\" is not one of \"empty\", \"refuse\""
         );
         let doc = with_source(r#", "timeout_ms": "5s""#, r#""access": {}"#);
-        assert_eq!(error(&doc), "sources.feed.timeout_ms: \"5s\" is not an integer");
+        assert_eq!(
+            error(&doc),
+            "sources.feed.timeout_ms: \"5s\" is not an integer"
+        );
         assert_eq!(error(r#"{"sources": []}"#), "sources: [] is not an object");
     }
 
@@ -459,7 +477,11 @@ mod tests {
             (d.verdict, d.unavailable)
         };
         assert_eq!(decide("top.example"), (Verdict::Deny, true));
-        assert_eq!(decide("open.example"), (Verdict::Allow, false), "its lists name no source");
+        assert_eq!(
+            decide("open.example"),
+            (Verdict::Allow, false),
+            "its lists name no source"
+        );
         assert_eq!(decide("dry.example"), (Verdict::DryRunDeny, true));
         let feed = set(&["203.0.113.0/24"]);
         let policy = bind(&template, &plan, &[Some(&feed)]);
@@ -488,8 +510,16 @@ mod tests {
             })
             .verdict
         };
-        assert_eq!(decide(&policy, "13.33.1.1:443"), Verdict::Deny, "CDN is trusted");
-        assert_eq!(decide(&policy, "10.0.0.1:443"), Verdict::Deny, "own entry kept");
+        assert_eq!(
+            decide(&policy, "13.33.1.1:443"),
+            Verdict::Deny,
+            "CDN is trusted"
+        );
+        assert_eq!(
+            decide(&policy, "10.0.0.1:443"),
+            Verdict::Deny,
+            "own entry kept"
+        );
         assert_eq!(decide(&policy, "198.51.100.1:443"), Verdict::Allow);
         let unbound = bind(&template, &plan, &[None]);
         assert_eq!(decide(&unbound, "13.33.1.1:443"), Verdict::Allow);
