@@ -60,10 +60,10 @@ def check(env, echo, src, path="/", status=200, headers=(), body=None):
     return ex
 
 
-def wait_status(env, echo, src, path, status, timeout):
+def wait_status(env, echo, src, path, status, timeout, headers=()):
     """Polls until a request from ``src`` gets ``status`` (a source loading or changing)."""
     def ok():
-        return exchange(env, echo, proxy=pp.v2(src), path=path).status == status
+        return exchange(env, echo, proxy=pp.v2(src), path=path, headers=headers).status == status
     procs.wait_until(ok, timeout, interval=0.1, what=f"{src} {path} -> {status}")
 
 
@@ -420,3 +420,48 @@ def test_an_unknown_cluster_is_logged_with_its_key_path_and_retried(envoy_factor
     procs.wait_until(lambda: env.counter("client_ip.source.later.fetch_failed") >= 2, 6,
                      what="a retry")
     check(env, echo, "192.0.2.1", "/", 200)  # the configuration was accepted and serves
+
+
+# -- the shipped manifests, their configuration in Envoy against the local list server ----------------
+
+def test_cloudfront_wasmplugin_configuration_runs_in_envoy(envoy_factory, wasm, web, echo):
+    """istio-examples/wasmplugin-cloudfront-gateway.yaml: the filter Istio builds from the WasmPlugin,
+    the source's cluster (the ServiceEntry's outbound|443||ip-ranges.amazonaws.com) on nginx."""
+    from harness import manifests
+    from test_istio_in_envoy import doc_of_kind, istio_wasm_filter
+
+    path = manifests.REPO / "istio-examples" / "wasmplugin-cloudfront-gateway.yaml"
+    plugin = doc_of_kind(path, "WasmPlugin")
+    source_cfg = plugin["spec"]["pluginConfig"]["sources"]["cloudfront"]
+    frags = manifests.gateway()
+    frags.http_filters = [istio_wasm_filter(plugin)]
+    env = envoy_factory(E.EnvoyOptions(fragments=frags,
+                                       clusters=[L.envoy_cluster(source_cfg["cluster"], web.port)]))
+    xff = [("x-forwarded-for", "192.0.2.50")]
+    wait_status(env, echo, "13.33.1.1", "/", 403, 10, xff)  # CloudFront edge: its client is denied
+    ex = check(env, echo, "52.85.0.1", "/", 403, headers=xff)
+    assert ex.log()["client_ip"] == "192.0.2.50"
+    ex = check(env, echo, "3.5.140.9", "/", 200, headers=xff)  # not CloudFront: header ignored
+    assert ex.upstream_values("x-real-ip") == ["3.5.140.9"]
+
+
+def test_cloudfront_envoyfilter_patches_run_in_envoy_with_their_cluster(envoy_factory, wasm, web, echo):
+    """envoyfilter/ingress-gateway-cloudfront.yaml: its patch values unchanged, except the CLUSTER
+    patch's endpoint (the local nginx instead of ip-ranges.amazonaws.com:443, without TLS)."""
+    import copy
+
+    from harness import manifests
+
+    frags = manifests.load(manifests.ENVOYFILTER_DIR / "ingress-gateway-cloudfront.yaml")
+    (cluster,) = [copy.deepcopy(v) for kind, op, v in frags.others if kind == "CLUSTER"]
+    assert cluster["name"] == frags.configuration()["sources"]["cloudfront"]["cluster"]
+    cluster.pop("transport_socket")
+    cluster["type"] = "STATIC"
+    cluster.pop("dns_lookup_family", None)
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = {
+        "socket_address": {"address": "127.0.0.1", "port_value": web.port}}
+    env = envoy_factory(E.EnvoyOptions(fragments=frags, clusters=[cluster]))
+    xff = [("x-forwarded-for", "192.0.2.50")]
+    wait_status(env, echo, "13.33.1.1", "/", 403, 10, xff)
+    check(env, echo, "2600:9000::1", "/", 403, headers=xff)
+    check(env, echo, "3.5.140.9", "/", 200, headers=xff)
