@@ -109,7 +109,7 @@ FUZZ_TARGETS       := entry header config
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -162,6 +162,13 @@ soak: build envoy haproxy loadgen
 reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
+
+## refresh: a 1M-entry list source (spec §7) served by nginx flips between two versions every 10 s
+## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
+## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
+REFRESH_SECONDS ?= 300
+refresh: build envoy nginx loadgen
+	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration

@@ -6,6 +6,7 @@
 //! (`::ffff:10.0.0.0/104`) are stored as the IPv4 networks they denote (`10.0.0.0/8`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -379,21 +380,27 @@ macro_rules! impl_key {
         impl Key for $t {
             const ZERO: $t = 0;
             const MAX: $t = <$t>::MAX;
+            #[inline(always)]
             fn plus_one(self) -> $t {
                 self.saturating_add(1)
             }
+            #[inline(always)]
             fn minus(self, other: $t) -> $t {
                 self - other
             }
+            #[inline(always)]
             fn shr(self, bits: u32) -> $t {
                 self.checked_shr(bits).unwrap_or(0)
             }
+            #[inline(always)]
             fn bit_len(self) -> u32 {
                 <$t>::BITS - self.leading_zeros()
             }
+            #[inline(always)]
             fn low_usize(self) -> usize {
                 self as usize
             }
+            #[inline(always)]
             fn from_usize(n: usize) -> $t {
                 n as $t
             }
@@ -403,11 +410,25 @@ macro_rules! impl_key {
 
 impl_key!(u32, u64, u128);
 
-/// A compiled, immutable set of IPv4 and IPv6 networks.
+/// A compiled, immutable set of IPv4 and IPv6 networks. Cloning it shares the tables (a list
+/// from a source is held once per VM, by the source and by every policy naming it).
 #[derive(Clone, Debug, Default)]
 pub struct IpSet {
+    tables: Arc<Tables>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
     v4: Ranges<u32>,
     v6: Ranges6,
+}
+
+impl IpSet {
+    fn new(v4: Ranges<u32>, v6: Ranges6) -> IpSet {
+        IpSet {
+            tables: Arc::new(Tables { v4, v6 }),
+        }
+    }
 }
 
 impl IpSet {
@@ -431,24 +452,24 @@ impl IpSet {
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match canonical(ip) {
-            IpAddr::V4(v4) => self.v4.contains(u32::from(v4)),
-            IpAddr::V6(v6) => self.v6.contains(u128::from(v6)),
+            IpAddr::V4(v4) => self.tables.v4.contains(u32::from(v4)),
+            IpAddr::V6(v6) => self.tables.v6.contains(u128::from(v6)),
         }
     }
 
     /// True when the set holds no address.
     pub fn is_empty(&self) -> bool {
-        self.v4.ranges.is_empty() && self.v6.hi.is_empty()
+        self.tables.v4.ranges.is_empty() && self.tables.v6.hi.is_empty()
     }
 
     /// The IPv4 ranges, inclusive, sorted, disjoint and non-adjacent.
     pub fn ranges_v4(&self) -> &[(u32, u32)] {
-        &self.v4.ranges
+        &self.tables.v4.ranges
     }
 
     /// The IPv6 ranges, inclusive, sorted, disjoint and non-adjacent.
     pub fn ranges_v6(&self) -> Vec<(u128, u128)> {
-        self.v6.pairs()
+        self.tables.v6.pairs()
     }
 
     /// A set from ranges in the form [`IpSet::ranges_v4`] and [`IpSet::ranges_v6`] return them
@@ -458,10 +479,10 @@ impl IpSet {
         if !is_merged(&v4) || !is_merged(&v6) {
             return None;
         }
-        Some(IpSet {
-            v4: Ranges::from_merged(v4),
-            v6: Ranges6::from_merged(v6),
-        })
+        Some(IpSet::new(
+            Ranges::from_merged(v4),
+            Ranges6::from_merged(v6),
+        ))
     }
 
     /// The addresses of both sets, in one linear pass over their ranges.
@@ -472,15 +493,16 @@ impl IpSet {
         if self.is_empty() {
             return other.clone();
         }
-        IpSet {
-            v4: Ranges::from_merged(union_merged(&self.v4.ranges, &other.v4.ranges)),
-            v6: Ranges6::from_merged(union_merged(&self.v6.pairs(), &other.v6.pairs())),
-        }
+        let (a, b) = (&self.tables, &other.tables);
+        IpSet::new(
+            Ranges::from_merged(union_merged(&a.v4.ranges, &b.v4.ranges)),
+            Ranges6::from_merged(union_merged(&a.v6.pairs(), &b.v6.pairs())),
+        )
     }
 
     /// Number of disjoint ranges after merging (IPv4, IPv6); for logs.
     pub fn range_counts(&self) -> (usize, usize) {
-        (self.v4.len(), self.v6.len())
+        (self.tables.v4.len(), self.tables.v6.len())
     }
 }
 
@@ -508,10 +530,7 @@ impl IpSetBuilder {
 
     /// Sorts, merges and indexes the networks.
     pub fn build(self) -> IpSet {
-        IpSet {
-            v4: Ranges::build(self.v4),
-            v6: Ranges6::build(self.v6),
-        }
+        IpSet::new(Ranges::build(self.v4), Ranges6::build(self.v6))
     }
 }
 

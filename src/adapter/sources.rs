@@ -375,6 +375,7 @@ impl Feeds {
 
     fn adopt_published(&mut self, i: usize, version: u64) -> bool {
         let key = self.key(i, "table");
+        let t0 = host::now_ms().unwrap_or(0);
         let bytes = match host::shared_data(&key) {
             Ok(Some((bytes, _))) => bytes,
             Ok(None) => return false,
@@ -383,12 +384,19 @@ impl Feeds {
                 return false;
             }
         };
-        match table::decode(&bytes) {
+        let t1 = host::now_ms().unwrap_or(0);
+        let decoded = table::decode(&bytes);
+        drop(bytes);
+        match decoded {
             Ok(t) if t.version >= version => {
                 let f = &mut self.feeds[i];
                 debug!(
-                    "source {}: adopted version {} ({} entries)",
-                    self.plan.sources[i].name, t.version, t.entries
+                    "source {}: adopted version {} ({} entries): read {} ms, decoded {} ms",
+                    self.plan.sources[i].name,
+                    t.version,
+                    t.entries,
+                    t1 - t0,
+                    host::now_ms().unwrap_or(0) - t1
                 );
                 f.version = t.version;
                 f.etag = t.etag;

@@ -109,12 +109,6 @@ impl<'a> Reader<'a> {
             b.try_into().map_err(|_| DecodeError::Length)?,
         ))
     }
-    fn u128(&mut self) -> Result<u128, DecodeError> {
-        let b = self.take(16)?;
-        Ok(u128::from_le_bytes(
-            b.try_into().map_err(|_| DecodeError::Length)?,
-        ))
-    }
     fn text(&mut self) -> Result<Option<String>, DecodeError> {
         let n = self.u32()? as usize;
         let b = self.take(n)?;
@@ -148,14 +142,27 @@ pub fn decode(bytes: &[u8]) -> Result<Table, DecodeError> {
     if checksum(body).to_le_bytes() != sum {
         return Err(DecodeError::Checksum);
     }
-    let mut v4 = Vec::with_capacity(n4);
-    for _ in 0..n4 {
-        v4.push((r.u32()?, r.u32()?));
-    }
-    let mut v6 = Vec::with_capacity(n6);
-    for _ in 0..n6 {
-        v6.push((r.u128()?, r.u128()?));
-    }
+    // One tight pass per table (this runs on every worker for every new list: no per-field calls).
+    let (v4_bytes, v6_bytes) = r.0.split_at(n4 * 8);
+    let v4: Vec<(u32, u32)> = v4_bytes
+        .chunks_exact(8)
+        .map(|c| {
+            (
+                u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+                u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            )
+        })
+        .collect();
+    let v6: Vec<(u128, u128)> = v6_bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut s = [0u8; 16];
+            let mut e = [0u8; 16];
+            s.copy_from_slice(&c[..16]);
+            e.copy_from_slice(&c[16..]);
+            (u128::from_le_bytes(s), u128::from_le_bytes(e))
+        })
+        .collect();
     let set = IpSet::from_merged(v4, v6).ok_or(DecodeError::Ranges)?;
     Ok(Table {
         version,

@@ -50,6 +50,7 @@ class Nginx:
     def __init__(self, root: str, workdir: Optional[str] = None):
         self.root = Path(root)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="client-ip-nginx-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = procs.free_port()
         self.access_log = self.workdir / "access.log"
         self.proc = None
