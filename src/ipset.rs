@@ -42,7 +42,7 @@ impl<T: Key> Ranges<T> {
 
     /// Ranges already sorted, disjoint and non-adjacent (see [`is_merged`]): only indexed.
     fn from_merged(pairs: Vec<(T, T)>) -> Self {
-        let (index, base, shift) = build_index(pairs.len(), |i| pairs[i].0);
+        let (index, base, shift) = build_index(&pairs);
         Ranges {
             ranges: pairs,
             index,
@@ -89,25 +89,30 @@ fn merge<T: Key>(mut pairs: Vec<(T, T)>) -> Vec<(T, T)> {
     pairs
 }
 
-/// The bucket index over `n` sorted starts (`start(i)`): positions, base and shift; no index for
+/// The bucket index over the sorted starts of `pairs`: positions, base and shift; no index for
 /// small tables (see [`Ranges`]).
-fn build_index<T: Key>(n: usize, start: impl Fn(usize) -> T) -> (Vec<u32>, T, u32) {
+fn build_index<T: Key>(pairs: &[(T, T)]) -> (Vec<u32>, T, u32) {
+    let n = pairs.len();
     // u32 positions: the index is only built for tables that fit them (any real list does).
     if n < INDEX_MIN || u32::try_from(n).is_err() {
         return (Vec::new(), T::ZERO, 0);
     }
-    let base = start(0);
-    let span = start(n - 1).minus(base);
+    let base = pairs[0].0;
+    let span = pairs[n - 1].0.minus(base);
     let k = usize::BITS - 1 - n.leading_zeros(); // 2^k <= n
     let shift = span.bit_len().saturating_sub(k);
     let buckets = span.shr(shift).low_usize() + 1;
-    let mut index = Vec::with_capacity(buckets + 1);
-    let mut i = 0;
-    for b in 0..=buckets {
-        while i < n && start(i).minus(base).shr(shift).low_usize() < b {
+    // Plain loops over a zeroed vector: this runs on every worker for each new list from a
+    // source, and the .wasm's size-optimised build does not inline a closure, a push or a range
+    // iterator here (it was half of adopting a 1M-entry list).
+    let mut index = vec![0u32; buckets + 1];
+    let (mut i, mut b) = (0usize, 0usize);
+    while b <= buckets {
+        while i < n && pairs[i].0.minus(base).shr(shift).low_usize() < b {
             i += 1;
         }
-        index.push(i as u32);
+        index[b] = i as u32;
+        b += 1;
     }
     (index, base, shift)
 }
@@ -173,7 +178,7 @@ impl Ranges6 {
                 whole[i / 64] |= 1 << (i % 64);
             }
         }
-        let (index, base, shift) = build_index(n, |i| hi[i].0);
+        let (index, base, shift) = build_index(&hi);
         Ranges6 {
             hi,
             lo,

@@ -12,7 +12,11 @@ under B the reverse. Checks:
   * no request fails (loadgen errors 0) and every response is 200 or 403;
   * the versions alternate: each flip of X's status comes with the opposite flip of Y's (within the
     workers' adoption skew, one tick), and at least (duration / flip) - 2 versions were adopted;
-  * the worst request latency over the whole run (every refresh included) is at most --max-latency-ms;
+  * the worst request latency during a refresh is at most --max-latency-ms: a refresh is the window
+    from 2 s before a list change reached the clients (the fetch, the parse on the main thread, the
+    publication) to 0.5 s after it (every worker's adoption); loadgen records the time of every
+    response slower than 20 ms. The worst latency outside those windows is reported beside it, as
+    the machine's own noise;
   * nginx saw one request per refresh (one fetch per Envoy, not one per worker).
 A JSON report goes to ``--report``; exit status 1 when a check fails.
 """
@@ -136,6 +140,13 @@ def main() -> int:
             unpaired.append((ts, new))
     statuses = {name: c["statuses"] for name, c in classes.items()}
     worst_ms = max(c["latency_us"]["max"] for c in classes.values()) / 1000
+    windows = [(ts - int(2e9), ts + int(0.5e9)) for name in ("X", "Y") for ts, _ in changes[name]]
+    slow = sorted(tuple(x) for c in classes.values() for x in c.get("slow", []))
+    inside = [us for ts, us in slow if any(a <= ts <= b for a, b in windows)]
+    outside = [us for ts, us in slow if not any(a <= ts <= b for a, b in windows)]
+    worst_in_ms = max(inside, default=0) / 1000
+    worst_out_ms = max(outside, default=0) / 1000
+    slowest = sorted(slow, key=lambda x: -x[1])[:10]
     expected_versions = int(args.duration / args.flip) - 2
     x_versions = len({ts // int(1e9) for ts, _ in changes["X"]})
     errors = {n: c["errors"] for n, c in classes.items() if c["errors"]}
@@ -147,7 +158,9 @@ def main() -> int:
         (f"each flip of X's status comes with Y's opposite flip within {skew_ns / 1e9} s", not unpaired),
         (f"at least {expected_versions} versions adopted (X flipped {len(changes['X'])} times)",
          len(changes["X"]) >= expected_versions and fetch_ok >= expected_versions),
-        (f"worst latency {worst_ms:.1f} ms <= {args.max_latency_ms} ms", worst_ms <= args.max_latency_ms),
+        (f"worst latency during a refresh {worst_in_ms:.1f} ms <= {args.max_latency_ms} ms "
+         f"(outside refreshes: {worst_out_ms:.1f} ms; over the run: {worst_ms:.1f} ms; responses >= 20 ms: "
+         f"{len(inside)} during refreshes, {len(outside)} outside)", worst_in_ms <= args.max_latency_ms),
         (f"one request per refresh at nginx ({requests} requests, {fetch_ok} new lists, "
          f"{stats.get('client_ip.source.big.not_modified', 0)} not modified, "
          f"{stats.get('client_ip.source.big.fetch_failed', 0)} failed)",
@@ -165,6 +178,13 @@ def main() -> int:
                     for n, c in classes.items()},
         "x_status_changes": len(changes["X"]), "y_status_changes": len(changes["Y"]),
         "unpaired_flips": unpaired[:20], "worst_latency_ms": worst_ms,
+        "worst_latency_during_refresh_ms": worst_in_ms, "worst_latency_outside_refresh_ms": worst_out_ms,
+        "slow_during_refresh": len(inside), "slow_outside_refresh": len(outside),
+        "slowest": [{"t_s_after_start": round((ts - slow[0][0]) / 1e9, 3) if slow else 0,
+                     "ms": us / 1000,
+                     "s_to_nearest_change": round(min((abs(ts - t) for n in changes.values() for t, _ in n),
+                                                      default=0) / 1e9, 3)}
+                    for ts, us in slowest],
         "source_stats": {k: v for k, v in stats.items() if k.startswith("client_ip.source.")},
         "memory": memory, "checks": [{"check": c, "ok": ok} for c, ok in checks],
     }
