@@ -160,8 +160,9 @@ def sources_demo(echo, workdir: str) -> None:
                 print(f"  {method} {p} {status}")
             print("\nthe filter's log lines about the source:")
             for line in env.log_text().splitlines():
-                if "wasm log" in line and ("source" in line or "fetches" in line) and "][info]" in line:
-                    print("  " + line.split("client-ip-filter: ", 1)[-1])
+                message = line.split("client-ip-filter: ", 1)[-1]
+                if "wasm log" in line and "][info]" in line and message.startswith("source"):
+                    print("  " + message)
 
 
 SOURCE_HEADER = ["request", "status", "client", "decision", "x-real-ip"]
@@ -171,7 +172,7 @@ def source_row(env, echo, what: str, edge: str, claimed: str) -> list:
     ex = exchange(env, echo, proxy=v2(edge, GATEWAY, 52000, 443), headers=[("X-Forwarded-For", claimed)])
     log = ex.log()
     return [what, str(ex.status), log.get("client_ip") or "unknown", log.get("decision") or "-",
-            ex.upstream_value("x-real-ip") or "(not reached)"]
+            (ex.upstream_value("x-real-ip") or "-") if ex.reached_upstream else "(not reached)"]
 
 
 def show_source(env, when: str) -> None:
