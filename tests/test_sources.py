@@ -216,9 +216,19 @@ def test_one_request_per_source_per_refresh_with_three_workers(formats, web):
         assert web.count(path) == 2, (path, web.requests())
 
 
-def test_the_fetching_vm_serves_no_requests(formats):
-    lines = [l for l in formats.log_text().splitlines() if "this VM now fetches" in l]
+def thread_of(line: str) -> str:
+    """The thread id of an Envoy log line: ``[2026-11-29 15:07:33.585][21677][info]...``."""
+    return line.split("]")[1].lstrip("[")
+
+
+def test_the_fetching_vm_is_the_main_threads_which_serves_no_requests(formats):
+    text = formats.log_text().splitlines()
+    lines = [l for l in text if "this VM now fetches" in l]
     assert len(lines) == 1 and "it serves no requests" in lines[0], lines
+    (main,) = [l for l in text if "starting main dispatch loop" in l]
+    workers = {thread_of(l) for l in text if "decision=" in l}
+    assert len(workers) >= 2, "the requests should have been spread over the workers"
+    assert thread_of(lines[0]) == thread_of(main) and thread_of(main) not in workers
 
 
 # -- each way a body is refused keeps the last good list ------------------------------------------

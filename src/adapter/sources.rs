@@ -9,9 +9,11 @@
 //! status each tick (24 bytes copied) and copies the table only when its version changed.
 //!
 //! Which VM holds the lease: one that has served no request takes a free lease at once; one
-//! that serves requests only after the lease has been free for [`GRACE_MS`]. The main-thread
-//! VM never serves requests and is configured before the workers, so it fetches and parses,
-//! and no worker stalls on a parse; when it goes away, a worker takes over after the grace.
+//! that serves requests only after the lease has been free for [`GRACE_MS`]. VMs that have served
+//! no request announce themselves (`<prefix>idle`), and a holder that serves requests hands the
+//! lease over when one does. The main-thread VM never serves requests, so it ends up fetching and
+//! parsing, and no worker stalls on a parse; without it (it went away), a worker takes over after
+//! the grace.
 //! A lease is used only once it still names this VM a tick after it was taken: two VMs that
 //! race for a free key (Envoy's CAS has no "create if absent") cannot both fetch.
 
@@ -254,6 +256,7 @@ impl Feeds {
 
     /// Takes, renews or gives up the lease.
     fn lease(&mut self, now: u64, serves: bool) {
+        let idle_other = self.idle_candidate(now, serves);
         let key = format!("{}lease", self.prefix);
         let (current, cas) = match host::shared_data(&key) {
             Ok(Some((bytes, cas))) => (Lease::decode(&bytes), cas),
@@ -268,6 +271,15 @@ impl Feeds {
             expires_ms: now + LEASE_MS,
         };
         if current.is_some_and(|l| l.holder == self.token) {
+            let in_flight = self.feeds.iter().any(|f| f.in_flight.is_some());
+            if self.fetching && serves && idle_other.is_some() && !in_flight {
+                // A VM that serves no requests is there: let it fetch and parse instead.
+                if host::set_shared_data(&key, &[], cas).is_ok() {
+                    info!("sources: handing the fetching over to a VM that serves no requests");
+                    self.stop_fetching();
+                }
+                return;
+            }
             match host::set_shared_data(&key, &mine.encode(), cas) {
                 Ok(()) => {
                     let confirmed = self.taken_ms.is_some_and(|t| now >= t + CONFIRM_MS);
@@ -293,6 +305,27 @@ impl Feeds {
                 Err(e) => debug!("cannot take {key}: {e:?}"),
             }
         }
+    }
+
+    /// VMs that have served no request announce one of them under `<prefix>idle` (refreshed every
+    /// tick, lapsing like a lease). Returns another VM's fresh announcement, if any.
+    fn idle_candidate(&mut self, now: u64, serves: bool) -> Option<u64> {
+        let key = format!("{}idle", self.prefix);
+        let fresh = match host::shared_data(&key) {
+            Ok(Some((bytes, _))) => Lease::decode(&bytes).filter(|l| now <= l.expires_ms),
+            _ => None,
+        };
+        if !serves && fresh.is_none_or(|l| l.holder == self.token) {
+            let mine = Lease {
+                holder: self.token,
+                expires_ms: now + LEASE_MS,
+            };
+            if let Err(e) = host::set_shared_data(&key, &mine.encode(), 0) {
+                debug!("cannot write {key}: {e:?}");
+            }
+            return None;
+        }
+        fresh.map(|l| l.holder).filter(|&h| h != self.token)
     }
 
     fn start_fetching(&mut self, serves: bool) {
