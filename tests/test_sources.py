@@ -304,19 +304,26 @@ def test_a_rejected_body_is_one_warning_with_its_reason(faulty):
         assert reason in lines[0] and "keeping the last good list" in lines[0], lines[0]
 
 
-def test_a_failing_source_logs_once_when_it_starts_failing(faulty):
+def test_a_failing_source_logs_one_warning_when_it_starts_failing(faulty):
     lines = [l for l in faulty.log_text().splitlines() if "source status500: fetch failed" in l]
-    assert len(lines) == 1 and "status 500" in lines[0], lines
+    warnings = [l for l in lines if "][warning][wasm]" in l]
+    assert len(warnings) == 1 and "status 500" in warnings[0], lines
+    # Its retries are logged at debug only.
+    assert all("][debug][wasm]" in l and "fetch failed again" in l for l in lines if l not in warnings)
 
 
 def test_skipped_lines_of_a_rejected_text_body_are_counted(faulty):
     assert faulty.counter("client_ip.source.novalid.skipped_lines") >= 1
 
 
-def test_a_failure_is_retried_sooner_than_refresh_s(faulty, faults):
-    # The first retry comes 2 s after the failure, well before refresh_s (10 s).
-    n = faults.count("/status500")
-    procs.wait_until(lambda: faults.count("/status500") > n, 5, interval=0.2, what="a retry")
+def test_a_failure_is_retried_sooner_than_refresh_s_backing_off(faulty, faults):
+    # Requests: the first load, the refresh that met the 500, then retries 2 s, 4 s, ... later.
+    procs.wait_until(lambda: len(faults.times("/status500")) >= 4, 12, interval=0.2,
+                     what="two retries")
+    t = faults.times("/status500")
+    first, second = t[2] - t[1], t[3] - t[2]
+    assert 1.5 <= first <= 3.5 < REFRESH_S, t   # 2 s after the failure (checked on a 1 s tick)
+    assert 3.5 <= second <= 5.5, t              # then 4 s
 
 
 # -- unavailable sources: on_unavailable, max_stale_s ---------------------------------------------
@@ -381,11 +388,15 @@ def test_a_request_not_reading_the_list_is_not_refused(unavailable, echo):
 
 def test_max_stale_s_makes_a_source_unavailable_until_a_good_body_arrives(unavailable, echo, faults):
     # Loaded at start, then 2 s without a good body (the next refresh is ~10 s away): unavailable.
-    check(unavailable, echo, "198.51.100.1", "/stale", 200)
+    assert unavailable.counter("client_ip.source.stale.fetch_ok") == 1
     wait_status(unavailable, echo, "198.51.100.1", "/stale", 503, 8)
     wait_status(unavailable, echo, "192.0.2.9", "/stale", 503, 1)
-    assert "source stale: unavailable: no good body for more than max_stale_s (2 s)" in \
-        unavailable.log_text()
+    unavailable.wait_log("source stale: unavailable: no good body for more than max_stale_s (2 s)")
+    # One warning per Envoy: from the VM that fetches (the others notice it at debug).
+    (fetcher,) = [l for l in unavailable.log_text().splitlines() if "this VM now fetches" in l]
+    warnings = [l for l in unavailable.log_text().splitlines()
+                if "source stale: unavailable" in l and "][warning][wasm]" in l]
+    assert warnings and all(thread_of(l) == thread_of(fetcher) for l in warnings), warnings
     # The refresh brings a good body: available again, the list decides.
     remaining = max(1.0, unavailable.started_at + REFRESH_WAIT - time.monotonic())
     wait_status(unavailable, echo, "192.0.2.9", "/stale", 403, remaining)

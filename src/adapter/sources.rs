@@ -396,11 +396,17 @@ impl Feeds {
             f.available = available;
             changed = true;
             if !available && f.list.is_some() {
-                warn!(
+                // Every VM notices; the one that fetches says it (one line per Envoy).
+                let message = format!(
                     "source {}: unavailable: no good body for more than max_stale_s ({} s)",
                     source.name,
                     source.max_stale_s.unwrap_or(0)
                 );
+                if self.fetching {
+                    warn!("{message}");
+                } else {
+                    debug!("{message}");
+                }
             }
         }
         changed

@@ -120,6 +120,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         with server.lock:  # type: ignore[attr-defined]
             server.counts[path] = server.counts.get(path, 0) + 1  # type: ignore[attr-defined]
+            server.times.setdefault(path, []).append(time.monotonic())  # type: ignore[attr-defined]
             server.headers_seen.append((path, dict((k.lower(), v) for k, v in self.headers.items())))  # type: ignore[attr-defined]
             kind, body = server.routes.get(path, ("status", (404, b"")))  # type: ignore[attr-defined]
         if kind == "status":
@@ -170,13 +171,14 @@ class _FaultServer(ThreadingHTTPServer):
 
 class FaultServer:
     """Answers each path as told: ``set(path, "ok", body)``, ``("status", (500, b"..."))``,
-    ``("slow", (body, seconds))``, ``("reset", body)``. Counts requests per path and keeps their
-    headers."""
+    ``("slow", (body, seconds))``, ``("reset", body)``. Counts requests per path, keeps their headers
+    and when they came."""
 
     def __init__(self):
         self.server = _FaultServer(("127.0.0.1", 0), _FaultHandler)
         self.server.lock = threading.Lock()
         self.server.counts = {}
+        self.server.times = {}
         self.server.routes = {}
         self.server.headers_seen = []
         self.port = self.server.server_address[1]
@@ -197,6 +199,11 @@ class FaultServer:
     def count(self, path: str) -> int:
         with self.server.lock:
             return self.server.counts.get(path, 0)
+
+    def times(self, path: str) -> list:
+        """When each request for ``path`` arrived (time.monotonic())."""
+        with self.server.lock:
+            return list(self.server.times.get(path, []))
 
 
 # -- real-format files -----------------------------------------------------------------------------
