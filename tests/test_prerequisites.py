@@ -24,3 +24,13 @@ def test_haproxy_is_installed():
     out = subprocess.run([conftest.haproxy_mod.haproxy_binary(), "-v"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and "HAProxy version" in out.stdout, out.stdout + out.stderr
+
+
+def test_nginx_is_installed():
+    """The real list server of tests/test_sources.py (spec §7)."""
+    from harness import listserver
+
+    binary = listserver.nginx_binary()
+    assert binary, "nginx is not installed: run `make nginx`"
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "nginx version" in out.stderr, out.stdout + out.stderr
