@@ -424,9 +424,7 @@ impl Feeds {
             }
         };
         let t1 = host::now_ms().unwrap_or(0);
-        let decoded = table::decode(&bytes);
-        drop(bytes);
-        match decoded {
+        match table::decode_owned(bytes) {
             Ok(t) if t.version >= version => {
                 let f = &mut self.feeds[i];
                 debug!(
@@ -568,8 +566,7 @@ impl Feeds {
                 return false;
             }
         };
-        let parsed = format::parse(source.format, &source.select, &bytes, source.max_entries);
-        drop(bytes);
+        let parsed = format::parse_owned(source.format, &source.select, bytes, source.max_entries);
         let accepted = match parsed {
             Ok(a) => a,
             Err(r) => {
