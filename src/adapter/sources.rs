@@ -8,14 +8,10 @@
 //! compiled list as a [`Table`] and a small [`Status`]. Every VM (the holder too) polls the
 //! status each tick (24 bytes copied) and copies the table only when its version changed.
 //!
-//! Which VM holds the lease: one that has served no request takes a free lease at once; one
-//! that serves requests only after the lease has been free for [`GRACE_MS`]. VMs that have served
-//! no request announce themselves (`<prefix>idle`), and a holder that serves requests hands the
-//! lease over when one does. The main-thread VM never serves requests, so it ends up fetching and
-//! parsing, and no worker stalls on a parse; without it (it went away), a worker takes over after
-//! the grace.
-//! A lease is used only once it still names this VM a tick after it was taken: two VMs that
-//! race for a free key (Envoy's CAS has no "create if absent") cannot both fetch.
+//! Which VM holds the lease is decided in `source::lease`: in short, VMs that serve no requests
+//! are preferred (the main thread's never does), so the parse does not stall a worker, and a lease
+//! is used only once it still names its taker a tick later, so two VMs racing for a free key
+//! (Envoy's CAS has no "create if absent") cannot both fetch.
 
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -27,15 +23,10 @@ use crate::ipset::IpSet;
 use crate::policy::Policy;
 use crate::source::bind::{bind, SourcePlan};
 use crate::source::format::{self, Rejection};
+use crate::source::lease::{self, Step, Vm};
 use crate::source::schedule::{self, Schedule};
 use crate::source::table::{self, Lease, Status, Table};
 
-/// A lease lapses this long after its last renewal (the holder renews every tick).
-const LEASE_MS: u64 = 5_000;
-/// How long a lease stays free before a VM that serves requests takes it.
-pub(super) const GRACE_MS: u64 = 3_000;
-/// A taken lease is used once it still names this VM this much later (a tick or more).
-const CONFIRM_MS: u64 = 150;
 /// The tick while settling (see [`Feeds::settling`]), and for how long after configure.
 pub(super) const SETTLING_TICK_MS: u32 = 100;
 const SETTLING_MS: u64 = 10_000;
@@ -254,9 +245,17 @@ impl Feeds {
         changed
     }
 
-    /// Takes, renews or gives up the lease.
+    /// Takes, renews, hands over or leaves the lease (the decisions are `source::lease`'s).
     fn lease(&mut self, now: u64, serves: bool) {
-        let idle_other = self.idle_candidate(now, serves);
+        let vm = Vm {
+            token: self.token,
+            serves,
+            created_ms: self.created_ms,
+            taken_ms: self.taken_ms,
+            fetching: self.fetching,
+            in_flight: self.feeds.iter().any(|f| f.in_flight.is_some()),
+        };
+        let idle_other = self.announce_idle(now, &vm);
         let key = format!("{}lease", self.prefix);
         let (current, cas) = match host::shared_data(&key) {
             Ok(Some((bytes, cas))) => (Lease::decode(&bytes), cas),
@@ -266,66 +265,48 @@ impl Feeds {
                 return;
             }
         };
-        let mine = Lease {
-            holder: self.token,
-            expires_ms: now + LEASE_MS,
-        };
-        if current.is_some_and(|l| l.holder == self.token) {
-            let in_flight = self.feeds.iter().any(|f| f.in_flight.is_some());
-            if self.fetching && serves && idle_other.is_some() && !in_flight {
-                // A VM that serves no requests is there: let it fetch and parse instead.
+        match lease::step(now, &vm, current, idle_other) {
+            Step::Renew { start } => {
+                match host::set_shared_data(&key, &lease::held(now, self.token).encode(), cas) {
+                    Ok(()) if start => self.start_fetching(serves),
+                    Ok(()) => {}
+                    Err(e) => {
+                        debug!("lease renewal lost ({e:?})");
+                        self.stop_fetching();
+                    }
+                }
+            }
+            Step::HandOver => {
                 if host::set_shared_data(&key, &[], cas).is_ok() {
                     info!("sources: handing the fetching over to a VM that serves no requests");
                     self.stop_fetching();
                 }
-                return;
             }
-            match host::set_shared_data(&key, &mine.encode(), cas) {
-                Ok(()) => {
-                    let confirmed = self.taken_ms.is_some_and(|t| now >= t + CONFIRM_MS);
-                    if !self.fetching && confirmed {
-                        self.start_fetching(serves);
-                    }
-                }
-                Err(e) => {
-                    debug!("lease renewal lost ({e:?})");
-                    self.stop_fetching();
+            Step::Take => {
+                self.stop_fetching();
+                match host::set_shared_data(&key, &lease::held(now, self.token).encode(), cas) {
+                    Ok(()) => self.taken_ms = Some(now),
+                    Err(HostError(CAS_MISMATCH)) => {}
+                    Err(e) => debug!("cannot take {key}: {e:?}"),
                 }
             }
-            return;
-        }
-        self.stop_fetching();
-        let free_since = current.map_or(self.created_ms, |l| l.expires_ms);
-        let free = current.is_none_or(|l| now > l.expires_ms);
-        let eligible = !serves || now > free_since + GRACE_MS;
-        if free && eligible {
-            match host::set_shared_data(&key, &mine.encode(), cas) {
-                Ok(()) => self.taken_ms = Some(now),
-                Err(HostError(CAS_MISMATCH)) => {}
-                Err(e) => debug!("cannot take {key}: {e:?}"),
-            }
+            Step::Leave => self.stop_fetching(),
         }
     }
 
-    /// VMs that have served no request announce one of them under `<prefix>idle` (refreshed every
-    /// tick, lapsing like a lease). Returns another VM's fresh announcement, if any.
-    fn idle_candidate(&mut self, now: u64, serves: bool) -> Option<u64> {
+    /// Announces this VM as idle when `lease::announces_idle` says so; whether another VM is.
+    fn announce_idle(&mut self, now: u64, vm: &Vm) -> bool {
         let key = format!("{}idle", self.prefix);
-        let fresh = match host::shared_data(&key) {
-            Ok(Some((bytes, _))) => Lease::decode(&bytes).filter(|l| now <= l.expires_ms),
+        let current = match host::shared_data(&key) {
+            Ok(Some((bytes, _))) => Lease::decode(&bytes),
             _ => None,
         };
-        if !serves && fresh.is_none_or(|l| l.holder == self.token) {
-            let mine = Lease {
-                holder: self.token,
-                expires_ms: now + LEASE_MS,
-            };
-            if let Err(e) = host::set_shared_data(&key, &mine.encode(), 0) {
+        if lease::announces_idle(now, vm, current) {
+            if let Err(e) = host::set_shared_data(&key, &lease::held(now, self.token).encode(), 0) {
                 debug!("cannot write {key}: {e:?}");
             }
-            return None;
         }
-        fresh.map(|l| l.holder).filter(|&h| h != self.token)
+        lease::idle_other(now, vm, current)
     }
 
     fn start_fetching(&mut self, serves: bool) {
