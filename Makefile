@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain binaryen envoy venv haproxy openssl unit integration test demo fmt-check clippy clean
+.PHONY: build toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -64,6 +64,15 @@ openssl:
 	@command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl
 	@openssl version
 
+## nginx: Debian's nginx (nginx-light where the release has it), the real list server of the sources
+## tests (it sends ETag/Last-Modified and answers conditional requests); installed when missing.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+	@PATH="$$PATH:/usr/sbin" nginx -v
+
 fmt-check: toolchain
 	cargo fmt --all -- --check
 
@@ -95,7 +104,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy openssl oci
+integration: build envoy haproxy openssl nginx oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -103,11 +112,11 @@ integration: build envoy haproxy openssl oci
 ## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_TARGETS       := entry header config
+FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -118,7 +127,7 @@ fuzz-build: cargo-fuzz
 fuzz: fuzz-build
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; [ $$t != config ] || d=fuzz/config.dict; \
+	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_RUN) $$t .work/fuzz/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
@@ -132,7 +141,7 @@ fuzz: fuzz-build
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf .work/fuzz-short/$$t && mkdir -p .work/fuzz-short/$$t; \
-	  d=fuzz/entry.dict; [ $$t != config ] || d=fuzz/config.dict; \
+	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
 	  $(FUZZ_RUN) $$t fuzz/corpus/$$t -- -runs=0 > .work/fuzz-short/$$t.replay.log 2>&1 || \
 	    { tail -n 40 .work/fuzz-short/$$t.replay.log; exit 1; }; \
 	  $(FUZZ_RUN) $$t .work/fuzz-short/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SHORT_SECONDS) \
@@ -160,6 +169,13 @@ soak: build envoy haproxy loadgen
 reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
+
+## refresh: a 1M-entry list source (spec §7) served by nginx flips between two versions every 10 s
+## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
+## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
+REFRESH_SECONDS ?= 300
+refresh: build envoy nginx loadgen
+	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
@@ -189,9 +205,10 @@ bench: build envoy wrk
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
 
-## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives. Then the
-## network mode: one allowed and one refused TLS passthrough connection (demo/network_demo.py).
-demo: build envoy haproxy openssl
+## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
+## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
+## one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
 

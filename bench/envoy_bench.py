@@ -18,6 +18,10 @@ Cases:
   F10    native: RBAC, one `remote_ip` principal per entry (10 entries) + x-real-ip header
   F10k   ... 10,000 entries (what an Istio AuthorizationPolicy `ipBlocks` compiles to)
   G      the seed's approach: a Lua filter copying the first X-Forwarded-For address to a header
+  S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (spec §7), fetched
+         from a loopback HTTP server (in this script) through an Envoy cluster
+  I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
+         costs per request (goal ≥ 0.95×)
   B-calls  the do-nothing filter making exactly (C)'s three host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
@@ -38,7 +42,9 @@ refused per second, which wrk counts as read errors):
   N-FR10k  ... 10,000 entries that do not hold the client: every connection refused
 The N- cases carry set_filter_state as deployed, the filter and RBAC sit before tcp_proxy.
 
-Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load.
+Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load; and (S1M),
+(I1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a source's
+list is parsed once and copied into each VM; inline, each VM parses the configuration itself).
 Writes BENCHMARKS.md (and the raw figures as JSON next to the work files). Standard library only.
 """
 from __future__ import annotations
@@ -206,9 +212,19 @@ CALL_NAMES = {"fs": "get_property", "inc": "increment_metric", "prop": "set_prop
               "set": "set_map_value"}
 
 
+SOURCE_CLUSTER = "bench-lists"
+SOURCE_PATH = "/million.txt"
+MILLION = 1_000_000
+
+
+def million_entries() -> list[str]:
+    return entries(MILLION, 4000 + MILLION)
+
+
 def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
-          probes: dict[str, str] | None = None) -> list[dict]:
-    """Each case: name, what, http filters, whether set_filter_state goes first, route headers."""
+          probes: dict[str, str] | None = None, million: list[str] | None = None) -> list[dict]:
+    """Each case: name, what, http filters, whether set_filter_state goes first, route headers.
+    With ``million`` (the 1M entries), also (S1M) from the list source and (I1M) inline."""
     allow = {n: entries(n, 4000 + n) for n in (10, 10_000, 100_000)}
     d_config = json.dumps({
         "client_ip": {"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]},
@@ -245,6 +261,14 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
          "filters": [rbac_filter(allow[10_000])], "xrealip": True},
         {"name": "G", "what": "Lua: first X-Forwarded-For address to a header", "filters": [lua_filter()]},
     ]
+    if million is not None:
+        source = {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": SOURCE_PATH,
+                  "refresh_s": 3600, "max_bytes": 64 << 20}
+        out.append({"name": "S1M", "what": "client-ip-filter, allow list of 1,000,000 from a list source",
+                    "sfs": True, "source": True, "filters": ours(json.dumps(
+                        {"sources": {"million": source}, "access": {"allow": ["source:million"]}}))})
+        out.append({"name": "I1M", "what": "client-ip-filter, the same 1,000,000 inline", "sfs": True,
+                    "filters": ours(json.dumps({"access": {"allow": million}}))})
     # The connection cases (network filters before tcp_proxy; see the module doc).
     outside = [n for n in allow[10_000] if n != "127.0.0.0/8"] + ["192.0.2.0/24"]
 
@@ -330,10 +354,18 @@ def listener(case: dict, port: int) -> dict:
             "filter_chains": [{"filters": network}]}
 
 
-def bootstrap(listeners: list[dict], admin_port: int, clusters: list | None = None) -> dict:
+def bootstrap(listeners: list[dict], admin_port: int, clusters: list | None = None,
+              source_port: int = 0) -> dict:
     out = {"node": {"id": "bench", "cluster": "bench"},
            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
            "static_resources": {"listeners": listeners}}
+    clusters = list(clusters or [])
+    if source_port:
+        clusters.append({
+            "name": SOURCE_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": SOURCE_CLUSTER, "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                            "port_value": source_port}}}}]}]}})
     if clusters:
         out["static_resources"]["clusters"] = clusters
     return out
@@ -345,6 +377,37 @@ def with_sink(listeners: list[dict], cases_: list[dict]) -> tuple[list[dict], li
         return listeners, []
     lst, cluster = sink(free_port())
     return listeners + [lst], [cluster]
+
+
+class ListServer:
+    """The list server of (S1M): the 1M entries as a text list, from a thread of this script."""
+
+    def __init__(self, lines: list[str]):
+        import http.server
+        import threading
+        body = ("\n".join(lines) + "\n").encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(200 if self.path == SOURCE_PATH else 404)
+                payload = body if self.path == SOURCE_PATH else b""
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -382,13 +445,14 @@ def refused(port: int) -> bool:
 
 
 class Envoy:
-    def __init__(self, binary: str, config: dict, workdir: Path, name: str, cpu: str):
+    def __init__(self, binary: str, config: dict, workdir: Path, name: str, cpu: str,
+                 concurrency: int = 1):
         self.workdir = workdir
         self.admin = config["admin"]["address"]["socket_address"]["port_value"]
         path = workdir / f"{name}.json"
         path.write_text(json.dumps(config))
         self.log = workdir / f"{name}.log"
-        argv = [binary, "-c", str(path), "--concurrency", "1", "--use-dynamic-base-id",
+        argv = [binary, "-c", str(path), "--concurrency", str(concurrency), "--use-dynamic-base-id",
                 "-l", "warning", "--log-path", str(self.log)]
         if cpu:
             argv = ["taskset", "-c", cpu] + argv
@@ -396,9 +460,11 @@ class Envoy:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def wait_serving(self, ports: list[int], timeout: float = 120.0, refusing: tuple = ()) -> float:
+    def wait_serving(self, ports: list[int], timeout: float = 120.0, refusing: tuple = (),
+                     loading=()) -> float:
         """Seconds from start until every listener answers 200 (a port in ``refusing``: until it
-        accepts a connection and closes it without an answer)."""
+        accepts a connection and closes it without an answer). A listener in ``loading`` (a list
+        source still being fetched) may answer 403 until then."""
         deadline = time.monotonic() + timeout
         pending = list(ports)
         while pending:
@@ -414,6 +480,9 @@ class Envoy:
                 continue
             try:
                 status, _ = http_get(pending[0], timeout=1.0)
+                if status == 403 and pending[0] in loading:
+                    time.sleep(0.05)
+                    continue
                 if status != 200:
                     raise RuntimeError(f"listener {pending[0]} answered {status}")
                 pending.pop(0)
@@ -616,7 +685,15 @@ def main() -> int:
         steps, step_paths = size_steps(workdir)
         variants.update(step_paths)
     probes = dict(p.split("=", 1) for p in args.probe_calls)
-    all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes)
+    wanted = set(args.only.split(",")) if args.only else None
+    million = None
+    list_server = None
+    if wanted is None or wanted & {"S1M", "I1M"}:
+        print("bench: generating the 1,000,000 entries of (S1M) and (I1M)", flush=True)
+        million = million_entries()
+        list_server = ListServer(million)
+    all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes,
+                      million)
     if args.only:
         keep = set(args.only.split(","))
         all_cases = [c for c in all_cases if c["name"] in keep]
@@ -629,7 +706,8 @@ def main() -> int:
     ports = {c["name"]: free_port() for c in all_cases}
     admin = free_port()
     listeners, clusters = with_sink([listener(c, ports[c["name"]]) for c in all_cases], all_cases)
-    config = bootstrap(listeners, admin, clusters)
+    source_port = list_server.port if list_server else 0
+    config = bootstrap(listeners, admin, clusters, source_port)
     refusing = tuple(ports[c["name"]] for c in all_cases if c.get("refuses"))
     print(f"bench: Envoy with {len(all_cases)} listeners (cases {', '.join(names)})", flush=True)
     envoy = Envoy(args.envoy, config, workdir, "envoy-all", envoy_cpu)
@@ -637,7 +715,8 @@ def main() -> int:
     busy0, steal0, total0 = proc_stat_cpu()
     own_cpu_ns = 0
     try:
-        envoy.wait_serving(list(ports.values()), refusing=refusing)
+        envoy.wait_serving(list(ports.values()), refusing=refusing,
+                           loading={ports[c["name"]] for c in all_cases if c.get("source")})
         for c in all_cases:  # warm-up: V8 tiers up, connections pools and caches settle
             run_case(c, ports[c["name"]], 1, args.connections, scripts, wrk_cpu)
         for rnd in range(args.rounds):
@@ -674,9 +753,11 @@ def main() -> int:
     for c in ([] if args.no_alone else [c for c in all_cases if not c.get("probe")]):
         port, admin = free_port(), free_port()
         lsts, cls = with_sink([listener(c, port)], [c])
-        e = Envoy(args.envoy, bootstrap(lsts, admin, cls), workdir, f"envoy-{c['name']}", envoy_cpu)
+        e = Envoy(args.envoy, bootstrap(lsts, admin, cls, source_port), workdir, f"envoy-{c['name']}",
+                  envoy_cpu)
         try:
-            ready = e.wait_serving([port], refusing=(port,) if c.get("refuses") else ())
+            ready = e.wait_serving([port], refusing=(port,) if c.get("refuses") else (),
+                                   loading={port} if c.get("source") else ())
             run_case(c, port, 2, args.connections, scripts, wrk_cpu)
             rss, hwm = e.rss_kib()
             alone[c["name"]] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
@@ -684,6 +765,28 @@ def main() -> int:
                   f"(peak {hwm / 1024:6.1f} MiB)", flush=True)
         finally:
             e.stop()
+
+    # ---- 1M entries from a source vs inline: Envoy's RSS by worker count --------------------------
+    memory: dict[str, dict] = {}
+    mem_cases = [c for c in all_cases if c["name"] in ("A", "S1M", "I1M")]
+    for c in ([] if args.no_alone or million is None else mem_cases):
+        for conc in (1, 3):
+            port, admin = free_port(), free_port()
+            e = Envoy(args.envoy, bootstrap([listener(c, port)], admin, source_port), workdir,
+                      f"envoy-{c['name']}-c{conc}", "", concurrency=conc)
+            try:
+                # (S1M): 200 once the list is loaded (127.0.0.1 is in it)
+                ready = e.wait_serving([port], loading={port} if c.get("source") else ())
+                time.sleep(3)  # every worker adopted the list (they poll every second)
+                run_wrk(port, 2, args.connections, script, wrk_cpu)
+                rss, hwm = e.rss_kib()
+                memory[f"{c['name']}@{conc}"] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
+                print(f"  memory {c['name']:>4} --concurrency {conc}: ready in {ready:5.2f} s, "
+                      f"RSS {rss / 1024:6.1f} MiB (peak {hwm / 1024:6.1f} MiB)", flush=True)
+            finally:
+                e.stop()
+    if list_server:
+        list_server.stop()
 
     elapsed = time.monotonic() - t_start
     load_after = os.getloadavg()
@@ -726,6 +829,7 @@ def main() -> int:
     target("connections: (N-C10k) / (N-F10k) network RBAC 10,000 principals", ratio("N-C10k", "N-F10k"), 5.0)
     target("refused connections: (N-R10k) / (N-FR10k) network RBAC 10,000 principals",
            ratio("N-R10k", "N-FR10k"), 5.0)
+    target("(S1M) 1,000,000 from a source / (I1M) the same inline", ratio("S1M", "I1M"), 0.95)
     for label in variants:
         target(f"(C-{label}) / (B)", ratio(f"C-{label}", "B"), 0.85)
         target(f"(D-{label}) / (B)", ratio(f"D-{label}", "B"), 0.80)
@@ -753,7 +857,7 @@ def main() -> int:
 
     raw = {"started_at": started_at, "args": vars(args), "machine": machine(), "results": results,
            "size_steps": steps,
-           "summary": summary, "alone": alone, "targets": targets, "wasm_counters": wasm_counters,
+           "summary": summary, "alone": alone, "memory": memory, "targets": targets, "wasm_counters": wasm_counters,
            "rbac": rbac, "load_before": load_before, "load_after": load_after,
            "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
            "steal_pct": steal_pct, "elapsed_s": elapsed}
@@ -870,6 +974,24 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                  f"{alone.get('A', {}).get('ready_s', float('nan')):.2f} s without any filter and "
                  f"{alone.get('C', {}).get('ready_s', float('nan')):.2f} s for the filter with its default "
                  "configuration.")
+        L.append("")
+    mem = raw.get("memory") or {}
+    if mem:
+        L.append("## 1,000,000 entries from a list source: memory by worker count")
+        L.append("")
+        L.append("Envoy serving one case alone, at `--concurrency 1` and `3`, RSS after the list is "
+                 "loaded (3 s after the first 200) and 2 s of load. (S1M) fetches the list once per Envoy "
+                 "(the main thread's VM parses it) and each VM copies the published table; (I1M) has each "
+                 "VM parse the inline configuration itself.")
+        L.append("")
+        L.append("| case | --concurrency 1 RSS MiB | --concurrency 3 RSS MiB | per extra worker MiB | ready s (1 / 3) |")
+        L.append("|---|--:|--:|--:|--:|")
+        for n in ("A", "S1M", "I1M"):
+            one, three = mem.get(f"{n}@1"), mem.get(f"{n}@3")
+            if one and three:
+                L.append(f"| {n} | {one['rss_kib'] / 1024:.1f} | {three['rss_kib'] / 1024:.1f} | "
+                         f"{(three['rss_kib'] - one['rss_kib']) / 2048:.1f} | "
+                         f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
         L.append("")
     if args.native_text:
         L.append("## Native micro-benchmarks of the core (`cargo bench`)")

@@ -5,8 +5,10 @@ Starts, on free loopback ports, an echo upstream, a real Envoy 1.40 built from t
 manifest (envoyfilter/ingress-gateway.yaml: proxy_protocol listener filter, set_filter_state, the
 filter with the manifest's own configuration, plus one allow entry for the demo's HAProxy client)
 and HAProxy sending PROXY v2. Sends one request per case, prints what was sent, the status, the
-client-IP headers the app received and the filter's decision, then the counters. Stops everything it
-started, also on failure or Ctrl-C.
+client-IP headers the app received and the filter's decision, then the counters. Then a list source (spec §7): a second Envoy with
+envoyfilter/ingress-gateway-cloudfront.yaml (CloudFront's ranges from an ip-ranges.json as trusted
+proxies), its list-server cluster pointed at a local nginx; the source loads, the file changes, the
+next refresh picks it up. Stops everything it started, also on failure or Ctrl-C.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+import copy  # noqa: E402
+import time  # noqa: E402
+
+from harness import listserver  # noqa: E402
 from harness import manifests, procs  # noqa: E402
 from harness.client import exchange  # noqa: E402
 from harness.envoy import Envoy, EnvoyOptions  # noqa: E402
@@ -113,7 +119,84 @@ def main() -> int:
         for name, value in sorted(env.counters().items()):
             print(f"  {name:40} {value}")
         print(f"\nEnvoy log, access log and config: {workdir}")
+        sources_demo(echo, workdir)
     return 0
+
+
+# -- a list source: CloudFront's ranges, loaded then refreshed ---------------------------------------
+
+V1 = [("13.32.0.0/15", "CLOUDFRONT", "GLOBAL"), ("2600:9000::/28", "CLOUDFRONT", "GLOBAL"),
+      ("3.5.140.0/22", "AMAZON", "ap-northeast-2")]
+V2 = V1 + [("64.252.64.0/18", "CLOUDFRONT", "GLOBAL")]  # a new CloudFront range appears
+REFRESH_S = 10
+
+
+def sources_demo(echo, workdir: str) -> None:
+    path = manifests.ENVOYFILTER_DIR / "ingress-gateway-cloudfront.yaml"
+    frags = manifests.load(path)
+    config = frags.configuration()
+    print(f"\n\n== A list source: {path.relative_to(REPO)} ==\n")
+    print(f"The manifest refreshes hourly; here refresh_s is {REFRESH_S} so that the demo sees a refresh.")
+    config["sources"]["cloudfront"]["refresh_s"] = REFRESH_S
+    print(textwrap.indent(json.dumps(config, indent=2), "  "))
+    root = Path(workdir) / "lists"
+    root.mkdir(exist_ok=True)
+    listserver.write_file(root / "ip-ranges.json", listserver.aws_ip_ranges(V1, []), time.time() - 60)
+    (cluster,) = [copy.deepcopy(v) for kind, _, v in frags.others if kind == "CLUSTER"]
+    cluster.pop("transport_socket")  # the local list server speaks plain HTTP
+    cluster.pop("dns_lookup_family", None)
+    cluster["type"] = "STATIC"
+    with listserver.Nginx(str(root), workdir=str(Path(workdir) / "nginx")) as web:
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = {
+            "socket_address": {"address": "127.0.0.1", "port_value": web.port}}
+        print(f"\nnginx on 127.0.0.1:{web.port} serves ip-ranges.json (CloudFront: 13.32.0.0/15, "
+              "2600:9000::/28; AMAZON: 3.5.140.0/22); the manifest's cluster "
+              f"{cluster['name']} points there.\n")
+        opts = EnvoyOptions(fragments=frags, configuration=config, clusters=[cluster])
+        with Envoy(opts, upstream_port=echo.port, workdir=workdir, name="envoy-sources") as env:
+            env.wait_log("source cloudfront: loaded", timeout=10)
+            show_source(env, "after start")
+            requests = [
+                ("CloudFront edge 13.33.1.1 for 198.51.100.20", "13.33.1.1", "198.51.100.20"),
+                ("CloudFront edge 13.33.1.1 for 192.0.2.50 (denied)", "13.33.1.1", "192.0.2.50"),
+                ("AWS, not CloudFront, 3.5.140.9 claims 198.51.100.20", "3.5.140.9", "198.51.100.20"),
+                ("new edge 64.252.70.1 for 198.51.100.20", "64.252.70.1", "198.51.100.20"),
+            ]
+            print(table([source_row(env, echo, *r) for r in requests], SOURCE_HEADER))
+            listserver.write_file(root / "ip-ranges.json", listserver.aws_ip_ranges(V2, []))
+            print(f"\nip-ranges.json now also lists 64.252.64.0/18 for CLOUDFRONT; waiting for the next "
+                  f"refresh (at most {REFRESH_S} s)...")
+            t0 = time.monotonic()
+            while env.counter("client_ip.source.cloudfront.fetch_ok") < 2 and time.monotonic() - t0 < 20:
+                time.sleep(0.2)
+            time.sleep(1.2)  # every worker adopts the new list on its next tick
+            show_source(env, f"{time.monotonic() - t0:.1f} s later")
+            print(table([source_row(env, echo, *requests[3])], SOURCE_HEADER))
+            print("\nnginx access log (one request per refresh; a 304 when the file did not change):")
+            for method, p, status in web.requests():
+                print(f"  {method} {p} {status}")
+            print("\nthe filter's log lines about the source:")
+            for line in env.log_text().splitlines():
+                message = line.split("client-ip-filter: ", 1)[-1]
+                if "wasm log" in line and "][info]" in line and message.startswith("source"):
+                    print("  " + message)
+
+
+SOURCE_HEADER = ["request", "status", "client", "decision", "x-real-ip"]
+
+
+def source_row(env, echo, what: str, edge: str, claimed: str) -> list:
+    ex = exchange(env, echo, proxy=v2(edge, GATEWAY, 52000, 443), headers=[("X-Forwarded-For", claimed)])
+    log = ex.log()
+    return [what, str(ex.status), log.get("client_ip") or "unknown", log.get("decision") or "-",
+            (ex.upstream_value("x-real-ip") or "-") if ex.reached_upstream else "(not reached)"]
+
+
+def show_source(env, when: str) -> None:
+    stats = env.stats()
+    names = ["fetch_ok", "not_modified", "fetch_failed", "rejected", "entries", "age_s"]
+    print(f"source cloudfront {when}: " + ", ".join(
+        f"{n} {stats.get('client_ip.source.cloudfront.' + n, 0)}" for n in names) + "\n")
 
 
 class _Via:

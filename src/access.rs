@@ -53,16 +53,55 @@ pub struct Lists {
     deny: IpSet,
     /// Identity entries (spec §8), beside the address sets.
     links: LinkLists,
+    /// An allow list is in force: it is non-empty, or names a source (spec §7: an allow list
+    /// naming a source refuses everyone it does not hold, even while the source holds nothing).
+    allow_in_force: bool,
+    /// The lists name a source that is unavailable with `on_unavailable: "refuse"`.
+    unavailable: bool,
 }
 
 impl Lists {
     /// Lists from compiled sets; an empty allow set means "everyone".
     pub fn new(allow: IpSet, deny: IpSet) -> Self {
         Lists {
+            allow_in_force: !allow.is_empty(),
             allow,
             deny,
             links: LinkLists::default(),
+            unavailable: false,
         }
+    }
+
+    /// Lists bound to sources (see `source::bind`): the allow list is in force when
+    /// `allow_in_force` even when empty; `unavailable` marks lists a decision cannot use.
+    pub fn bound(allow: IpSet, deny: IpSet, allow_in_force: bool, unavailable: bool) -> Self {
+        Lists {
+            allow_in_force: allow_in_force || !allow.is_empty(),
+            allow,
+            deny,
+            links: LinkLists::default(),
+            unavailable,
+        }
+    }
+
+    /// The allow set (its configured entries, or with sources once bound).
+    pub fn allow_set(&self) -> &IpSet {
+        &self.allow
+    }
+
+    /// The deny set.
+    pub fn deny_set(&self) -> &IpSet {
+        &self.deny
+    }
+
+    /// Whether the allow list is in force (non-empty, or naming a source).
+    pub fn allow_in_force(&self) -> bool {
+        self.allow_in_force
+    }
+
+    /// Whether these lists name a source that is unavailable with `on_unavailable: "refuse"`.
+    pub fn unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// The lists with identity entries added (spec §8).
@@ -85,7 +124,7 @@ impl Lists {
         if self.links.allow.is_empty() && self.links.deny.is_empty() {
             return self.admits(addr);
         }
-        let allow_in_force = !self.allow.is_empty() || !self.links.allow.is_empty();
+        let allow_in_force = self.allow_in_force || !self.links.allow.is_empty();
         let allowed = !allow_in_force
             || addr.is_some_and(|ip| self.allow.contains(ip))
             || self.links.allow.contains(link);
@@ -100,9 +139,9 @@ impl Lists {
     pub fn admits(&self, addr: Option<IpAddr>) -> bool {
         match addr {
             Some(ip) => {
-                (self.allow.is_empty() || self.allow.contains(ip)) && !self.deny.contains(ip)
+                (!self.allow_in_force || self.allow.contains(ip)) && !self.deny.contains(ip)
             }
-            None => self.allow.is_empty(),
+            None => !self.allow_in_force,
         }
     }
 }
@@ -231,6 +270,15 @@ impl Access {
             Verdict::DryRunDeny
         };
         (verdict, rule)
+    }
+
+    /// Whether the lists that decided (`rule`, or the top level) name an unavailable source
+    /// whose `on_unavailable` is `"refuse"`.
+    pub fn reads_unavailable(&self, rule: Option<usize>) -> bool {
+        match rule.and_then(|i| self.rules.get(i)) {
+            Some(r) => r.lists.unavailable,
+            None => self.lists.unavailable,
+        }
     }
 
     /// Whether the decision for a request with this `:authority` can depend on its path: some

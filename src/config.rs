@@ -18,9 +18,11 @@ use crate::identity::{EntryError, Identity, IdentitySet, Kinds, LinkLists};
 use crate::ipset::{parse_net, IpSet, IpSetBuilder};
 use crate::policy::Policy;
 use crate::resolve::{OnInvalid, Resolver, Trust};
+use crate::source::bind::SourcePlan;
 
 mod lists;
 mod network;
+mod sources;
 
 /// A configuration the filter refuses, with the key path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,9 +93,18 @@ impl Warnings {
 }
 
 /// Parses and compiles a configuration. Empty (or only whitespace) means all defaults.
+/// Lists naming sources hold only their configured entries here: see [`parse_sourced`].
 pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> {
+    parse_sourced(bytes).map(|(policy, _, warnings)| (policy, warnings))
+}
+
+/// Parses and compiles a configuration into a template policy (each list with its configured
+/// entries) and the plan of its sources (spec §7), which `source::bind::bind` combines.
+pub fn parse_sourced(
+    bytes: &[u8],
+) -> Result<(Policy, SourcePlan, Vec<ConfigWarning>), ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok((Policy::default(), Vec::new()));
+        return Ok((Policy::default(), SourcePlan::default(), Vec::new()));
     }
     // The IP lists are compiled while the document is read (see `lists`); the rest is a `Value`.
     let mut walk = Walk::default();
@@ -102,10 +113,25 @@ pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> 
         message: format!("not valid JSON ({e})"),
     })?;
     let policy = walk.policy(&doc)?;
-    Ok((policy, walk.warnings.into_vec()))
+    let defined = match object(&doc, "", TOP_KEYS)?.get("sources") {
+        Some(v) if !v.is_null() => sources::sources(v, "sources")?,
+        _ => Vec::new(),
+    };
+    let mut refs = std::mem::take(&mut walk.read_lists.source_refs);
+    refs.append(&mut walk.source_refs);
+    let plan = sources::plan(defined, &refs)?;
+    for (i, source) in plan.sources.iter().enumerate() {
+        if !plan.is_used(i) {
+            walk.warnings.listed.push(ConfigWarning(format!(
+                "sources.{}: no list names \"source:{}\"; it is not fetched",
+                source.name, source.name
+            )));
+        }
+    }
+    Ok((policy, plan, walk.warnings.into_vec()))
 }
 
-const TOP_KEYS: &[&str] = &["client_ip", "access", "forward", "filter_type"];
+const TOP_KEYS: &[&str] = &["client_ip", "access", "forward", "sources", "filter_type"];
 const CLIENT_IP_KEYS: &[&str] = &[
     "downstream_filter_state",
     "trusted_proxies",
@@ -147,6 +173,8 @@ struct Walk {
     warnings: Warnings,
     /// The IP lists compiled while the document was read, by key path.
     read_lists: lists::ReadLists,
+    /// `"source:<name>"` entries of lists not read with the document.
+    source_refs: Vec<sources::SourceRef>,
 }
 
 fn err(path: &str, message: impl Into<String>) -> ConfigError {
@@ -580,6 +608,13 @@ impl Walk {
         let mut nets = IpSetBuilder::default();
         let mut identities = Vec::new();
         for (i, item) in list.iter().enumerate() {
+            if let Some(r) = item
+                .as_str()
+                .and_then(|t| sources::SourceRef::of(path, i, t))
+            {
+                self.source_refs.push(r);
+                continue;
+            }
             match self.entry(item, path, i)? {
                 ListEntry::Net(net, _) => nets.push(net),
                 ListEntry::Identity(id) => identities.push(id),
@@ -783,7 +818,7 @@ mod tests {
     fn unknown_key_is_refused_with_its_path() {
         assert_eq!(
             error(r#"{"acess": {}}"#),
-            "acess: unknown key; expected one of: client_ip, access, forward, filter_type"
+            "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type"
         );
         assert!(
             error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)

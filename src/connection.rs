@@ -106,9 +106,15 @@ impl Policy {
         let ip = addr.map(|a| a.ip());
         // SNI carries no port; a trailing dot is dropped as for an authority.
         let identity = connection.link.identity.as_ref();
-        let (verdict, rule) =
+        let (mut verdict, rule) =
             self.access
                 .decide_linked(ip, ip, identity, connection.server_name, "");
+        // A list naming a source that is unavailable with `on_unavailable: "refuse"` refuses
+        // the connection (closed, as any refusal). `trusted_proxies` is an error in this mode.
+        let unavailable = self.access.reads_unavailable(rule);
+        if unavailable {
+            verdict = self.unavailable_verdict(rule);
+        }
         Decision {
             client: addr,
             downstream: connection.downstream,
@@ -116,6 +122,7 @@ impl Policy {
             verdict,
             rule,
             link: connection.link,
+            unavailable,
         }
     }
 

@@ -128,6 +128,12 @@ mod abi {
     const COUNTER: u32 = 0;
     /// `StreamType::Downstream`: the downstream connection of a network filter.
     const DOWNSTREAM: u32 = 2;
+    /// `MetricType::Gauge`.
+    const GAUGE: u32 = 1;
+    /// `MapType::HttpCallResponseHeaders`.
+    const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+    /// `BufferType::HttpCallResponseBody`.
+    const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 
     // Statuses and enums cross as u32: a code the filter does not know stays a number.
     #[link(wasm_import_module = "env")]
@@ -149,6 +155,22 @@ mod abi {
             return_id: *mut u32,
         ) -> u32;
         fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+        fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+        fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
         fn proxy_get_header_map_value(
             map_type: u32,
             key_data: *const u8,
@@ -267,6 +289,87 @@ mod abi {
     /// Adds `delta` to a counter.
     pub fn increment_metric(id: u32, delta: i64) -> Result<(), HostError> {
         check(unsafe { proxy_increment_metric(id, delta) })
+    }
+
+    /// Defines (or finds) the gauge `name`; its id.
+    pub fn define_gauge(name: &str) -> Result<u32, HostError> {
+        let mut id = 0u32;
+        check(unsafe { proxy_define_metric(GAUGE, name.as_ptr(), name.len(), &mut id) })?;
+        Ok(id)
+    }
+
+    /// Sets a gauge.
+    pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+        check(unsafe { proxy_record_metric(id, value) })
+    }
+
+    /// The host's wall clock, in ms since the epoch (the same in every VM of the process).
+    pub fn now_ms() -> Result<u64, HostError> {
+        let mut ns = 0u64;
+        check(unsafe { proxy_get_current_time_nanoseconds(&mut ns) })?;
+        Ok(ns / 1_000_000)
+    }
+
+    /// A shared-data value and its CAS token; Ok(None) when the key has none. Envoy copies the
+    /// whole value under a process-wide lock: keep polled values small.
+    pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
+        match unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        } {
+            // SAFETY: on Ok the host set `data`/`size` from proxy_on_memory_allocate (or null).
+            OK => Ok(Some((unsafe { owned(data, size) }, cas))),
+            NOT_FOUND => Ok(None),
+            status => Err(HostError(status)),
+        }
+    }
+
+    /// Sets a shared-data value; with `cas` other than 0, only if the value's CAS token is still
+    /// `cas` (else `CasMismatch`).
+    pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        check(unsafe {
+            proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+        })
+    }
+
+    /// Sends `GET` for `path` with `:authority` `authority` and `headers` to the Envoy
+    /// `cluster`, with a timeout (ms; 0 would mean none, so it is at least 1). The response comes
+    /// to the calling root context's `on_http_call_response` with the returned token. Goes
+    /// through the SDK, whose dispatcher must know the token to route the response; its call
+    /// returns BadArgument (unknown cluster) and InternalFailure as errors.
+    pub fn dispatch_get(
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        let mut all = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+        ];
+        all.extend_from_slice(headers);
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms.max(1)));
+        proxy_wasm::hostcalls::dispatch_http_call(cluster, all, None, Vec::new(), timeout)
+            .map_err(|status| HostError(status as u32))
+    }
+
+    /// The response headers of the HTTP call being delivered.
+    pub fn http_call_response_headers() -> Result<Vec<(String, String)>, HostError> {
+        let bytes = returned(|data, len| unsafe {
+            proxy_get_header_map_pairs(HTTP_CALL_RESPONSE_HEADERS, data, len)
+        })?
+        .unwrap_or_default();
+        deserialize_pairs(&bytes).ok_or(HostError(SERIALIZATION_FAILURE))
+    }
+
+    /// The response body of the HTTP call being delivered (`size` bytes).
+    pub fn http_call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+        returned(|data, len| unsafe {
+            proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, data, len)
+        })
+        .map(Option::unwrap_or_default)
     }
 
     /// The value of the request header `name` (Envoy returns the first line's; it joins the

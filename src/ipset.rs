@@ -6,6 +6,7 @@
 //! (`::ffff:10.0.0.0/104`) are stored as the IPv4 networks they denote (`10.0.0.0/8`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -36,8 +37,12 @@ const INDEX_MIN: usize = 64;
 
 impl<T: Key> Ranges<T> {
     fn build(pairs: Vec<(T, T)>) -> Self {
-        let pairs = merge(pairs);
-        let (index, base, shift) = build_index(pairs.len(), |i| pairs[i].0);
+        Self::from_merged(merge(pairs))
+    }
+
+    /// Ranges already sorted, disjoint and non-adjacent (see [`is_merged`]): only indexed.
+    fn from_merged(pairs: Vec<(T, T)>) -> Self {
+        let (index, base, shift) = build_index(&pairs);
         Ranges {
             ranges: pairs,
             index,
@@ -84,25 +89,30 @@ fn merge<T: Key>(mut pairs: Vec<(T, T)>) -> Vec<(T, T)> {
     pairs
 }
 
-/// The bucket index over `n` sorted starts (`start(i)`): positions, base and shift; no index for
+/// The bucket index over the sorted starts of `pairs`: positions, base and shift; no index for
 /// small tables (see [`Ranges`]).
-fn build_index<T: Key>(n: usize, start: impl Fn(usize) -> T) -> (Vec<u32>, T, u32) {
+fn build_index<T: Key>(pairs: &[(T, T)]) -> (Vec<u32>, T, u32) {
+    let n = pairs.len();
     // u32 positions: the index is only built for tables that fit them (any real list does).
     if n < INDEX_MIN || u32::try_from(n).is_err() {
         return (Vec::new(), T::ZERO, 0);
     }
-    let base = start(0);
-    let span = start(n - 1).minus(base);
+    let base = pairs[0].0;
+    let span = pairs[n - 1].0.minus(base);
     let k = usize::BITS - 1 - n.leading_zeros(); // 2^k <= n
     let shift = span.bit_len().saturating_sub(k);
     let buckets = span.shr(shift).low_usize() + 1;
-    let mut index = Vec::with_capacity(buckets + 1);
-    let mut i = 0;
-    for b in 0..=buckets {
-        while i < n && start(i).minus(base).shr(shift).low_usize() < b {
+    // Plain loops over a zeroed vector: this runs on every worker for each new list from a
+    // source, and the .wasm's size-optimised build does not inline a closure, a push or a range
+    // iterator here (it was half of adopting a 1M-entry list).
+    let mut index = vec![0u32; buckets + 1];
+    let (mut i, mut b) = (0usize, 0usize);
+    while b <= buckets {
+        while i < n && pairs[i].0.minus(base).shr(shift).low_usize() < b {
             i += 1;
         }
-        index.push(i as u32);
+        index[b] = i as u32;
+        b += 1;
     }
     (index, base, shift)
 }
@@ -150,7 +160,11 @@ struct Ranges6 {
 
 impl Ranges6 {
     fn build(pairs: Vec<(u128, u128)>) -> Self {
-        let merged = merge(pairs);
+        Self::from_merged(merge(pairs))
+    }
+
+    /// Ranges already sorted, disjoint and non-adjacent (see [`is_merged`]): split and indexed.
+    fn from_merged(merged: Vec<(u128, u128)>) -> Self {
         let n = merged.len();
         let hi: Vec<(u64, u64)> = merged
             .iter()
@@ -164,7 +178,7 @@ impl Ranges6 {
                 whole[i / 64] |= 1 << (i % 64);
             }
         }
-        let (index, base, shift) = build_index(n, |i| hi[i].0);
+        let (index, base, shift) = build_index(&hi);
         Ranges6 {
             hi,
             lo,
@@ -210,6 +224,53 @@ impl Ranges6 {
     fn len(&self) -> usize {
         self.hi.len()
     }
+
+    /// The full ranges, joined again from their halves.
+    fn pairs(&self) -> Vec<(u128, u128)> {
+        self.hi
+            .iter()
+            .zip(&self.lo)
+            .map(|(&(sh, eh), &(sl, el))| {
+                (
+                    (u128::from(sh) << 64) | u128::from(sl),
+                    (u128::from(eh) << 64) | u128::from(el),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether ranges are sorted, each well formed, disjoint and non-adjacent: the form a built
+/// table holds, and the only one [`IpSet::from_merged`] accepts.
+fn is_merged<T: Key>(pairs: &[(T, T)]) -> bool {
+    pairs.iter().all(|&(s, e)| s <= e)
+        && pairs
+            .windows(2)
+            .all(|w| w[0].1 != T::MAX && w[1].0 > w[0].1.plus_one())
+}
+
+/// Two merged range lists as one merged list, in one pass (no sort).
+fn union_merged<T: Key>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(T, T)> {
+    let mut out: Vec<(T, T)> = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = if j >= b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+            i += 1;
+            a[i - 1]
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        match out.last_mut() {
+            Some(last) if last.1 == T::MAX || next.0 <= last.1.plus_one() => {
+                if next.1 > last.1 {
+                    last.1 = next.1;
+                }
+            }
+            _ => out.push(next),
+        }
+    }
+    out
 }
 
 /// Sorts ranges by their start (the merge does not care about the order of equal starts): an
@@ -324,21 +385,27 @@ macro_rules! impl_key {
         impl Key for $t {
             const ZERO: $t = 0;
             const MAX: $t = <$t>::MAX;
+            #[inline(always)]
             fn plus_one(self) -> $t {
                 self.saturating_add(1)
             }
+            #[inline(always)]
             fn minus(self, other: $t) -> $t {
                 self - other
             }
+            #[inline(always)]
             fn shr(self, bits: u32) -> $t {
                 self.checked_shr(bits).unwrap_or(0)
             }
+            #[inline(always)]
             fn bit_len(self) -> u32 {
                 <$t>::BITS - self.leading_zeros()
             }
+            #[inline(always)]
             fn low_usize(self) -> usize {
                 self as usize
             }
+            #[inline(always)]
             fn from_usize(n: usize) -> $t {
                 n as $t
             }
@@ -348,11 +415,25 @@ macro_rules! impl_key {
 
 impl_key!(u32, u64, u128);
 
-/// A compiled, immutable set of IPv4 and IPv6 networks.
+/// A compiled, immutable set of IPv4 and IPv6 networks. Cloning it shares the tables (a list
+/// from a source is held once per VM, by the source and by every policy naming it).
 #[derive(Clone, Debug, Default)]
 pub struct IpSet {
+    tables: Arc<Tables>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
     v4: Ranges<u32>,
     v6: Ranges6,
+}
+
+impl IpSet {
+    fn new(v4: Ranges<u32>, v6: Ranges6) -> IpSet {
+        IpSet {
+            tables: Arc::new(Tables { v4, v6 }),
+        }
+    }
 }
 
 impl IpSet {
@@ -376,19 +457,57 @@ impl IpSet {
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match canonical(ip) {
-            IpAddr::V4(v4) => self.v4.contains(u32::from(v4)),
-            IpAddr::V6(v6) => self.v6.contains(u128::from(v6)),
+            IpAddr::V4(v4) => self.tables.v4.contains(u32::from(v4)),
+            IpAddr::V6(v6) => self.tables.v6.contains(u128::from(v6)),
         }
     }
 
     /// True when the set holds no address.
     pub fn is_empty(&self) -> bool {
-        self.v4.ranges.is_empty() && self.v6.hi.is_empty()
+        self.tables.v4.ranges.is_empty() && self.tables.v6.hi.is_empty()
+    }
+
+    /// The IPv4 ranges, inclusive, sorted, disjoint and non-adjacent.
+    pub fn ranges_v4(&self) -> &[(u32, u32)] {
+        &self.tables.v4.ranges
+    }
+
+    /// The IPv6 ranges, inclusive, sorted, disjoint and non-adjacent.
+    pub fn ranges_v6(&self) -> Vec<(u128, u128)> {
+        self.tables.v6.pairs()
+    }
+
+    /// A set from ranges in the form [`IpSet::ranges_v4`] and [`IpSet::ranges_v6`] return them
+    /// (sorted, disjoint, non-adjacent), indexed without sorting again; None when they are not in
+    /// that form. IPv4-mapped IPv6 ranges are taken as they are (a published table holds none).
+    pub fn from_merged(v4: Vec<(u32, u32)>, v6: Vec<(u128, u128)>) -> Option<IpSet> {
+        if !is_merged(&v4) || !is_merged(&v6) {
+            return None;
+        }
+        Some(IpSet::new(
+            Ranges::from_merged(v4),
+            Ranges6::from_merged(v6),
+        ))
+    }
+
+    /// The addresses of both sets, in one linear pass over their ranges.
+    pub fn union(&self, other: &IpSet) -> IpSet {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let (a, b) = (&self.tables, &other.tables);
+        IpSet::new(
+            Ranges::from_merged(union_merged(&a.v4.ranges, &b.v4.ranges)),
+            Ranges6::from_merged(union_merged(&a.v6.pairs(), &b.v6.pairs())),
+        )
     }
 
     /// Number of disjoint ranges after merging (IPv4, IPv6); for logs.
     pub fn range_counts(&self) -> (usize, usize) {
-        (self.v4.len(), self.v6.len())
+        (self.tables.v4.len(), self.tables.v6.len())
     }
 }
 
@@ -416,10 +535,7 @@ impl IpSetBuilder {
 
     /// Sorts, merges and indexes the networks.
     pub fn build(self) -> IpSet {
-        IpSet {
-            v4: Ranges::build(self.v4),
-            v6: Ranges6::build(self.v6),
-        }
+        IpSet::new(Ranges::build(self.v4), Ranges6::build(self.v6))
     }
 }
 
@@ -758,5 +874,50 @@ mod tests {
                 assert_eq!(v, expected, "shape {k}, depth {depth}");
             }
         }
+    }
+
+    #[test]
+    fn union_holds_the_addresses_of_both_sets_and_stays_merged() {
+        let a = set(&["10.0.0.0/24", "192.0.2.0/25", "2001:db8::/48"]);
+        let b = set(&[
+            "10.0.1.0/24",
+            "192.0.2.64/26",
+            "198.51.100.7",
+            "2001:db8:1::/48",
+        ]);
+        let u = a.union(&b);
+        for ip in [
+            "10.0.0.1",
+            "10.0.1.255",
+            "192.0.2.100",
+            "198.51.100.7",
+            "2001:db8:1::9",
+        ] {
+            assert!(u.contains(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.2.0", "192.0.2.128", "198.51.100.8", "2001:db8:2::"] {
+            assert!(!u.contains(ip.parse().unwrap()), "{ip}");
+        }
+        // 10.0.0.0/24 and 10.0.1.0/24 touch: one range.
+        assert_eq!(u.ranges_v4()[0], (0x0a00_0000, 0x0a00_01ff));
+        assert!(is_merged(u.ranges_v4()) && is_merged(&u.ranges_v6()));
+        assert_eq!(u.range_counts(), (3, 1));
+    }
+
+    #[test]
+    fn from_merged_round_trips_and_refuses_unsorted_or_overlapping_ranges() {
+        let s = set(&["10.0.0.0/8", "192.0.2.1", "::/0"]);
+        let back = IpSet::from_merged(s.ranges_v4().to_vec(), s.ranges_v6()).unwrap();
+        assert_eq!(back.ranges_v4(), s.ranges_v4());
+        assert_eq!(back.ranges_v6(), s.ranges_v6());
+        assert!(back.contains("10.9.9.9".parse().unwrap()));
+        assert!(IpSet::from_merged(vec![(5, 9), (1, 2)], vec![]).is_none());
+        assert!(IpSet::from_merged(vec![(1, 5), (5, 9)], vec![]).is_none());
+        assert!(
+            IpSet::from_merged(vec![(1, 5), (6, 9)], vec![]).is_none(),
+            "adjacent"
+        );
+        assert!(IpSet::from_merged(vec![(9, 1)], vec![]).is_none());
+        assert!(IpSet::from_merged(vec![], vec![(3, 2)]).is_none());
     }
 }

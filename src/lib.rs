@@ -15,6 +15,7 @@
 //! - [`policy`]: the per-request decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
+//! - [`source`]: lists from a list server (formats, schedule, shared table, binding).
 //! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
 
 pub mod access;
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod ipset;
 pub mod policy;
 pub mod resolve;
+pub mod source;
 pub mod tally;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! The proxy-wasm adapter reads the downstream address and the headers, asks for a [`Decision`],
 //! and applies it.
 
-use crate::access::{Access, Verdict};
+use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::connection::FilterType;
@@ -155,6 +155,9 @@ pub struct Decision {
     pub rule: Option<usize>,
     /// The connection's private-link identity, as read (spec §8).
     pub link: Link,
+    /// The decision read a list naming an unavailable source with `on_unavailable: "refuse"`
+    /// (spec §7): the verdict is then a refusal (503 when enforced).
+    pub unavailable: bool,
 }
 
 /// The compiled configuration: immutable, shared by every stream.
@@ -172,6 +175,8 @@ pub struct Policy {
     pub forwarding: Forwarding,
     /// Private-link identities: the kinds read and `forward.link_header` (spec §8).
     pub link: LinkPolicy,
+    /// `trusted_proxies` names an unavailable source with `on_unavailable: "refuse"`.
+    pub trust_unavailable: bool,
 }
 
 impl Default for Policy {
@@ -183,6 +188,7 @@ impl Default for Policy {
             access: Access::default(),
             forwarding: Forwarding::default(),
             link: LinkPolicy::default(),
+            trust_unavailable: false,
         }
     }
 }
@@ -204,13 +210,17 @@ impl Policy {
         } else {
             (request.header(":authority"), request.header(":path"))
         };
-        let (verdict, rule) = self.access.decide_linked(
+        let (mut verdict, rule) = self.access.decide_linked(
             resolution.client.map(|c| c.ip()),
             request.downstream.addr.map(|d| d.ip()),
             link.identity.as_ref(),
             authority,
             path,
         );
+        let unavailable = self.trust_unavailable || self.access.reads_unavailable(rule);
+        if unavailable {
+            verdict = self.unavailable_verdict(rule);
+        }
         Decision {
             client: resolution.client,
             downstream: request.downstream,
@@ -218,6 +228,16 @@ impl Policy {
             verdict,
             rule,
             link,
+            unavailable,
+        }
+    }
+
+    /// The verdict of a decision that read a list naming an unavailable source with
+    /// `on_unavailable: "refuse"` (spec §7): a refusal in the deciding mode.
+    pub fn unavailable_verdict(&self, rule: Option<usize>) -> Verdict {
+        match rule.map_or(self.access.mode, |i| self.access.rules[i].mode) {
+            Mode::Enforce => Verdict::Deny,
+            Mode::DryRun => Verdict::DryRunDeny,
         }
     }
 

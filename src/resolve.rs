@@ -61,6 +61,21 @@ impl Resolver {
         }
     }
 
+    /// The trusted proxies, with `trusted_proxies`.
+    pub fn trusted_proxies(&self) -> Option<&IpSet> {
+        match &self.trust {
+            Trust::Proxies(set) => Some(set),
+            _ => None,
+        }
+    }
+
+    /// Replaces the trusted proxies (a list bound to its sources); nothing without them.
+    pub fn set_trusted_proxies(&mut self, set: IpSet) {
+        if let Trust::Proxies(trusted) = &mut self.trust {
+            *trusted = set;
+        }
+    }
+
     /// The forwarding header this resolver reads (lower case).
     pub fn header(&self) -> &str {
         &self.header

@@ -23,14 +23,16 @@ const DRY_RUN_DENIED: Slot = 2;
 const INVALID: Slot = 3;
 const DOWNSTREAM_FROM_XFF: Slot = 4;
 const LINK_INVALID: Slot = 5;
+const UNAVAILABLE: Slot = 6;
 /// The counters every configuration has, in slot order; each rule's three follow.
-const FIXED: [&str; 6] = [
+const FIXED: [&str; 7] = [
     "client_ip.allowed",
     "client_ip.denied",
     "client_ip.dry_run_denied",
     "client_ip.invalid",
     "client_ip.downstream_from_xff",
     "client_ip.link_invalid",
+    "client_ip.unavailable",
 ];
 
 /// Decision counts of one configuration not yet handed to the host.
@@ -60,7 +62,8 @@ impl Tally {
     }
 
     /// Counts one decision: its verdict, its rule's verdict, an invalid entry, a downstream
-    /// address taken from X-Forwarded-For, an invalid private-link TLV.
+    /// address taken from X-Forwarded-For, an invalid private-link TLV, a decision that read a
+    /// list naming an unavailable source (`on_unavailable: "refuse"`).
     #[inline]
     pub fn count(&self, decision: &Decision) {
         let outcome = match decision.verdict {
@@ -80,6 +83,9 @@ impl Tally {
         }
         if decision.link.invalid {
             self.bump(LINK_INVALID);
+        }
+        if decision.unavailable {
+            self.bump(UNAVAILABLE);
         }
     }
 
@@ -150,6 +156,7 @@ mod tests {
                 "client_ip.invalid",
                 "client_ip.downstream_from_xff",
                 "client_ip.link_invalid",
+                "client_ip.unavailable",
                 "client_ip.rule.admin.allowed",
                 "client_ip.rule.admin.denied",
                 "client_ip.rule.admin.dry_run_denied",

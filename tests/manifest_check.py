@@ -185,6 +185,28 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         lambda s: s.get("value", "") != "" if s.get("operation", "") == "UPSERT" else True,
     '((has(self.operation) ? self.operation : "") == "REMOVE") ? !has(self.value) : true':
         lambda s: "value" not in s if s.get("operation", "") == "REMOVE" else True,
+    # ServiceEntry and DestinationRule (the list server of a source, spec §7).
+    '!((has(self.addresses) ? self.addresses : []).exists(k, k.contains("/")) && !((has(self.resolution) ? self.resolution : "NONE") in ["STATIC", "NONE"]))':
+        lambda s: not (any("/" in k for k in s.get("addresses", []))
+                       and s.get("resolution", "NONE") not in ("STATIC", "NONE")),
+    '((has(self.resolution) ? self.resolution : "") == "DNS_ROUND_ROBIN") ? ((has(self.endpoints) ? self.endpoints : []).size() <= 1) : true':
+        lambda s: len(s.get("endpoints", [])) <= 1 if s.get("resolution", "") == "DNS_ROUND_ROBIN" else True,
+    '((has(self.resolution) ? self.resolution : "NONE") == "NONE") ? !has(self.endpoints) : true':
+        lambda s: "endpoints" not in s if s.get("resolution", "NONE") == "NONE" else True,
+    '(has(self.address) ? self.address : "").startsWith("unix://") ? !has(self.ports) : true':
+        lambda s: "ports" not in s if s.get("address", "").startswith("unix://") else True,
+    '(has(self.workloadSelector) ? 1 : 0) + (has(self.endpoints) ? 1 : 0) <= 1':
+        lambda s: sum(_has(s, k) for k in ("workloadSelector", "endpoints")) <= 1,
+    'has(self.address) || has(self.network)': lambda s: _has(s, "address") or _has(s, "network"),
+    'self != "*"': lambda s: s != "*",
+    'self.all(key, size(key) < 63 && key.matches("^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$"))':
+        lambda s: all(len(k) < 63 and re.fullmatch(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?", k) for k in s),
+    'self.all(l1, self.exists_one(l2, l1.number == l2.number))':
+        lambda s: all(sum(1 for b in s if b.get("number") == a.get("number")) == 1 for a in s),
+    'self.startsWith("unix://") ? !self.endsWith("/") : true':
+        lambda s: not s.endswith("/") if s.startswith("unix://") else True,
+    'self.startsWith("unix://") ? (self.substring(7, 8) == "/" || self.substring(7, 8) == "@") : true':
+        lambda s: s[7:8] in ("/", "@") if s.startswith("unix://") else True,
 }
 
 

@@ -477,3 +477,41 @@ def test_network_wasmplugin_is_type_network_with_the_passthrough_configuration()
     patches = one("istio-examples/wasmplugin-network.yaml", "EnvoyFilter")["spec"]["configPatches"]
     assert [p["match"]["listener"]["filterChain"]["filter"]["name"] for p in patches] == [
         "envoy.filters.network.tcp_proxy"]
+
+
+# -- the CloudFront source (spec §7): ServiceEntry, DestinationRule, WasmPlugin, EnvoyFilter ---------
+
+def test_cloudfront_source_cluster_is_the_one_the_service_entry_creates():
+    relpath = "istio-examples/wasmplugin-cloudfront-gateway.yaml"
+    se = one(relpath, "ServiceEntry")["spec"]
+    dr = one(relpath, "DestinationRule")["spec"]
+    source = one(relpath, "WasmPlugin")["spec"]["pluginConfig"]["sources"]["cloudfront"]
+    (host,), (port,) = se["hosts"], se["ports"]
+    assert source["cluster"] == f"outbound|{port['number']}||{host}"
+    assert source["authority"] == host and dr["host"] == host
+    # The filter speaks plain HTTP to the cluster; the DestinationRule originates TLS on that port.
+    assert port["protocol"] == "HTTP"
+    (setting,) = dr["trafficPolicy"]["portLevelSettings"]
+    assert setting["port"]["number"] == port["number"]
+    assert setting["tls"]["mode"] == "SIMPLE" and setting["tls"]["sni"] == host
+
+
+def test_cloudfront_envoyfilter_is_the_gateway_one_with_the_wasmplugin_configuration_and_a_cluster():
+    local = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")
+    cf = one("envoyfilter/ingress-gateway-cloudfront.yaml", "EnvoyFilter")
+    assert cf["metadata"] == local["metadata"]
+    cp, lp = cf["spec"]["configPatches"], local["spec"]["configPatches"]
+    assert [p["applyTo"] for p in cp] == [p["applyTo"] for p in lp] + ["CLUSTER"]
+    for c, l in zip(cp, lp):
+        c, l = copy.deepcopy(c), copy.deepcopy(l)
+        if c["applyTo"] == "HTTP_FILTER":
+            for p in (c, l):
+                p["patch"]["value"]["typed_config"]["config"]["configuration"].pop("value")
+        assert c == l
+    config = envoyfilter_configuration("envoyfilter/ingress-gateway-cloudfront.yaml")
+    plugin = one("istio-examples/wasmplugin-cloudfront-gateway.yaml", "WasmPlugin")["spec"]["pluginConfig"]
+    cluster = cp[-1]["patch"]["value"]
+    assert config["sources"]["cloudfront"].pop("cluster") == cluster["name"]
+    plugin["sources"]["cloudfront"].pop("cluster")
+    assert config == plugin
+    assert cluster["transport_socket"]["typed_config"]["sni"] == plugin["sources"]["cloudfront"]["authority"]

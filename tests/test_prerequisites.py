@@ -33,3 +33,13 @@ def test_openssl_is_installed():
     assert path, "openssl is not installed: run `make openssl`"
     out = subprocess.run([path, "version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("OpenSSL"), out.stdout + out.stderr
+
+
+def test_nginx_is_installed():
+    """The real list server of tests/test_sources.py (spec §7)."""
+    from harness import listserver
+
+    binary = listserver.nginx_binary()
+    assert binary, "nginx is not installed: run `make nginx`"
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "nginx version" in out.stderr, out.stdout + out.stderr

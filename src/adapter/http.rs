@@ -33,6 +33,8 @@ const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
 /// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
 const DENIED_DETAILS: &str = "client_ip_filter_denied";
+/// The same when a list it needs names an unavailable source (spec §7, `on_unavailable`).
+const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
 
 /// One HTTP stream, holding the configuration current when it started.
 pub(super) struct Stream {
@@ -82,6 +84,17 @@ impl HttpContext for Stream {
         let link_text = decision.link.identity.map(|id| id.text());
         if let Some(reader) = &compiled.link {
             reader.record(link_text.as_deref());
+        }
+        if decision.unavailable && decision.verdict == Verdict::Deny {
+            // Counted in `client_ip.unavailable` with the decision (the VM's tally).
+            let client = decision.client.map(|c| c.text());
+            record(compiled, &decision, client.as_ref().map(AddrText::as_str));
+            return local_reply(
+                503,
+                "source unavailable\n",
+                &compiled.reply_headers,
+                UNAVAILABLE_DETAILS,
+            );
         }
 
         if decision.verdict == Verdict::Deny {

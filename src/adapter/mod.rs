@@ -8,12 +8,14 @@
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
 //! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
 //!   `filter_type` mismatch.
+//! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 
 mod http;
 mod identity;
 mod metrics;
 mod network;
 mod root;
+mod sources;
 
 use log::{debug, LevelFilter};
 use proxy_wasm::traits::RootContext;

@@ -1,7 +1,10 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
 //! every stream that starts while it is current, and ticks: each tick flushes the counters
-//! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]) and follows Envoy's log
-//! level. The counters are flushed once more when the root context is done.
+//! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]), follows Envoy's log
+//! level and drives the list sources (spec §7: lease, fetch, adopt). A source's new list makes a
+//! new [`Compiled`] (the policy bound to it): streams already running keep the one they started
+//! with, so each request is decided wholly with the old list or wholly with the new one. The
+//! counters are flushed once more when the root context is done.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -14,6 +17,7 @@ use super::http::Stream;
 use super::identity::LinkReader;
 use super::metrics::Metrics;
 use super::network::{self, Connection, Refusing};
+use super::sources::{Feeds, SETTLING_TICK_MS};
 use super::{refresh_log_level, reply_headers};
 use crate::config;
 use crate::connection::FilterType;
@@ -38,6 +42,22 @@ pub(super) struct Compiled {
     pub(super) mismatch_logged: Cell<bool>,
 }
 
+impl Compiled {
+    fn new(policy: Policy) -> Result<Compiled, String> {
+        let metrics = Metrics::define(&policy)
+            .map_err(|(name, status)| format!("cannot define counter {name}: {status:?}"))?;
+        Ok(Compiled {
+            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
+            reply_headers: reply_headers(),
+            reads: policy.header_reads(),
+            link: LinkReader::new(&policy),
+            mismatch_logged: Cell::new(false),
+            policy,
+            metrics,
+        })
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Root {
     compiled: Option<Rc<Compiled>>,
@@ -47,9 +67,32 @@ pub(super) struct Root {
     /// Envoy has created a context of the configured `filter_type` here: an HTTP configuration
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
+    /// Lists from list servers (spec §7), when the configuration names any.
+    feeds: Option<Feeds>,
+    /// This VM has served a request or a connection (a worker's); see `sources`.
+    serves: Cell<bool>,
+    /// The tick period asked for (0: none yet).
+    tick_ms: u32,
 }
 
 impl Root {
+    /// Makes `compiled` current for the streams that start from now; the previous one is
+    /// retired (its counts are still flushed while streams hold it).
+    fn install(&mut self, compiled: Compiled) {
+        if let Some(previous) = self.compiled.replace(Rc::new(compiled)) {
+            self.retired.push(previous);
+        }
+    }
+
+    /// Binds the policy to the sources' current lists again.
+    fn rebind(&mut self) {
+        let Some(feeds) = &self.feeds else { return };
+        match Compiled::new(feeds.policy()) {
+            Ok(compiled) => self.install(compiled),
+            Err(e) => error!("{e}"),
+        }
+    }
+
     /// Flushes every configuration's counts; forgets the retired ones no stream holds any more.
     fn flush_counters(&mut self) {
         if let Some(compiled) = &self.compiled {
@@ -60,11 +103,46 @@ impl Root {
             Rc::strong_count(old) > 1
         });
     }
+
+    /// The tick: every [`FLUSH_PERIOD_MS`], faster while sources settle after configure.
+    fn set_tick(&mut self) {
+        let fast = self.feeds.as_ref().is_some_and(Feeds::settling);
+        let period = if fast {
+            SETTLING_TICK_MS
+        } else {
+            FLUSH_PERIOD_MS
+        };
+        if self.tick_ms != period {
+            match host::set_tick_period(period) {
+                Ok(()) => self.tick_ms = period,
+                Err(status) => debug!("set_tick_period failed: {status:?}"),
+            }
+        }
+    }
 }
 
 impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let changed = self
+            .feeds
+            .as_mut()
+            .is_some_and(|f| f.response(token_id, num_headers, body_size));
+        if changed {
+            self.rebind();
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         self.flush_counters();
+        if let Some(feeds) = &mut self.feeds {
+            feeds.release();
+        }
         true
     }
 }
@@ -79,7 +157,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let (policy, warnings) = match config::parse(&bytes) {
+        let (policy, plan, warnings) = match config::parse_sourced(&bytes) {
             Ok(parsed) => parsed,
             Err(e) => {
                 error!("invalid configuration: {e}");
@@ -89,14 +167,6 @@ impl RootContext for Root {
         for warning in &warnings {
             warn!("configuration: {warning}");
         }
-        let metrics = match Metrics::define(&policy) {
-            Ok(metrics) => metrics,
-            Err((name, status)) => {
-                error!("cannot define counter {name}: {status:?}");
-                return false;
-            }
-        };
-        let link = LinkReader::new(&policy);
         match policy.filter_type {
             FilterType::Http => info!(
                 "configured: {} rule(s), forwarding {:?}",
@@ -108,35 +178,38 @@ impl RootContext for Root {
                 policy.access.rules.len()
             ),
         }
-        let reads = policy.header_reads();
-        debug!("request headers read: {reads:?}");
+        debug!("request headers read: {:?}", policy.header_reads());
+        // Lists naming sources start unavailable; the first fetch is sent right away (by the
+        // VM that takes the lease) and every VM adopts the list on a later tick.
+        self.feeds = Feeds::new(&bytes, policy.clone(), plan);
+        let policy = self.feeds.as_ref().map_or(policy, Feeds::policy);
+        match Compiled::new(policy) {
+            Ok(compiled) => self.install(compiled),
+            Err(e) => {
+                error!("{e}");
+                return false;
+            }
+        }
         self.confirmed.set(None);
-        let previous = self.compiled.replace(Rc::new(Compiled {
-            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
-            reply_headers: reply_headers(),
-            mismatch_logged: Cell::new(false),
-            policy,
-            reads,
-            metrics,
-            link,
-        }));
-        if let Some(previous) = previous {
-            self.retired.push(previous);
+        if let Some(feeds) = &mut self.feeds {
+            if feeds.tick(self.serves.get(), true) {
+                self.rebind();
+            }
         }
-        if let Err(status) = host::set_tick_period(FLUSH_PERIOD_MS) {
-            debug!("set_tick_period failed: {status:?}");
-        }
+        self.set_tick();
         true
     }
 
     fn on_tick(&mut self) {
         self.flush_counters();
         refresh_log_level();
+        let serves = self.serves.get();
+        if self.feeds.as_mut().is_some_and(|f| f.tick(serves, false)) {
+            self.rebind();
+        }
+        self.set_tick();
     }
 
-    /// The kind of the context being created is the kind of filter Envoy loaded the module as
-    /// (asked from Envoy, see [`network::loaded_as`]), never the configuration's `filter_type`:
-    /// a context of the other kind would trap on its first callback.
     /// The kind of context Envoy is creating. Asked of Envoy (one property read) for each
     /// context, except once an HTTP configuration has seen its first HTTP stream: a root context
     /// belongs to one filter, so from then on every context is an HTTP stream and a request
@@ -165,6 +238,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type != FilterType::Http => {
                 Some(Box::new(Refusing::new(self.compiled.clone())))
@@ -174,6 +248,7 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type == FilterType::Network => {
                 Some(Box::new(Connection::new(self.compiled.clone())))

@@ -23,6 +23,7 @@ use std::fmt;
 use serde_core::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use super::sources::SourceRef;
 use super::{err, list_entry, show, ConfigError, ListEntry, Warnings};
 use crate::identity::{Identity, IdentitySet};
 use crate::ipset::{IpSet, IpSetBuilder};
@@ -49,6 +50,8 @@ pub(super) struct ReadLists {
     current: Option<ReadList>,
     builder: IpSetBuilder,
     index: usize,
+    /// The `"source:<name>"` entries of the lists read (spec §7), in document order.
+    pub(super) source_refs: Vec<SourceRef>,
 }
 
 impl ReadLists {
@@ -68,6 +71,7 @@ impl ReadLists {
     }
 
     fn start(&mut self, path: String) {
+        self.source_refs.retain(|r| r.list != path);
         self.current = Some(ReadList {
             path,
             set: IpSet::empty(),
@@ -94,6 +98,10 @@ impl ReadLists {
         let Some(list) = self.current.as_mut().filter(|l| l.error.is_none()) else {
             return;
         };
+        if let Some(r) = SourceRef::of(&list.path, self.index, text) {
+            self.source_refs.push(r);
+            return;
+        }
         match list_entry(text, &list.path) {
             Ok(ListEntry::Net(net, had_host_bits)) => {
                 if had_host_bits {

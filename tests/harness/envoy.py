@@ -77,6 +77,8 @@ class EnvoyOptions:
     listen_address: str = "127.0.0.1"              # or "::1" for a real IPv6 TCP peer
     normalize_path: Optional[bool] = None          # HCM normalize_path (Istio's default BASE: true)
     merge_slashes: Optional[bool] = None
+    concurrency: int = 1                           # Envoy's worker threads
+    clusters: list = field(default_factory=list)   # extra static clusters (list servers)
 
     def resolved_use_remote_address(self) -> bool:
         if self.use_remote_address is not None:
@@ -191,6 +193,7 @@ def bootstrap(opts: EnvoyOptions, port: int, admin_port: int, upstream_port: int
             }],
         },
     }
+    boot["static_resources"]["clusters"].extend(copy.deepcopy(opts.clusters))
     lst = listener(opts, port, access_log_path)
     if lds_path:
         boot["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
@@ -210,7 +213,8 @@ class EnvoyDied(RuntimeError):
 
 
 class Envoy:
-    """One Envoy process (``--concurrency 1``, dynamic base id, wasm logging at debug)."""
+    """One Envoy process (``--concurrency`` from the options, 1 by default; dynamic base id, wasm
+    logging at debug)."""
 
     def __init__(self, opts: Optional[EnvoyOptions] = None, upstream_port: int = 0,
                  workdir: Optional[str] = None, dynamic: bool = False, name: str = "envoy"):
@@ -241,7 +245,7 @@ class Envoy:
         return self.config_path
 
     def argv(self) -> list:
-        return [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1",
+        return [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(self.opts.concurrency),
                 "--use-dynamic-base-id", "--log-path", str(self.log_path),
                 "-l", "info", "--component-log-level", "wasm:debug",
                 "--file-flush-interval-msec", "50",

@@ -23,6 +23,7 @@ INSTALLED_BY = {
     "haproxy": "haproxy",
     "docker-registry": "oci-tools",
     "openssl": "openssl",
+    "nginx": "nginx",
 }
 # Programs every machine the README names has (Debian with rustup and python3): no install step.
 BASE_PROGRAMS = {"python3", "python", "curl"}

@@ -116,7 +116,13 @@ struct Tally {
     /// latency histogram: bucket i counts responses in [2^i, 2^(i+1)) microseconds
     latency_us: [u64; 32],
     max_latency_us: u64,
+    /// (unix ns at the response, µs) of responses slower than SLOW_US, the first few thousand:
+    /// when the slow ones happened (e.g. around a list refresh, tests/reliability/refresh.py)
+    slow: Vec<(u128, u64)>,
 }
+
+/// Responses at least this slow are recorded with their time.
+const SLOW_US: u64 = 20_000;
 
 impl Tally {
     fn error(&mut self, kind: &str) {
@@ -145,6 +151,7 @@ impl Tally {
             *a += b;
         }
         self.max_latency_us = self.max_latency_us.max(o.max_latency_us);
+        self.slow.extend(o.slow);
     }
 
     fn percentile_us(&self, p: f64) -> u64 {
@@ -283,6 +290,9 @@ fn worker(
                 let us = started.elapsed().as_micros() as u64;
                 t.latency_us[(63 - us.max(1).leading_zeros() as usize).min(31)] += 1;
                 t.max_latency_us = t.max_latency_us.max(us);
+                if us >= SLOW_US && t.slow.len() < 2000 {
+                    t.slow.push((now_ns(), us));
+                }
                 t.completed += 1;
                 *t.statuses.entry(resp.status).or_default() += 1;
                 if last_status != resp.status {
@@ -359,12 +369,15 @@ fn report(classes: &[(Class, Tally)], elapsed: f64, started_ns: u128) -> String 
             .iter()
             .map(|(ts, k)| format!("[{ts}, {}]", json_str(k)))
             .collect();
+        let mut slow = t.slow.clone();
+        slow.sort();
+        let slow: Vec<String> = slow.iter().map(|(ts, us)| format!("[{ts}, {us}]")).collect();
         out.push_str(&format!(
             "{}: {{\"src\": \"{}\", \"conns\": {}, \"per_conn\": {}, \"expect\": {}, \"seen\": {}, \
              \"forge\": {}, \"sent\": {}, \"completed\": {}, \"statuses\": {{{}}}, \"errors\": {{{}}}, \
              \"unexpected_status\": {}, \"seen_mismatch\": {}, \"connects\": {}, \"server_closes\": {}, \
              \"latency_us\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \
-             \"transitions\": [{}], \"error_log\": [{}]}}",
+             \"transitions\": [{}], \"error_log\": [{}], \"slow\": [{}]}}",
             json_str(&c.name),
             c.src,
             c.conns,
@@ -386,6 +399,7 @@ fn report(classes: &[(Class, Tally)], elapsed: f64, started_ns: u128) -> String 
             t.max_latency_us,
             transitions.join(", "),
             error_log.join(", "),
+            slow.join(", "),
         ));
     }
     out.push_str("}}\n");

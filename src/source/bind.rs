@@ -1,0 +1,136 @@
+//! A policy whose lists name sources, bound to the sources' current contents.
+//!
+//! The configuration compiles into a template policy (each list holding its configured entries
+//! only) and a [`SourcePlan`] (which lists name which sources). Whenever a source's contents or
+//! availability change, [`bind`] makes a new policy from the template: each list naming sources
+//! becomes the union of its own entries and theirs. Requests then use a plain policy, with the
+//! same lookups as a list written inline; a stream holds the policy current when it started,
+//! so each request is decided wholly with the old lists or wholly with the new ones.
+
+use super::{OnUnavailable, Source};
+use crate::access::Lists;
+use crate::ipset::IpSet;
+use crate::policy::Policy;
+
+/// A list of the policy that may name sources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// `client_ip.trusted_proxies`.
+    TrustedProxies,
+    /// `access.allow`.
+    Allow,
+    /// `access.deny`.
+    Deny,
+    /// `access.rules[i].allow`.
+    RuleAllow(usize),
+    /// `access.rules[i].deny`.
+    RuleDeny(usize),
+}
+
+impl Slot {
+    /// The slot of a list's key path, as the configuration walk writes it.
+    pub fn of_path(path: &str) -> Option<Slot> {
+        match path {
+            "client_ip.trusted_proxies" => return Some(Slot::TrustedProxies),
+            "access.allow" => return Some(Slot::Allow),
+            "access.deny" => return Some(Slot::Deny),
+            _ => {}
+        }
+        let rest = path.strip_prefix("access.rules[")?;
+        let (index, list) = rest.split_once("].")?;
+        let index = index.parse().ok()?;
+        match list {
+            "allow" => Some(Slot::RuleAllow(index)),
+            "deny" => Some(Slot::RuleDeny(index)),
+            _ => None,
+        }
+    }
+}
+
+/// The sources a list names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The list.
+    pub slot: Slot,
+    /// Indices into [`SourcePlan::sources`], without duplicates.
+    pub sources: Vec<usize>,
+}
+
+/// The sources of a configuration and the lists that name them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourcePlan {
+    /// The configured sources, in name order.
+    pub sources: Vec<Source>,
+    /// The lists that name at least one source.
+    pub bindings: Vec<Binding>,
+}
+
+impl SourcePlan {
+    /// True when no list names a source (nothing to fetch).
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+    }
+
+    /// Whether some list names source `index`.
+    pub fn is_used(&self, index: usize) -> bool {
+        self.bindings.iter().any(|b| b.sources.contains(&index))
+    }
+}
+
+/// The template policy with each list naming sources bound to them. `current[i]` is source i's
+/// list, or None while it is unavailable.
+pub fn bind(template: &Policy, plan: &SourcePlan, current: &[Option<&IpSet>]) -> Policy {
+    let mut policy = template.clone();
+    for binding in &plan.bindings {
+        let mut unavailable = false;
+        let mut union = IpSet::empty();
+        for &i in &binding.sources {
+            match current.get(i).copied().flatten() {
+                Some(set) => union = union.union(set),
+                None => {
+                    unavailable |= plan.sources[i].on_unavailable == OnUnavailable::Refuse;
+                }
+            }
+        }
+        let with = |own: &IpSet| own.union(&union);
+        match binding.slot {
+            Slot::TrustedProxies => {
+                if let Some(own) = policy.resolver.trusted_proxies() {
+                    let set = with(own);
+                    policy.resolver.set_trusted_proxies(set);
+                }
+                policy.trust_unavailable = unavailable;
+            }
+            Slot::Allow | Slot::Deny => {
+                policy.access.lists = bound(&policy.access.lists, binding.slot, &with, unavailable);
+            }
+            Slot::RuleAllow(r) | Slot::RuleDeny(r) => {
+                if let Some(rule) = policy.access.rules.get_mut(r) {
+                    rule.lists = bound(&rule.lists, binding.slot, &with, unavailable);
+                }
+            }
+        }
+    }
+    policy
+}
+
+fn bound(lists: &Lists, slot: Slot, with: &dyn Fn(&IpSet) -> IpSet, unavailable: bool) -> Lists {
+    let unavailable = unavailable || lists.unavailable();
+    let allow_in_force = lists.allow_in_force();
+    let rebound = match slot {
+        Slot::Allow | Slot::RuleAllow(_) => Lists::bound(
+            with(lists.allow_set()),
+            lists.deny_set().clone(),
+            true,
+            unavailable,
+        ),
+        _ => Lists::bound(
+            lists.allow_set().clone(),
+            with(lists.deny_set()),
+            allow_in_force,
+            unavailable,
+        ),
+    };
+    // Identity entries (spec §8) sit beside the addresses, untouched by sources.
+    rebound.with_links(lists.links().clone())
+}
