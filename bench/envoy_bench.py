@@ -772,7 +772,7 @@ def main() -> int:
     for c in ([] if args.no_alone or million is None else mem_cases):
         for conc in (1, 3):
             port, admin = free_port(), free_port()
-            e = Envoy(args.envoy, bootstrap([listener(c, port)], admin, source_port), workdir,
+            e = Envoy(args.envoy, bootstrap([listener(c, port)], admin, source_port=source_port), workdir,
                       f"envoy-{c['name']}-c{conc}", "", concurrency=conc)
             try:
                 # (S1M): 200 once the list is loaded (127.0.0.1 is in it)
