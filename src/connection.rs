@@ -126,6 +126,12 @@ impl Policy {
         }
     }
 
+    /// Whether a connection's decision can depend on its TLS SNI: some rule has `hosts`. When
+    /// not, the adapter does not read it (a host call per connection saved).
+    pub fn reads_server_name(&self) -> bool {
+        self.access.rules.iter().any(|r| !r.hosts.is_empty())
+    }
+
     /// Whether a connection with this decision is closed (an enforced refusal).
     pub fn closes(decision: &Decision) -> bool {
         decision.verdict == Verdict::Deny
@@ -339,5 +345,26 @@ mod tests {
             policy.decide_connection(&linked(None)).verdict,
             Verdict::Deny
         );
+    }
+
+    #[test]
+    fn the_sni_is_read_only_when_a_rule_has_hosts() {
+        let plain = network(
+            r#"{"filter_type": "network", "access": {"allow": ["10.0.0.0/8"],
+                "rules": [{"name": "any", "allow": ["192.0.2.0/24"]}]}}"#,
+        );
+        assert!(!plain.reads_server_name());
+        // Without host rules the SNI cannot change a decision: not reading it loses nothing.
+        for sni in ["", "db.example.com", "other.example.com"] {
+            assert_eq!(
+                decide(&plain, "192.0.2.1:1", sni),
+                decide(&plain, "192.0.2.1:1", "")
+            );
+        }
+        let by_host = network(
+            r#"{"filter_type": "network",
+                "access": {"rules": [{"name": "db", "hosts": ["db.example.com"], "allow": ["10.0.0.0/8"]}]}}"#,
+        );
+        assert!(by_host.reads_server_name());
     }
 }

@@ -140,7 +140,8 @@ def test_allowed_connection_reaches_the_upstream(gateway, upstreams, version, ki
     assert out.reply == "plain proxy=- got=ping", out
     assert accepted == 1
     entry = gateway.log_entry(key(src, port))
-    assert (entry["client_ip"], entry["decision"], entry["rule"]) == (text, "allow", None)
+    # wasm.client_ip_decision is written for refusals only: absent means allowed.
+    assert (entry["client_ip"], entry["decision"], entry["rule"]) == (text, None, None)
     assert entry["upstream_host"] == f"127.0.0.1:{upstreams['plain'].port}"
 
 
@@ -178,7 +179,7 @@ def test_tls_passthrough_routes_by_sni_to_the_app_that_terminates_tls(gateway, u
         assert out.reply == f"{name} proxy=- got=ping", out
         assert accepted == 1
         entry = gateway.log_entry(key(src, port))
-        assert (entry["sni"], entry["decision"], entry["rule"]) == (sni, "allow", name)
+        assert (entry["sni"], entry["decision"], entry["rule"]) == (sni, None, name)
 
 
 def test_rule_hosts_match_the_tls_sni(gateway, upstreams, certs):
@@ -263,7 +264,7 @@ def test_tcp_access_log_carries_the_filter_state(gateway):
     port = N.unique_port()
     N.tcp_exchange(gateway.port, pp.v2("::ffff:203.0.113.44", sport=port))
     entry = gateway.log_entry(key("::ffff:203.0.113.44", port))
-    assert entry["client_ip"] == "203.0.113.44" and entry["decision"] == "allow" and entry["rule"] is None
+    assert entry["client_ip"] == "203.0.113.44" and entry["decision"] is None and entry["rule"] is None
     assert entry["downstream_direct"].startswith("127.0.0.1:")
 
 
@@ -430,7 +431,7 @@ def test_without_proxy_protocol_the_tcp_peer_is_the_client_ipv6_too(start, gatew
     out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
     assert out.reply == "plain proxy=- got=ping" and accepted == 1, out
     (entry,) = env.access_log_lines()
-    assert (entry["client_ip"], entry["decision"]) == ("::1", "allow")
+    assert (entry["client_ip"], entry["decision"]) == ("::1", None)  # absent: allowed
     v4_only = {"filter_type": "network", "access": {"allow": ["127.0.0.0/8"]}}
     env = start([N.NetworkListener(gateway_frags, v4_only, proxy_protocol=False, listen_address="::1")],
                 {"plain": (upstreams["plain"].port, None)}, name="ipv6_peer_refused")

@@ -20,6 +20,7 @@ use proxy_wasm::types::Action;
 
 use super::root::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
+use crate::access::Verdict;
 use crate::connection::{Connection as ConnectionInfo, FilterType, Mismatch};
 use crate::host::{self, PropertyPath};
 use crate::identity::Link;
@@ -96,7 +97,12 @@ impl Connection {
         }
         let filter_state = property(&compiled.downstream_path);
         let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
-        let server_name = property(&SERVER_NAME).map(host::text).unwrap_or_default();
+        // The SNI only when a rule's `hosts` can use it: one host call per connection otherwise.
+        let server_name = if policy.reads_server_name() {
+            property(&SERVER_NAME).map(host::text).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let link = compiled
             .link
             .as_ref()
@@ -142,7 +148,10 @@ fn record(policy: &Policy, decision: &Decision, server_name: &str) {
     if let Some(text) = &client {
         set_filter_state(&CLIENT_IP, text.as_str());
     }
-    set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    // As in HTTP mode: written for a refusal only (absent means allowed).
+    if decision.verdict != Verdict::Allow {
+        set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+    }
     let rule = policy.rule_name(decision);
     if let Some(name) = rule {
         set_filter_state(&CLIENT_IP_RULE, name);
