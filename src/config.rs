@@ -745,12 +745,7 @@ mod tests {
     use super::*;
     use crate::access::Verdict;
 
-    fn error(json: &str) -> String {
-        match parse(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::testutil::config_error as error;
 
     #[test]
     fn empty_or_absent_configuration_means_all_defaults() {

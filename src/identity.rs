@@ -832,9 +832,7 @@ mod tests {
     fn policy(json: &str) -> Policy {
         parse(json.as_bytes()).unwrap().0
     }
-    fn error(json: &str) -> String {
-        parse(json.as_bytes()).unwrap_err().to_string()
-    }
+    use crate::testutil::config_error as error;
     /// The verdict for a request from `downstream` (no forwarding header) whose connection
     /// carried `link` (an identity entry's text), on `path`.
     fn verdict_at(p: &Policy, downstream: &str, link: Option<&str>, path: &str) -> Verdict {

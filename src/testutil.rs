@@ -8,6 +8,14 @@ pub fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The error message a configuration is refused with; panics when it is accepted.
+pub fn config_error(json: &str) -> String {
+    match crate::config::parse(json.as_bytes()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// xorshift64*: random test inputs, reproducible from a seed and without a dependency.
 pub struct Rng(pub u64);
 

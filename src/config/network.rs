@@ -85,13 +85,7 @@ pub(super) fn check(top: &Map<String, Value>) -> Result<(), ConfigError> {
 mod tests {
     //! Spec §9: the configuration errors of the connection-level mode, one test per key.
     use crate::config::parse;
-
-    fn error(json: &str) -> String {
-        match parse(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::testutil::config_error as error;
 
     fn net(rest: &str) -> String {
         format!(r#"{{"filter_type": "network", {rest}}}"#)
