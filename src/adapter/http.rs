@@ -85,28 +85,22 @@ impl HttpContext for Stream {
         if let Some(reader) = &compiled.link {
             reader.record(link_text.as_deref());
         }
-        if decision.unavailable && decision.verdict == Verdict::Deny {
-            // Counted in `client_ip.unavailable` with the decision (the VM's tally).
-            let client = decision.client.map(|c| c.text());
-            record(compiled, &decision, client.as_ref().map(AddrText::as_str));
-            return local_reply(
-                503,
-                "source unavailable\n",
-                &compiled.reply_headers,
-                UNAVAILABLE_DETAILS,
-            );
-        }
-
         if decision.verdict == Verdict::Deny {
             let client = decision.client.map(|c| c.text());
             record(compiled, &decision, client.as_ref().map(AddrText::as_str));
+            // A list naming an unavailable source refuses with 503 (counted in
+            // `client_ip.unavailable` with the decision); any other refusal with the deny status.
             let access = &policy.access;
-            return local_reply(
-                access.deny_status,
-                &access.deny_body,
-                &compiled.reply_headers,
-                DENIED_DETAILS,
-            );
+            let (status, body, details) = if decision.unavailable {
+                (503, "source unavailable\n", UNAVAILABLE_DETAILS)
+            } else {
+                (
+                    access.deny_status,
+                    access.deny_body.as_str(),
+                    DENIED_DETAILS,
+                )
+            };
+            return local_reply(status, body, &compiled.reply_headers, details);
         }
         // The plan formats the client's text once, for the headers and the filter state.
         let plan = policy.header_plan(&request, &decision);
