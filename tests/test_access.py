@@ -293,7 +293,7 @@ def test_access_match_downstream_mapped_downstream_is_ipv4(match_downstream, ech
 def test_access_rule_path_prefix_sees_the_path_envoy_normalized(envoy_factory, echo, wasm):
     """path_prefixes are plain prefixes of :path. With the HCM normalising paths (Istio's default
     normalize_path, plus merge_slashes), dot-segments, %-encoded unreserved characters and doubled
-    slashes cannot walk around a rule. (Without them they can: see the README.)"""
+    slashes cannot walk around a rule. (Without them they can: see docs/access.md.)"""
     env = envoy_factory(E.EnvoyOptions(configuration=LISTS, normalize_path=True, merge_slashes=True))
     for path in ["/public/../admin", "/%61dmin", "//admin", "/./admin/x"]:
         ex = exchange(env, echo, proxy=pp.v2("203.0.113.5"), host="admin.example.com", path=path)

@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def readme_make_targets() -> set[str]:
-    """Every `make <target>` the README (and the READMEs it links) tells a user to run."""
+    """Every `make <target>` the README, the folders' READMEs and the reference in docs/ tell a user
+    to run."""
     targets = set()
-    for doc in [REPO / "README.md", *sorted(REPO.glob("*/README.md"))]:
+    for doc in [REPO / "README.md", *sorted(REPO.glob("*/README.md")), *sorted(REPO.glob("docs/*.md"))]:
         for cmd in re.findall(r"`make ([a-z][a-z0-9-]*)[^`]*`|^make ([a-z][a-z0-9-]*)", doc.read_text(), re.M):
             targets.update(t for t in cmd if t)
     return targets
