@@ -72,7 +72,7 @@ impl Lists {
         }
     }
 
-    /// Lists bound to sources (see `source::bind`): the allow list is in force when
+    /// Lists bound to sources (see `bind`): the allow list is in force when
     /// `allow_in_force` even when empty; `unavailable` marks lists a decision cannot use.
     pub fn bound(allow: IpSet, deny: IpSet, allow_in_force: bool, unavailable: bool) -> Self {
         Lists {

@@ -5,7 +5,7 @@
 use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
-use crate::connection::FilterType;
+use crate::filter_type::FilterType;
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
 use crate::resolve::Resolver;

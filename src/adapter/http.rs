@@ -15,7 +15,7 @@ use log::debug;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
+use super::compiled::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
 use crate::access::Verdict;
 use crate::addr::AddrText;

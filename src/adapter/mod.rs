@@ -2,7 +2,8 @@
 //! the pure core for a decision and apply it. Every host call goes through [`crate::host`], which
 //! returns the host's status instead of panicking: the filter never traps on a host status.
 //!
-//! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
+//! - [`root`]: the root context; compiles the configuration once, follows sources, ticks.
+//! - [`compiled`]: a configuration compiled once ([`compiled::Compiled`]), shared by the contexts.
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
@@ -10,6 +11,7 @@
 //!   `filter_type` mismatch.
 //! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 
+mod compiled;
 mod http;
 mod identity;
 mod metrics;

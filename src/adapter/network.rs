@@ -18,10 +18,11 @@ use log::{debug, error};
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
+use super::compiled::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
 use crate::access::Verdict;
-use crate::connection::{Connection as ConnectionInfo, FilterType, Mismatch};
+use crate::connection::Connection as ConnectionInfo;
+use crate::filter_type::{FilterType, Mismatch};
 use crate::host::{self, PropertyPath};
 use crate::identity::Link;
 use crate::policy::{Decision, Downstream, Policy};

@@ -13,50 +13,15 @@ use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 
+use super::compiled::Compiled;
 use super::http::Stream;
-use super::identity::LinkReader;
-use super::metrics::Metrics;
 use super::network::{self, Connection, Refusing};
+use super::refresh_log_level;
 use super::sources::{Feeds, SETTLING_TICK_MS};
-use super::{refresh_log_level, reply_headers};
 use crate::config;
-use crate::connection::FilterType;
-use crate::host::{self, PropertyPath};
-use crate::policy::{HeaderReads, Policy};
+use crate::filter_type::FilterType;
+use crate::host;
 use crate::tally::FLUSH_PERIOD_MS;
-
-/// A configuration compiled once, shared by every stream that starts while it is current: the
-/// policy, and everything a request needs from the host side prepared ahead of it.
-pub(super) struct Compiled {
-    pub(super) policy: Policy,
-    /// The request headers the policy reads: the only ones fetched from Envoy.
-    pub(super) reads: HeaderReads,
-    pub(super) metrics: Metrics,
-    /// `["filter_state", <downstream_filter_state>]`.
-    pub(super) downstream_path: PropertyPath,
-    /// The local reply's headers, serialized.
-    pub(super) reply_headers: Vec<u8>,
-    /// Identity reading (spec §8); None when the configuration uses no identity.
-    pub(super) link: Option<LinkReader>,
-    /// A `filter_type` mismatch was logged (once per configuration and worker).
-    pub(super) mismatch_logged: Cell<bool>,
-}
-
-impl Compiled {
-    fn new(policy: Policy) -> Result<Compiled, String> {
-        let metrics = Metrics::define(&policy)
-            .map_err(|(name, status)| format!("cannot define counter {name}: {status:?}"))?;
-        Ok(Compiled {
-            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
-            reply_headers: reply_headers(),
-            reads: policy.header_reads(),
-            link: LinkReader::new(&policy),
-            mismatch_logged: Cell::new(false),
-            policy,
-            metrics,
-        })
-    }
-}
 
 #[derive(Default)]
 pub(super) struct Root {

@@ -18,10 +18,10 @@ use std::rc::Rc;
 
 use log::{debug, info, warn};
 
+use crate::bind::{bind, SourcePlan};
 use crate::host::{self, HostError};
 use crate::ipset::IpSet;
 use crate::policy::Policy;
-use crate::source::bind::{bind, SourcePlan};
 use crate::source::format::{self, Rejection};
 use crate::source::lease::{self, Step, Vm};
 use crate::source::schedule::{self, Schedule};

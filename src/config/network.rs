@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{array, err, key_path, member, object, show, ConfigError, RULE_KEYS};
+use super::access::RULE_KEYS;
+use super::{array, err, key_path, member, object, show, ConfigError};
 
 /// Why each key is refused in network mode, by key path (relative to the document).
 const CLIENT_IP_HTTP_ONLY: &[(&str, &str)] = &[

@@ -7,10 +7,10 @@
 //! same lookups as a list written inline; a stream holds the policy current when it started,
 //! so each request is decided wholly with the old lists or wholly with the new ones.
 
-use super::{OnUnavailable, Source};
 use crate::access::Lists;
 use crate::ipset::IpSet;
 use crate::policy::Policy;
+use crate::source::{OnUnavailable, Source};
 
 /// A list of the policy that may name sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
