@@ -1,6 +1,7 @@
-//! client-ip-filter: a proxy-wasm HTTP filter for Envoy and Istio that resolves the real client
-//! address (PROXY protocol, trusted forwarding headers), enforces IP allow/deny lists and writes
-//! client-IP headers. The behaviour contract is `behaviour.md`; the README documents it for users.
+//! client-ip-filter: a proxy-wasm filter for Envoy and Istio (an HTTP filter, or a network filter
+//! for TCP and TLS passthrough) that resolves the real client address (PROXY protocol, trusted
+//! forwarding headers), enforces IP allow/deny lists and writes client-IP headers. The behaviour
+//! contract is `docs/` (indexed by `docs/README.md`); the README is the guide.
 //!
 //! The crate is a pure core, testable natively, and a thin proxy-wasm adapter (`adapter`:
 //! the root, HTTP stream, network connection, compiled-configuration, metrics, identity and
