@@ -22,7 +22,7 @@ pub(super) struct Compiled {
     pub(super) downstream_path: PropertyPath,
     /// The local reply's headers, serialized.
     pub(super) reply_headers: Vec<u8>,
-    /// Identity reading (spec §8); None when the configuration uses no identity.
+    /// Identity reading (docs/private-link.md); None when the configuration uses no identity.
     pub(super) link: Option<LinkReader>,
     /// A `filter_type` mismatch was logged (once per configuration and worker).
     pub(super) mismatch_logged: Cell<bool>,

@@ -33,7 +33,7 @@ const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
 /// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
 const DENIED_DETAILS: &str = "client_ip_filter_denied";
-/// The same when a list it needs names an unavailable source (spec §7, `on_unavailable`).
+/// The same when a list it needs names an unavailable source (docs/sources.md, `on_unavailable`).
 const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
 
 /// One HTTP stream, holding the configuration current when it started.

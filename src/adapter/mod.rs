@@ -7,7 +7,7 @@
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
-//! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
+//! - [`network`]: the network-filter connection context (docs/network-mode.md) and the refusing context of a
 //!   `filter_type` mismatch.
 //! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 

@@ -1,4 +1,4 @@
-//! The network-filter side (spec §9): a stream context per connection that asks the core for
+//! The network-filter side (docs/network-mode.md): a stream context per connection that asks the core for
 //! one [`Decision`] when the connection opens and closes it when refused, and the handling of a
 //! configuration loaded as the other kind of filter than its `filter_type` says.
 //!

@@ -1,7 +1,7 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
 //! every stream that starts while it is current, and ticks: each tick flushes the counters
 //! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]), follows Envoy's log
-//! level and drives the list sources (spec §7: lease, fetch, adopt). A source's new list makes a
+//! level and drives the list sources (docs/sources.md: lease, fetch, adopt). A source's new list makes a
 //! new [`Compiled`] (the policy bound to it): streams already running keep the one they started
 //! with, so each request is decided wholly with the old list or wholly with the new one. The
 //! counters are flushed once more when the root context is done.
@@ -32,7 +32,7 @@ pub(super) struct Root {
     /// Envoy has created a context of the configured `filter_type` here: an HTTP configuration
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
-    /// Lists from list servers (spec §7), when the configuration names any.
+    /// Lists from list servers (docs/sources.md), when the configuration names any.
     feeds: Option<Feeds>,
     /// This VM has served a request or a connection (a worker's); see `sources`.
     serves: Cell<bool>,
