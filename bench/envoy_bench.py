@@ -18,7 +18,7 @@ Cases:
   F10    native: RBAC, one `remote_ip` principal per entry (10 entries) + x-real-ip header
   F10k   ... 10,000 entries (what an Istio AuthorizationPolicy `ipBlocks` compiles to)
   G      the seed's approach: a Lua filter copying the first X-Forwarded-For address to a header
-  S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (spec §7), fetched
+  S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (docs/sources.md), fetched
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
          costs per request (goal ≥ 0.95×)
@@ -28,7 +28,7 @@ Cases:
          request: the price of each kind (get_property, increment_metric, set_property, set_map_value)
 C to E carry the `set_filter_state` network filter as deployed (it records the downstream address).
 
-Connection cases (spec §9, the network-filter mode): a new TCP connection per request (wrk sends
+Connection cases (docs/network-mode.md, the network-filter mode): a new TCP connection per request (wrk sends
 `Connection: close`), through tcp_proxy to a direct-response HTTP listener of the same Envoy, so each
 connection is a short exchange; the figure is connections per second (for a refusing case: connections
 refused per second, which wrk counts as read errors):

@@ -4,26 +4,33 @@
 //! contract is `docs/` (indexed by `docs/README.md`); the README is the guide.
 //!
 //! The crate is a pure core, testable natively, and a thin proxy-wasm adapter (`adapter`:
-//! root, HTTP stream and metrics modules, built for wasm32 only):
+//! the root, HTTP stream, network connection, compiled-configuration, metrics, identity and
+//! sources modules, built for wasm32 only). The core's modules, each depending only on modules
+//! listed before it (dependencies point one way):
+//! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
+//! - [`filter_type`]: which kind of Envoy filter a configuration is for, and a mismatch.
 //! - [`addr`]: address text, forwarding-header entries, canonical (mapped-folded) addresses.
 //! - [`ipset`]: compiled CIDR sets with logarithmic lookups.
 //! - [`chain`]: the forwarding chain, read right to left, lazily.
 //! - [`resolve`]: which address of the chain is the client.
+//! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
 //! - [`access`]: allow/deny lists, rules, verdicts.
 //! - [`forward`]: the header plan.
-//! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
-//! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors.
 //! - [`policy`]: the per-request decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
-//! - [`source`]: lists from a list server (formats, schedule, shared table, binding).
-//! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
+//! - [`source`]: lists from a list server (formats, schedule, shared table, lease).
+//! - [`bind`]: a policy bound to its sources' current lists.
+//! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors (one module per
+//!   section).
 
 pub mod access;
 pub mod addr;
+pub mod bind;
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod filter_type;
 pub mod forward;
 pub mod host;
 pub mod identity;

@@ -15,7 +15,7 @@ use log::debug;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
+use super::compiled::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
 use crate::access::Verdict;
 use crate::addr::AddrText;
@@ -33,7 +33,7 @@ const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
 /// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
 const DENIED_DETAILS: &str = "client_ip_filter_denied";
-/// The same when a list it needs names an unavailable source (spec §7, `on_unavailable`).
+/// The same when a list it needs names an unavailable source (docs/sources.md, `on_unavailable`).
 const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
 
 /// One HTTP stream, holding the configuration current when it started.

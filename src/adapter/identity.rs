@@ -1,4 +1,4 @@
-//! The connection's private-link identity (spec §8): read from the filter state, counted,
+//! The connection's private-link identity (docs/private-link.md): read from the filter state, counted,
 //! recorded for access logs and forwarded in `forward.link_header`.
 //!
 //! Exists only for a configuration that uses identities (identity list entries or a link header):

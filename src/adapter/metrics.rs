@@ -1,4 +1,4 @@
-//! The counters of one configuration (spec §5): defined with the host once at configure time,
+//! The counters of one configuration (docs/observability.md): defined with the host once at configure time,
 //! counted in the VM by a [`Tally`] and flushed from the root context's tick.
 
 use log::debug;

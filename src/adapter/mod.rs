@@ -2,14 +2,16 @@
 //! the pure core for a decision and apply it. Every host call goes through [`crate::host`], which
 //! returns the host's status instead of panicking: the filter never traps on a host status.
 //!
-//! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
+//! - [`root`]: the root context; compiles the configuration once, follows sources, ticks.
+//! - [`compiled`]: a configuration compiled once ([`compiled::Compiled`]), shared by the contexts.
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
-//! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
+//! - [`network`]: the network-filter connection context (docs/network-mode.md) and the refusing context of a
 //!   `filter_type` mismatch.
 //! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 
+mod compiled;
 mod http;
 mod identity;
 mod metrics;

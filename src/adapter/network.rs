@@ -1,4 +1,4 @@
-//! The network-filter side (spec §9): a stream context per connection that asks the core for
+//! The network-filter side (docs/network-mode.md): a stream context per connection that asks the core for
 //! one [`Decision`] when the connection opens and closes it when refused, and the handling of a
 //! configuration loaded as the other kind of filter than its `filter_type` says.
 //!
@@ -18,10 +18,11 @@ use log::{debug, error};
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
+use super::compiled::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
 use crate::access::Verdict;
-use crate::connection::{Connection as ConnectionInfo, FilterType, Mismatch};
+use crate::connection::Connection as ConnectionInfo;
+use crate::filter_type::{FilterType, Mismatch};
 use crate::host::{self, PropertyPath};
 use crate::identity::Link;
 use crate::policy::{Decision, Downstream, Policy};

@@ -1,4 +1,4 @@
-//! The fetching and adopting side of lists from a list server (spec §7), for one configuration
+//! The fetching and adopting side of lists from a list server (docs/sources.md), for one configuration
 //! in one VM. The decisions are the core's (`crate::source`); this file makes the host calls.
 //!
 //! One fetch per Envoy: Envoy runs one VM per worker thread plus VMs on the main thread, and
@@ -18,10 +18,10 @@ use std::rc::Rc;
 
 use log::{debug, info, warn};
 
+use crate::bind::{bind, SourcePlan};
 use crate::host::{self, HostError};
 use crate::ipset::IpSet;
 use crate::policy::Policy;
-use crate::source::bind::{bind, SourcePlan};
 use crate::source::format::{self, Rejection};
 use crate::source::lease::{self, Step, Vm};
 use crate::source::schedule::{self, Schedule};

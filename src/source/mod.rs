@@ -1,15 +1,13 @@
-//! Lists from a list server (spec §7): the `sources` of a configuration, compiled once.
+//! Lists from a list server (docs/sources.md): the `sources` of a configuration, compiled once.
 //!
 //! - [`format`]: a fetched body → the networks it lists, or why it is refused.
 //! - [`schedule`]: when to fetch next (refresh with jitter, backoff after a failure) and when a
 //!   source is unavailable (never loaded, or older than `max_stale_s`).
 //! - [`table`]: the compact, checked encoding in which one VM publishes a parsed list to the others.
 //! - [`lease`]: which VM fetches for the whole Envoy.
-//! - [`bind`]: a policy whose lists name sources, bound to the sources' current contents.
 //!
 //! All of it is plain Rust; the fetching and sharing is the adapter's (`adapter/sources.rs`).
 
-pub mod bind;
 pub mod format;
 pub mod lease;
 pub mod schedule;
