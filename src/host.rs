@@ -50,6 +50,11 @@ impl PropertyPath {
     pub const fn fixed(path: &'static [u8]) -> Self {
         PropertyPath(Cow::Borrowed(path))
     }
+
+    /// The path's bytes, in the ABI's form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// A header map in the ABI's serialized form: the number of pairs, each pair's name and value
@@ -108,6 +113,80 @@ pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 /// a header value and Envoy passes it through; an entry holding U+FFFD is simply not an address.
 pub fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The host calls a request or a connection makes, as a trait: the seam between the adapter's
+/// per-request logic and Envoy. [`Abi`] is Envoy's (the functions of this module, wasm32 only);
+/// the adapter's native unit tests put a fake in its place that fails the calls they choose. The
+/// logic is generic over it, so in the `.wasm` each method is the direct call (no vtable).
+pub trait StreamHost {
+    /// See [`property`].
+    fn property(&mut self, path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError>;
+    /// See [`set_property`].
+    fn set_property(&mut self, path: &PropertyPath, value: &[u8]) -> Result<(), HostError>;
+    /// See [`request_header`].
+    fn request_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// See [`request_header_lines`].
+    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError>;
+    /// See [`set_request_header`].
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// See [`remove_request_header`].
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// See [`send_local_response`].
+    fn send_local_response(
+        &mut self,
+        status: u32,
+        body: &[u8],
+        headers: &[u8],
+        details: &str,
+    ) -> Result<(), HostError>;
+    /// See [`close_downstream`].
+    fn close_downstream(&mut self) -> Result<(), HostError>;
+}
+
+/// Envoy, through the proxy-wasm ABI: the [`StreamHost`] of the `.wasm`.
+pub struct Abi;
+
+#[cfg(target_arch = "wasm32")]
+impl StreamHost for Abi {
+    #[inline(always)]
+    fn property(&mut self, path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError> {
+        property(path)
+    }
+    #[inline(always)]
+    fn set_property(&mut self, path: &PropertyPath, value: &[u8]) -> Result<(), HostError> {
+        set_property(path, value)
+    }
+    #[inline(always)]
+    fn request_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        request_header(name)
+    }
+    #[inline(always)]
+    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        request_header_lines()
+    }
+    #[inline(always)]
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        set_request_header(name, value)
+    }
+    #[inline(always)]
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        remove_request_header(name)
+    }
+    #[inline(always)]
+    fn send_local_response(
+        &mut self,
+        status: u32,
+        body: &[u8],
+        headers: &[u8],
+        details: &str,
+    ) -> Result<(), HostError> {
+        send_local_response(status, body, headers, details)
+    }
+    #[inline(always)]
+    fn close_downstream(&mut self) -> Result<(), HostError> {
+        close_downstream()
+    }
 }
 
 /// Host calls counted by kind (cargo feature `count-host-calls`; `make bench` and the host-call
