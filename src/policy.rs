@@ -569,8 +569,8 @@ mod tests {
     }
 
     /// Header reads and header writes per request for the configurations of `make bench`'s cases
-    /// (C) and (D), with its request: the figures bench/envoy_bench.py reports as host calls (plus
-    /// the downstream address read and the `wasm.client_ip` write every request makes).
+    /// (C) and (D), with its request (tests/test_host_calls.py counts every host call of these
+    /// cases in Envoy, with the `count-host-calls` build).
     #[test]
     fn host_calls_per_request_of_the_bench_cases() {
         let c = Policy::default();

@@ -94,6 +94,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let _background = host::count::Background::enter();
         let changed = self
             .feeds
             .as_mut()
@@ -104,6 +105,7 @@ impl Context for Root {
     }
 
     fn on_done(&mut self) -> bool {
+        let _background = host::count::Background::enter();
         self.flush_counters();
         if let Some(feeds) = &mut self.feeds {
             feeds.release();
@@ -114,6 +116,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        let _background = host::count::Background::enter();
         refresh_log_level();
         let bytes = match host::plugin_configuration(size) {
             Ok(bytes) => bytes,
@@ -166,6 +169,8 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        let _background = host::count::Background::enter();
+        host::count::report();
         self.flush_counters();
         refresh_log_level();
         let serves = self.serves.get();
@@ -203,6 +208,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type != FilterType::Http => {
@@ -213,6 +219,7 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type == FilterType::Network => {
