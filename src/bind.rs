@@ -141,6 +141,6 @@ fn bound(lists: &Lists, slot: Slot, with: &dyn Fn(&IpSet) -> IpSet, unavailable:
             unavailable,
         ),
     };
-    // Identity entries (spec §8) sit beside the addresses, untouched by sources.
+    // Identity entries (docs/private-link.md) sit beside the addresses, untouched by sources.
     rebound.with_links(lists.links().clone())
 }

@@ -1,4 +1,4 @@
-//! The connection-level mode (spec §9): the same policy loaded as a network filter
+//! The connection-level mode (docs/network-mode.md): the same policy loaded as a network filter
 //! (`envoy.filters.network.wasm`, Istio `WasmPlugin` `type: NETWORK`) decides once per
 //! connection, from the downstream address alone (a connection has no HTTP headers), with the
 //! TLS SNI in place of the request's host for rules' `hosts`.
@@ -19,7 +19,7 @@ pub struct Connection<'a> {
     /// The TLS SNI (`connection.requested_server_name`); empty when the client sent none or
     /// the connection is not TLS.
     pub server_name: &'a str,
-    /// Its private-link identity (spec §8), when the configuration reads one.
+    /// Its private-link identity (docs/private-link.md), when the configuration reads one.
     pub link: Link,
 }
 

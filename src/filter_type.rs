@@ -1,4 +1,4 @@
-//! Which kind of Envoy filter a configuration is for (spec §9), the top-level `filter_type`
+//! Which kind of Envoy filter a configuration is for (docs/network-mode.md), the top-level `filter_type`
 //! (`"http"`, the default, or `"network"`): [`FilterType`]. A configuration loaded as the other
 //! kind of filter than it says is a [`Mismatch`]: the adapter refuses every request or
 //! connection it sees, it never lets one through unchecked.

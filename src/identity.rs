@@ -1,4 +1,4 @@
-//! Private-link identities (spec §8): the consumer endpoint a cloud load balancer names in a PROXY
+//! Private-link identities (docs/private-link.md): the consumer endpoint a cloud load balancer names in a PROXY
 //! protocol v2 TLV (AWS PrivateLink, Azure Private Link, GCP Private Service Connect), as list
 //! entries, as the value the host hands over, and as text for a header and the access log.
 //!

@@ -5,7 +5,8 @@
 //!
 //! The crate is a pure core, testable natively, and a thin proxy-wasm adapter (`adapter`:
 //! the root, HTTP stream, network connection, compiled-configuration, metrics, identity and
-//! sources modules, built for wasm32 only). The core's modules, each depending only on modules
+//! sources modules; the contexts are built for wasm32 only, the per-request logic they run is
+//! generic over [`host::StreamHost`] and unit-tested natively with a failing fake). The core's modules, each depending only on modules
 //! listed before it (dependencies point one way):
 //! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
 //! - [`filter_type`]: which kind of Envoy filter a configuration is for, and a mismatch.
@@ -45,5 +46,6 @@ pub mod tally;
 #[cfg(test)]
 mod testutil;
 
-#[cfg(target_arch = "wasm32")]
+// The contexts are wasm32 only; natively, the per-request logic is unit-tested with a fake host.
+#[cfg(any(target_arch = "wasm32", test))]
 mod adapter;

@@ -1,4 +1,4 @@
-"""behaviour.md §4 "Access control": allow/deny, IPv4 vs IPv6, unknown clients, match client or
+"""docs/access.md "Access control": allow/deny, IPv4 vs IPv6, unknown clients, match client or
 downstream, rules (hosts, *.suffix, path_prefixes, first match wins), dry_run vs enforce,
 deny_status / deny_body, a refused request never reaches the upstream."""
 import pytest
@@ -199,7 +199,7 @@ def test_access_rule_mode_enforce_overrides_top_level_dry_run(dry, echo):
 
 
 def test_access_rule_mode_defaults_to_the_top_level_mode(dry, echo):
-    # behaviour.md leaves a rule without "mode" open; the filter inherits the top-level mode (so a
+    # The contract (docs/access.md) leaves a rule without "mode" open; the filter inherits the top-level mode (so a
     # whole configuration can be trialled with one switch). README documents the choice.
     check(dry, echo, "203.0.113.5", path="/nomode", status=200, rule="nomode", decision="dry_run_deny")
 

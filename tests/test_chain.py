@@ -1,4 +1,4 @@
-"""behaviour.md §1 "Entry" and "Chain": how the forwarding header is split into entries and how the
+"""docs/resolution.md "Entry" and "Chain": how the forwarding header is split into entries and how the
 downstream address closes the chain. Observed through resolution with trusted proxies (every entry
 the walk reads decides the client) and trusted hops (which count positions)."""
 import pytest

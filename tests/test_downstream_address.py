@@ -1,4 +1,4 @@
-"""behaviour.md §1 "Downstream address": the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP peer,
+"""docs/resolution.md "Downstream address": the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP peer,
 read from the set_filter_state object first, else from source.address (counted in
 client_ip.downstream_from_xff when the HCM took it from X-Forwarded-For)."""
 import pytest

@@ -61,7 +61,7 @@ def test_set_filter_state_records_proxy_source_untouched_by_xff(no_wasm_xff_envo
 
 def test_set_filter_state_records_mapped_proxy_v2_source_as_envoy_prints_it(no_wasm_xff_envoy, echo):
     ex = exchange(no_wasm_xff_envoy, echo, proxy=pp.v2("::ffff:203.0.113.8", sport=40001))
-    # Envoy does not unmap: the filter has to (behaviour.md, "Address text").
+    # Envoy does not unmap: the filter has to (docs/resolution.md, address text).
     assert ex.log()["downstream_fs"] == "[::ffff:203.0.113.8]:40001"
 
 

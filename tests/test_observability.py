@@ -1,4 +1,4 @@
-"""behaviour.md §5 "Observability": counters under their names in /stats, the three filter-state
+"""docs/observability.md "Observability": counters under their names in /stats, the three filter-state
 values in access logs, a debug line per decision and nothing per request at info or above."""
 import re
 import time

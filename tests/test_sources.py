@@ -1,4 +1,4 @@
-"""behaviour.md §7 "Lists from a list server": sources fetched through an Envoy cluster from a real
+"""docs/sources.md "Lists from a list server": sources fetched through an Envoy cluster from a real
 nginx (real-format files: FireHOL .netset, Spamhaus drop.txt, AWS ip-ranges.json, GCP cloud.json,
 Azure Service Tags) and from a fault-injecting server; formats and select, conditional refresh (304),
 each way a body is refused (the last good list keeps deciding), on_unavailable both ways,

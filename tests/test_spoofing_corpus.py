@@ -18,7 +18,7 @@ Envoy without the filter and requires each case's check to report it, and
 ``test_corpus_detects_trusting_every_forwarder`` requires the forged-forwarding cases to be caught
 when the filter believes every proxy (the Traefik/Higress class of bug).
 
-Private-link identities (behaviour.md §8): the corpus Envoy runs the listener filter of
+Private-link identities (docs/private-link.md): the corpus Envoy runs the listener filter of
 envoyfilter/ingress-gateway-private-link.yaml (TLV rules) with ``allow_requests_without_proxy_protocol``,
 and the configuration allow-lists one VPC endpoint and names a link header. Section 6 forges that
 header, sends malformed TLVs claiming the endpoint, and connects without a PROXY header;

@@ -22,7 +22,7 @@ pub(super) struct Compiled {
     pub(super) downstream_path: PropertyPath,
     /// The local reply's headers, serialized.
     pub(super) reply_headers: Vec<u8>,
-    /// Identity reading (spec §8); None when the configuration uses no identity.
+    /// Identity reading (docs/private-link.md); None when the configuration uses no identity.
     pub(super) link: Option<LinkReader>,
     /// A `filter_type` mismatch was logged (once per configuration and worker).
     pub(super) mismatch_logged: Cell<bool>,
@@ -31,6 +31,7 @@ pub(super) struct Compiled {
 impl Compiled {
     /// Compiles what the host side of a request needs for `policy`; fails when a counter
     /// cannot be defined.
+    #[cfg(target_arch = "wasm32")]
     pub(super) fn new(policy: Policy) -> Result<Compiled, String> {
         let metrics = Metrics::define(&policy)
             .map_err(|(name, status)| format!("cannot define counter {name}: {status:?}"))?;
@@ -43,5 +44,19 @@ impl Compiled {
             policy,
             metrics,
         })
+    }
+
+    /// The same with counters no host knows (native unit tests of the contexts' logic).
+    #[cfg(test)]
+    pub(super) fn unregistered(policy: Policy) -> Compiled {
+        Compiled {
+            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
+            reply_headers: reply_headers(),
+            reads: policy.header_reads(),
+            link: LinkReader::new(&policy),
+            mismatch_logged: Cell::new(false),
+            metrics: Metrics::unregistered(&policy),
+            policy,
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
 //! every stream that starts while it is current, and ticks: each tick flushes the counters
 //! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]), follows Envoy's log
-//! level and drives the list sources (spec §7: lease, fetch, adopt). A source's new list makes a
+//! level and drives the list sources (docs/sources.md: lease, fetch, adopt). A source's new list makes a
 //! new [`Compiled`] (the policy bound to it): streams already running keep the one they started
 //! with, so each request is decided wholly with the old list or wholly with the new one. The
 //! counters are flushed once more when the root context is done.
@@ -32,7 +32,7 @@ pub(super) struct Root {
     /// Envoy has created a context of the configured `filter_type` here: an HTTP configuration
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
-    /// Lists from list servers (spec §7), when the configuration names any.
+    /// Lists from list servers (docs/sources.md), when the configuration names any.
     feeds: Option<Feeds>,
     /// This VM has served a request or a connection (a worker's); see `sources`.
     serves: Cell<bool>,
@@ -94,6 +94,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let _background = host::count::Background::enter();
         let changed = self
             .feeds
             .as_mut()
@@ -104,6 +105,7 @@ impl Context for Root {
     }
 
     fn on_done(&mut self) -> bool {
+        let _background = host::count::Background::enter();
         self.flush_counters();
         if let Some(feeds) = &mut self.feeds {
             feeds.release();
@@ -114,6 +116,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        let _background = host::count::Background::enter();
         refresh_log_level();
         let bytes = match host::plugin_configuration(size) {
             Ok(bytes) => bytes,
@@ -166,6 +169,8 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        let _background = host::count::Background::enter();
+        host::count::report();
         self.flush_counters();
         refresh_log_level();
         let serves = self.serves.get();
@@ -203,6 +208,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type != FilterType::Http => {
@@ -213,6 +219,7 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type == FilterType::Network => {

@@ -1,4 +1,4 @@
-//! The fetching and adopting side of lists from a list server (spec §7), for one configuration
+//! The fetching and adopting side of lists from a list server (docs/sources.md), for one configuration
 //! in one VM. The decisions are the core's (`crate::source`); this file makes the host calls.
 //!
 //! One fetch per Envoy: Envoy runs one VM per worker thread plus VMs on the main thread, and

@@ -1,4 +1,4 @@
-//! The `access` section (spec §6): the top-level lists, the deny reply and the rules.
+//! The `access` section (docs/access.md): the top-level lists, the deny reply and the rules.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The `client_ip` section (spec §6): whose address is the client, and where the downstream
+//! The `client_ip` section (docs/resolution.md): whose address is the client, and where the downstream
 //! address comes from.
 
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! The `forward` section (spec §6): the headers the filter writes the client into.
+//! The `forward` section (docs/forwarding.md): the headers the filter writes the client into.
 
 use serde_json::Value;
 

@@ -1,4 +1,4 @@
-//! The JSON configuration (spec §6), parsed and validated once into an immutable [`Policy`].
+//! The JSON configuration (docs/configuration.md), parsed and validated once into an immutable [`Policy`].
 //! Every error names the key path the user wrote and the value found there, e.g.
 //! `access.allow[2]: "10.0.0.300/8" is not an IP address or CIDR`.
 //!
@@ -100,7 +100,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> 
 }
 
 /// Parses and compiles a configuration into a template policy (each list with its configured
-/// entries) and the plan of its sources (spec §7), which `bind::bind` combines.
+/// entries) and the plan of its sources (docs/sources.md), which `bind::bind` combines.
 pub fn parse_sourced(
     bytes: &[u8],
 ) -> Result<(Policy, SourcePlan, Vec<ConfigWarning>), ConfigError> {
@@ -140,7 +140,7 @@ const TOP_KEYS: &[&str] = &[
     "filter_type",
     "rate_limit",
 ];
-/// The one list that may not hold identity entries (spec §8).
+/// The one list that may not hold identity entries (docs/private-link.md).
 const TRUSTED_PROXIES: &str = "client_ip.trusted_proxies";
 
 /// The largest quoted value in an error message, in characters.
@@ -272,7 +272,7 @@ fn header_name(value: &Value, path: &str) -> Result<String, ConfigError> {
 }
 
 /// One entry of an IP list: an address or CIDR (and whether it had host bits set), or an
-/// identity (spec §8).
+/// identity (docs/private-link.md).
 enum ListEntry {
     Net(IpNet, bool),
     Identity(Identity),
@@ -409,7 +409,7 @@ impl Walk {
 
 #[cfg(test)]
 mod tests {
-    //! One test per error of spec §6, plus the defaults.
+    //! One test per error of docs/errors.md, plus the defaults.
     use super::*;
     use crate::access::{MatchOn, Mode, Verdict};
     use crate::forward::XffMode;

@@ -1,4 +1,4 @@
-//! The keys a `filter_type: "network"` configuration may not hold (spec §9): a connection has
+//! The keys a `filter_type: "network"` configuration may not hold (docs/network-mode.md): a connection has
 //! no HTTP headers to resolve a client from or to write, no path, and no reply to send.
 
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! The `sources` section and the `"source:<name>"` entries of the lists (spec §7): compiled
+//! The `sources` section and the `"source:<name>"` entries of the lists (docs/sources.md): compiled
 //! into a [`SourcePlan`], checked with key paths like the rest of the configuration.
 
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! One test per rule of spec §8 (kinds, text, malformed TLVs, reading routes).
+//! One test per rule of docs/private-link.md (kinds, text, malformed TLVs, reading routes).
 use super::*;
 
 fn aws(text: &str) -> Identity {
@@ -352,7 +352,7 @@ fn identity_set_matches_only_listed_identities() {
     );
 }
 
-// -- Lists, rules and configuration (spec §8 "Lists", "Forwarding and logs") --------------
+// -- Lists, rules and configuration (docs/private-link.md "Lists", "Forwarding and logs") --------------
 
 use crate::access::Verdict;
 use crate::config::parse;

@@ -1,4 +1,4 @@
-//! Lists from a list server (spec §7): the `sources` of a configuration, compiled once.
+//! Lists from a list server (docs/sources.md): the `sources` of a configuration, compiled once.
 //!
 //! - [`format`]: a fetched body → the networks it lists, or why it is refused.
 //! - [`schedule`]: when to fetch next (refresh with jitter, backoff after a failure) and when a
