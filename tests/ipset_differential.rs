@@ -224,7 +224,10 @@ fn random_list(rng: &mut Rng) -> Vec<IpNet> {
 
 /// The reference's ranges of a list, inclusive: a mapped IPv6 network (inside `::ffff:0:0/96`,
 /// prefix ≥ 96) as its IPv4 range, then sorted and merged when they overlap or touch, one pass.
-fn reference_ranges(nets: &[IpNet]) -> (Vec<(u32, u32)>, Vec<(u128, u128)>) {
+/// Inclusive IPv4 and IPv6 ranges, as `IpSet::ranges_v4` and `IpSet::ranges_v6` give them.
+type Ranges = (Vec<(u32, u32)>, Vec<(u128, u128)>);
+
+fn reference_ranges(nets: &[IpNet]) -> Ranges {
     fn merge<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>>(
         mut r: Vec<(T, T)>,
         max: T,
