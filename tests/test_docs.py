@@ -60,6 +60,13 @@ def test_every_repository_path_a_document_names_exists():
     assert not missing, "documents name paths that do not exist:\n" + "\n".join(missing)
 
 
+def test_the_docs_index_lists_every_page():
+    index = (REPO / "docs" / "README.md").read_text()
+    listed = set(re.findall(r"\]\(([a-z0-9-]+\.md)\)", index))
+    pages = {p.name for p in (REPO / "docs").glob("*.md")} - {"README.md"}
+    assert pages <= listed, f"docs/README.md does not list {sorted(pages - listed)}"
+
+
 def test_the_path_check_sees_a_missing_path(tmp_path):
     doc = REPO / "docs" / "README.md"
     names = {w for w, _ in named_paths(doc)}
