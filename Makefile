@@ -116,7 +116,7 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -176,6 +176,13 @@ reconfig: build envoy haproxy loadgen
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
+
+## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
+## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+hostile-json: toolchain
+	@mkdir -p tests/reliability/records
+	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration

@@ -539,7 +539,8 @@ impl Feeds {
                 return false;
             }
         };
-        let parsed = format::parse_owned(source.format, &source.select, bytes, source.max_entries);
+        let accept = format::Accept::of(source, self.plan.is_trusted(i));
+        let parsed = format::parse_owned(source.format, &source.select, bytes, &accept);
         let accepted = match parsed {
             Ok(a) => a,
             Err(r) => {
