@@ -615,10 +615,10 @@ mod tests {
             (
                 Format::Aws,
                 r#"{"prefixes":[1]}"#,
-                "prefixes[0] to be an object",
+                "prefixes[0] is not an object",
             ),
-            (Format::Aws, r#"{"prefixes":{}}"#, "prefixes to be a list"),
-            (Format::Aws, r#"[1]"#, "the document to be a JSON object"),
+            (Format::Aws, r#"{"prefixes":{}}"#, "prefixes is not a list"),
+            (Format::Aws, r#"[1]"#, "the document is not a JSON object"),
             (
                 Format::Azure,
                 r#"{"cloud":"Public"}"#,

@@ -12,7 +12,10 @@
 //! The rules are those of `format`: a missing list is no entry, a list or entry of the wrong
 //! shape rejects the body, an entry that `select` does not pass is skipped (even when its CIDR is
 //! invalid), a selected entry with an invalid CIDR rejects the body. Our own rejections travel in
-//! [`Ctx::failure`] (serde only carries text); type errors are serde's, with their line and column.
+//! [`Ctx::failure`] (serde only carries text).
+//!
+//! One visitor type ([`Walk`]) with a [`Role`] plays every part: each visitor type instantiates
+//! serde_json's parser anew, kilobytes of `.wasm` apiece (as in `config/lists.rs`).
 
 use std::fmt;
 
@@ -69,12 +72,12 @@ pub(super) fn read(
         failure: None,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result = Doc {
+    let result = Walk {
         ctx: &mut ctx,
-        format,
+        role: Role::Doc(format),
     }
     .deserialize(&mut de)
-    .and_then(|()| de.end());
+    .and_then(|_| de.end());
     match (result, ctx.failure) {
         (Ok(()), _) => Ok(()),
         (Err(_), Some(why)) => Err(why),
@@ -92,59 +95,160 @@ fn shown(text: &str) -> String {
     format!("{cut:?}")
 }
 
-/// An object key: its index in the names the visitor knows, or None.
-struct Key<'k>(&'k [&'k str]);
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
+/// The part a value plays in the document.
+#[derive(Clone, Copy)]
+enum Role<'n> {
+    /// An object key: its index in these names.
+    Key(&'n [&'n str]),
+    /// The document.
+    Doc(Format),
+    /// An aws/gcp list of entries, each with one of `fields` (a CIDR) and `names` (`fields`,
+    /// then the select keys).
+    Entries {
+        key: &'static str,
+        fields: &'static [&'static str],
+        names: &'n [&'n str],
+    },
+    /// One entry of such a list.
+    Entry {
+        key: &'static str,
+        index: usize,
+        fields: &'static [&'static str],
+        names: &'n [&'n str],
+    },
+    /// A value that should be a CIDR string.
+    Cidr,
+    /// A value a select key reads: whether it is a string among these.
+    Matches(&'n [String]),
+    /// Azure's `values`.
+    Tags,
+    /// `values[i]`.
+    Tag(usize),
+    /// `values[i].properties`.
+    Properties(usize),
+    /// `values[i].properties.addressPrefixes`.
+    Prefixes(usize),
 }
 
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = Option<usize>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|k| *k == v))
-    }
+/// What a value read in its role gives.
+enum Out {
+    Done,
+    Key(Option<usize>),
+    /// The network, or the value shown for a message.
+    Cidr(Result<IpNet, String>),
+    Matches(bool),
+    Properties(Option<Properties>),
+    /// An error: the first invalid prefix.
+    Prefixes(Option<Result<Vec<IpNet>, String>>),
 }
 
-/// The document: an object whose lists the format names.
-struct Doc<'a, 'c> {
+/// A tag's `properties`, read: the select keys matched and its prefixes.
+struct Properties {
+    matched: u32,
+    prefixes: Option<Result<Vec<IpNet>, String>>,
+}
+
+/// The one visitor: a value in its role.
+struct Walk<'a, 'c, 'n> {
     ctx: &'a mut Ctx<'c>,
-    format: Format,
+    role: Role<'n>,
 }
 
-impl<'de> DeserializeSeed<'de> for Doc<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, '_> {
+    type Value = Out;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Out, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Doc<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("the document to be a JSON object")
+/// Reads a map's next value in `role`.
+fn walk<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    ctx: &mut Ctx<'_>,
+    role: Role<'_>,
+) -> Result<Out, A::Error> {
+    map.next_value_seed(Walk { ctx, role })
+}
+
+/// Reads a map's next key: its index among `names` (None: another key); None at the end.
+fn key<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    ctx: &mut Ctx<'_>,
+    names: &[&str],
+) -> Result<Option<Option<usize>>, A::Error> {
+    Ok(map
+        .next_key_seed(Walk {
+            ctx,
+            role: Role::Key(names),
+        })?
+        .map(|out| match out {
+            Out::Key(k) => k,
+            _ => None,
+        }))
+}
+
+/// Reads the value of select key `j`: sets or clears its bit in `matched`.
+fn matches<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    ctx: &mut Ctx<'_>,
+    j: usize,
+    matched: &mut u32,
+) -> Result<(), A::Error> {
+    let select = ctx.select;
+    if let Out::Matches(true) = walk(map, ctx, Role::Matches(&select.0[j].1))? {
+        *matched |= 1 << j;
+    } else {
+        *matched &= !(1 << j);
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let keys: &[&str] = match self.format {
+    Ok(())
+}
+
+impl Walk<'_, '_, '_> {
+    /// A scalar (shown as `shown`) in this role. Every shape is visited (`deserialize_any`), so
+    /// serde never builds a type error: its message formats floats, 15 KiB of `.wasm`.
+    fn scalar<E: de::Error>(self, shown: &str) -> Result<Out, E> {
+        match self.role {
+            Role::Key(_) => Ok(Out::Key(None)),
+            Role::Cidr => Ok(Out::Cidr(Err(shown.to_string()))),
+            Role::Matches(_) => Ok(Out::Matches(false)),
+            Role::Properties(_) => Ok(Out::Properties(None)),
+            Role::Prefixes(_) => Ok(Out::Prefixes(None)),
+            _ => Err(self.wrong_type()),
+        }
+    }
+
+    /// Skips a list or object where `self.role` expects another shape.
+    fn skipped<E: de::Error>(self, shown: &str) -> Result<Out, E> {
+        self.scalar(shown)
+    }
+
+    fn wrong_type<E: de::Error>(self) -> E {
+        let why = match self.role {
+            Role::Doc(_) => "the document is not a JSON object".to_string(),
+            Role::Entries { key, .. } => format!("{key} is not a list"),
+            Role::Entry { key, index, .. } => format!("{key}[{index}] is not an object"),
+            Role::Tags => "values is missing or not a list".to_string(),
+            Role::Tag(i) => format!("values[{i}] is not an object"),
+            _ => "unexpected value".to_string(),
+        };
+        self.ctx.malformed(why)
+    }
+
+    fn doc<'de, A: MapAccess<'de>>(self, format: Format, mut map: A) -> Result<Out, A::Error> {
+        let keys: &[&str] = match format {
             Format::Aws => &["prefixes", "ipv6_prefixes"],
             Format::Gcp => &["prefixes"],
             Format::Azure | Format::Text => &["values"],
         };
         let mut values = false;
-        while let Some(k) = map.next_key_seed(Key(keys))? {
-            let (key, fields): (&'static str, &'static [&'static str]) = match (self.format, k) {
+        while let Some(k) = key(&mut map, self.ctx, keys)? {
+            let (key, fields): (&'static str, &'static [&'static str]) = match (format, k) {
                 (Format::Aws, Some(0)) => ("prefixes", &["ip_prefix"]),
                 (Format::Aws, Some(_)) => ("ipv6_prefixes", &["ipv6_prefix"]),
                 (Format::Gcp, Some(_)) => ("prefixes", &["ipv4Prefix", "ipv6Prefix"]),
                 (Format::Azure, Some(_)) => {
                     values = true;
-                    map.next_value_seed(Tags { ctx: self.ctx })?;
+                    walk(&mut map, self.ctx, Role::Tags)?;
                     continue;
                 }
                 _ => {
@@ -154,280 +258,83 @@ impl<'de> Visitor<'de> for Doc<'_, '_> {
             };
             let mut names: Vec<&str> = fields.to_vec();
             names.extend(self.ctx.select.0.iter().map(|(k, _)| k.as_str()));
-            map.next_value_seed(Entries {
-                ctx: self.ctx,
-                key,
-                fields,
-                names: &names,
-            })?;
+            walk(
+                &mut map,
+                self.ctx,
+                Role::Entries {
+                    key,
+                    fields,
+                    names: &names,
+                },
+            )?;
         }
-        if self.format == Format::Azure && !values {
+        if format == Format::Azure && !values {
             return Err(self.ctx.malformed("values is missing or not a list".into()));
         }
-        Ok(())
+        Ok(Out::Done)
     }
-}
 
-/// An aws/gcp list: objects each holding one of `fields` (a CIDR) and the select keys.
-struct Entries<'a, 'c, 'n> {
-    ctx: &'a mut Ctx<'c>,
-    key: &'static str,
-    fields: &'static [&'static str],
-    /// `fields`, then the select keys.
-    names: &'n [&'n str],
-}
-
-impl<'de> DeserializeSeed<'de> for Entries<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Entries<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} to be a list", self.key)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
-        while let Some(()) = seq.next_element_seed(Entry {
-            ctx: self.ctx,
-            key: self.key,
-            index,
-            fields: self.fields,
-            names: self.names,
-        })? {
-            index += 1;
-        }
-        Ok(())
-    }
-}
-
-struct Entry<'a, 'c, 'n> {
-    ctx: &'a mut Ctx<'c>,
-    key: &'static str,
-    index: usize,
-    fields: &'static [&'static str],
-    names: &'n [&'n str],
-}
-
-impl<'de> DeserializeSeed<'de> for Entry<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Entry<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}[{}] to be an object", self.key, self.index)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let n = self.fields.len();
+    fn entry<'de, A: MapAccess<'de>>(
+        self,
+        key_name: &'static str,
+        index: usize,
+        fields: &'static [&'static str],
+        names: &[&str],
+        mut map: A,
+    ) -> Result<Out, A::Error> {
+        let n = fields.len();
         // The CIDR of the first of `fields` present (its index), and the select keys matched.
         let mut cidr: Option<(usize, Result<IpNet, String>)> = None;
         let mut matched = 0u32;
-        while let Some(k) = map.next_key_seed(Key(self.names))? {
+        while let Some(k) = key(&mut map, self.ctx, names)? {
             match k {
                 Some(f) if f < n => {
-                    let value = map.next_value_seed(Cidr)?;
+                    let Out::Cidr(value) = walk(&mut map, self.ctx, Role::Cidr)? else {
+                        continue;
+                    };
                     if cidr.as_ref().is_none_or(|(g, _)| f <= *g) {
                         cidr = Some((f, value));
                     }
                 }
-                Some(s) => {
-                    let j = s - n;
-                    if map.next_value_seed(Matches(&self.ctx.select.0[j].1))? {
-                        matched |= 1 << j;
-                    } else {
-                        matched &= !(1 << j);
-                    }
-                }
+                Some(s) => matches(&mut map, self.ctx, s - n, &mut matched)?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        let at = format!("{}[{}]", self.key, self.index);
+        let at = format!("{key_name}[{index}]");
         let Some((f, cidr)) = cidr else {
             return Err(self
                 .ctx
-                .malformed(format!("{at} has no {}", self.fields.join(" or "))));
+                .malformed(format!("{at} has no {}", fields.join(" or "))));
         };
         if matched != self.ctx.all_selected() {
-            return Ok(());
+            return Ok(Out::Done);
         }
         match cidr {
-            Ok(net) => self.ctx.push(net),
+            Ok(net) => self.ctx.push(net).map(|()| Out::Done),
             Err(value) => Err(self.ctx.malformed(format!(
                 "{at}.{}: {value} is not an IP address or CIDR",
-                self.fields[f]
+                fields[f]
             ))),
         }
     }
-}
 
-/// A value that should be a CIDR string: the network, or the value shown for a message.
-struct Cidr;
-
-impl<'de> DeserializeSeed<'de> for Cidr {
-    type Value = Result<IpNet, String>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Cidr {
-    type Value = Result<IpNet, String>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a CIDR")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(parse_net(v).map(|(net, _)| net).ok_or_else(|| shown(v)))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Err(v.to_string()))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Err(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Err(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Err(v.to_string()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Err("null".into()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| Err("a list".into()))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| Err("an object".into()))
-    }
-}
-
-/// A value a select key reads: whether it is a string among the accepted values.
-struct Matches<'v>(&'v [String]);
-
-impl<'de> DeserializeSeed<'de> for Matches<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Matches<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(self.0.iter().any(|a| a == v))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| false)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| false)
-    }
-}
-
-/// Azure's `values`: service tags.
-struct Tags<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
-}
-
-impl<'de> DeserializeSeed<'de> for Tags<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Tags<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("values to be a list")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
-        while let Some(()) = seq.next_element_seed(Tag {
-            ctx: self.ctx,
-            index,
-        })? {
-            index += 1;
-        }
-        Ok(())
-    }
-}
-
-/// One service tag: `name`, and `properties` with `region`, `systemService`, `addressPrefixes`.
-struct Tag<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
-    index: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Tag<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-/// A tag's `properties`, read: the select keys matched and its prefixes (None: missing or not a
-/// list; an error: the first invalid one, shown).
-struct Properties {
-    matched: u32,
-    prefixes: Option<Result<Vec<IpNet>, String>>,
-}
-
-impl<'de> Visitor<'de> for Tag<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "values[{}] to be an object", self.index)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let i = self.index;
+    fn tag<'de, A: MapAccess<'de>>(self, i: usize, mut map: A) -> Result<Out, A::Error> {
         let mut matched = 0u32;
         let mut properties: Option<Properties> = None;
-        while let Some(k) = map.next_key_seed(Key(&["name", "properties"]))? {
+        while let Some(k) = key(&mut map, self.ctx, &["name", "properties"])? {
             match k {
                 Some(0) => match self.ctx.select_index("name") {
-                    Some(j) => {
-                        if map.next_value_seed(Matches(&self.ctx.select.0[j].1))? {
-                            matched |= 1 << j;
-                        } else {
-                            matched &= !(1 << j);
-                        }
-                    }
+                    Some(j) => matches(&mut map, self.ctx, j, &mut matched)?,
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 },
                 Some(_) => {
-                    properties = map.next_value_seed(PropertiesSeed {
-                        ctx: self.ctx,
-                        index: i,
-                    })?;
+                    if let Out::Properties(p) = walk(&mut map, self.ctx, Role::Properties(i))? {
+                        properties = p;
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -440,45 +347,35 @@ impl<'de> Visitor<'de> for Tag<'_, '_> {
                 .malformed(format!("values[{i}].properties is missing")));
         };
         if matched | properties.matched != self.ctx.all_selected() {
-            return Ok(());
+            return Ok(Out::Done);
         }
         match properties.prefixes {
-            Some(Ok(nets)) => nets.into_iter().try_for_each(|net| self.ctx.push(net)),
+            Some(Ok(nets)) => nets
+                .into_iter()
+                .try_for_each(|net| self.ctx.push(net))
+                .map(|()| Out::Done),
             Some(Err(why)) => Err(self.ctx.malformed(why)),
             None => Err(self.ctx.malformed(format!(
                 "values[{i}].properties.addressPrefixes is missing or not a list"
             ))),
         }
     }
-}
 
-struct PropertiesSeed<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
-    index: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for PropertiesSeed<'_, '_> {
-    type Value = Option<Properties>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PropertiesSeed<'_, '_> {
-    type Value = Option<Properties>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "values[{}].properties", self.index)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn properties<'de, A: MapAccess<'de>>(self, i: usize, mut map: A) -> Result<Out, A::Error> {
         let mut matched = 0u32;
         let mut prefixes = None;
-        let keys = ["region", "systemService", "addressPrefixes"];
-        while let Some(k) = map.next_key_seed(Key(&keys))? {
+        while let Some(k) = key(
+            &mut map,
+            self.ctx,
+            &["region", "systemService", "addressPrefixes"],
+        )? {
             let select_key = match k {
                 Some(0) => "region",
                 Some(1) => "system_service",
                 Some(_) => {
-                    prefixes = map.next_value_seed(Prefixes { index: self.index })?;
+                    if let Out::Prefixes(p) = walk(&mut map, self.ctx, Role::Prefixes(i))? {
+                        prefixes = p;
+                    }
                     continue;
                 }
                 None => {
@@ -487,101 +384,124 @@ impl<'de> Visitor<'de> for PropertiesSeed<'_, '_> {
                 }
             };
             match self.ctx.select_index(select_key) {
-                Some(j) => {
-                    if map.next_value_seed(Matches(&self.ctx.select.0[j].1))? {
-                        matched |= 1 << j;
-                    } else {
-                        matched &= !(1 << j);
-                    }
-                }
+                Some(j) => matches(&mut map, self.ctx, j, &mut matched)?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Some(Properties { matched, prefixes }))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| None)
+        Ok(Out::Properties(Some(Properties { matched, prefixes })))
     }
 }
 
-/// `addressPrefixes`: the networks, or the first invalid entry; None when not a list.
-struct Prefixes {
-    index: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Prefixes {
-    type Value = Option<Result<Vec<IpNet>, String>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Prefixes {
-    type Value = Option<Result<Vec<IpNet>, String>>;
+impl<'de> Visitor<'de> for Walk<'_, '_, '_> {
+    type Value = Out;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "values[{}].properties.addressPrefixes", self.index)
+        f.write_str("a list server's document")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut nets = Vec::new();
-        let mut error = None;
-        let mut j = 0;
-        while let Some(cidr) = seq.next_element_seed(Cidr)? {
-            match cidr {
-                Ok(net) => nets.push(net),
-                Err(value) if error.is_none() => {
-                    error = Some(format!(
-                        "values[{}].properties.addressPrefixes[{j}]: {value} is not an IP address or CIDR",
-                        self.index
-                    ));
-                }
-                Err(_) => {}
-            }
-            j += 1;
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Out, E> {
+        match self.role {
+            Role::Key(names) => Ok(Out::Key(names.iter().position(|k| *k == v))),
+            Role::Cidr => Ok(Out::Cidr(
+                parse_net(v).map(|(net, _)| net).ok_or_else(|| shown(v)),
+            )),
+            Role::Matches(values) => Ok(Out::Matches(values.iter().any(|a| a == v))),
+            _ => self.scalar(&shown(v)),
         }
-        Ok(Some(match error {
-            Some(e) => Err(e),
-            None => Ok(nets),
-        }))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Out, E> {
+        self.scalar(if v { "true" } else { "false" })
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Out, E> {
+        self.scalar(&v.to_string())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Out, E> {
+        self.scalar(&v.to_string())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Out, E> {
+        self.scalar("a number")
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E: de::Error>(self) -> Result<Out, E> {
+        self.scalar("null")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Out, A::Error> {
+        match self.role {
+            Role::Entries { key, fields, names } => {
+                let mut index = 0;
+                while seq
+                    .next_element_seed(Walk {
+                        ctx: self.ctx,
+                        role: Role::Entry {
+                            key,
+                            index,
+                            fields,
+                            names,
+                        },
+                    })?
+                    .is_some()
+                {
+                    index += 1;
+                }
+                Ok(Out::Done)
+            }
+            Role::Tags => {
+                let mut index = 0;
+                while seq
+                    .next_element_seed(Walk {
+                        ctx: self.ctx,
+                        role: Role::Tag(index),
+                    })?
+                    .is_some()
+                {
+                    index += 1;
+                }
+                Ok(Out::Done)
+            }
+            Role::Prefixes(i) => {
+                let mut nets = Vec::new();
+                let mut error = None;
+                let mut j = 0;
+                while let Some(out) = seq.next_element_seed(Walk {
+                    ctx: self.ctx,
+                    role: Role::Cidr,
+                })? {
+                    match out {
+                        Out::Cidr(Ok(net)) => nets.push(net),
+                        Out::Cidr(Err(value)) if error.is_none() => {
+                            error = Some(format!(
+                                "values[{i}].properties.addressPrefixes[{j}]: {value} is not an IP address or CIDR"
+                            ));
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                Ok(Out::Prefixes(Some(error.map_or(Ok(nets), Err))))
+            }
+            Role::Key(_) | Role::Cidr | Role::Matches(_) | Role::Properties(_) => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                self.skipped("a list")
+            }
+            _ => Err(self.wrong_type()),
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Out, A::Error> {
+        match self.role {
+            Role::Doc(format) => self.doc(format, map),
+            Role::Entry {
+                key,
+                index,
+                fields,
+                names,
+            } => self.entry(key, index, fields, names, map),
+            Role::Tag(i) => self.tag(i, map),
+            Role::Properties(i) => self.properties(i, map),
+            Role::Key(_) | Role::Cidr | Role::Matches(_) | Role::Prefixes(_) => {
+                let mut map = map;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                self.skipped("an object")
+            }
+            _ => Err(self.wrong_type()),
+        }
     }
 }

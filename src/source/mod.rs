@@ -6,15 +6,19 @@
 //!   source is unavailable (never loaded, or older than `max_stale_s`).
 //! - [`table`]: the compact, checked encoding in which one VM publishes a parsed list to the others.
 //! - [`lease`]: which VM fetches for the whole Envoy.
+//! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
+//! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
 //! - [`bind`]: a policy whose lists name sources, bound to the sources' current contents.
 //!
-//! All of it is plain Rust; the fetching and sharing is the adapter's (`adapter/sources.rs`).
+//! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
 pub mod bind;
 pub mod format;
 mod json;
 pub mod lease;
+pub mod machine;
 pub mod schedule;
+pub mod seal;
 pub mod table;
 
 /// The formats a list server's body may have.
