@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -27,11 +27,36 @@ toolchain:
 ## speed); prints its path and size. cargo's own output stays in target/$(TARGET)/release/deps/.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+# $(call wasm_opt,IN,OUT): the one wasm-opt pass every .wasm gets (the filter, its counting build,
+# the no-op baseline), so that the baseline is optimised exactly as the filter is.
+wasm_opt = wasm-opt $(WASM_OPT_FLAGS) $(1) -o $(2).opt && mv -f $(2).opt $(2)
 build: toolchain binaryen
 	cargo build --release --target $(TARGET)
-	wasm-opt $(WASM_OPT_FLAGS) target/$(TARGET)/release/deps/client_ip_filter.wasm -o $(WASM).opt
-	mv -f $(WASM).opt $(WASM)
+	$(call wasm_opt,target/$(TARGET)/release/deps/client_ip_filter.wasm,$(WASM))
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
+
+## noop: the no-op filter of make bench's case (B), built and optimised as the filter is (same
+## release profile, same wasm-opt pass, the filter's own host-call layer src/host.rs).
+NOOP_WASM := target/bench-noop/$(TARGET)/release/noop_filter.wasm
+noop: toolchain binaryen
+	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
+	  --target-dir target/bench-noop
+	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## build-counting: the filter and the no-op filter with the feature count-host-calls (every host
+## call counted by kind and reported as counters client_ip.host_calls.*), same profile and wasm-opt
+## pass: make bench's host-calls column and tests/test_host_calls.py. Never the release .wasm.
+COUNT_WASM      := target/count/client_ip_filter.wasm
+COUNT_NOOP_WASM := target/count/noop_filter.wasm
+export CLIENT_IP_COUNT_WASM      := $(abspath $(COUNT_WASM))
+export CLIENT_IP_COUNT_NOOP_WASM := $(abspath $(COUNT_NOOP_WASM))
+build-counting: toolchain binaryen
+	@mkdir -p target/count
+	cargo build --release --target $(TARGET) --features count-host-calls --target-dir target/count-build
+	$(call wasm_opt,target/count-build/$(TARGET)/release/deps/client_ip_filter.wasm,$(COUNT_WASM))
+	cargo build --release --target $(TARGET) --features count-host-calls \
+	  --manifest-path bench/noop-filter/Cargo.toml --target-dir target/count-build-noop
+	$(call wasm_opt,target/count-build-noop/$(TARGET)/release/deps/noop_filter.wasm,$(COUNT_NOOP_WASM))
 
 ## binaryen: Debian's binaryen (wasm-opt), installed when missing.
 binaryen:
@@ -79,6 +104,9 @@ fmt-check: toolchain
 clippy: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo clippy --release --target $(TARGET) --features count-host-calls -- -D warnings
+	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
+	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
 
 ## oci-tools: Debian's umoci (builds the image), skopeo (copies it to/from registries) and docker-registry
 ## (the registry the OCI test pushes to), installed when missing.
@@ -104,7 +132,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy openssl nginx oci
+integration: build build-counting noop envoy haproxy openssl nginx oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -193,21 +221,19 @@ test: fmt-check clippy unit fuzz-short integration
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
 BENCH_SECONDS ?= 3
-NOOP_WASM     := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 .PHONY: bench wrk
 ## wrk: Debian's wrk, the load generator of make bench (installed when missing).
 wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build envoy wrk
-	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
-	  --target-dir target/bench-noop
+bench: build noop build-counting envoy wrk
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
 	  "$$(stat -c %s $(WASM))" "$$(stat -c %s $(NOOP_WASM))" > .work/bench/sizes.json
 	$(PY) bench/envoy_bench.py --envoy $(ENVOY) --wasm $(WASM) --noop-wasm $(NOOP_WASM) \
+	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md

@@ -1,4 +1,4 @@
-//! Access control (spec §4): allow and deny lists, per-host and per-path rules, enforce or dry run.
+//! Access control (docs/access.md): allow and deny lists, per-host and per-path rules, enforce or dry run.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -51,9 +51,9 @@ impl Verdict {
 pub struct Lists {
     allow: IpSet,
     deny: IpSet,
-    /// Identity entries (spec §8), beside the address sets.
+    /// Identity entries (docs/private-link.md), beside the address sets.
     links: LinkLists,
-    /// An allow list is in force: it is non-empty, or names a source (spec §7: an allow list
+    /// An allow list is in force: it is non-empty, or names a source (docs/sources.md: an allow list
     /// naming a source refuses everyone it does not hold, even while the source holds nothing).
     allow_in_force: bool,
     /// The lists name a source that is unavailable with `on_unavailable: "refuse"`.
@@ -72,7 +72,7 @@ impl Lists {
         }
     }
 
-    /// Lists bound to sources (see `source::bind`): the allow list is in force when
+    /// Lists bound to sources (see `bind`): the allow list is in force when
     /// `allow_in_force` even when empty; `unavailable` marks lists a decision cannot use.
     pub fn bound(allow: IpSet, deny: IpSet, allow_in_force: bool, unavailable: bool) -> Self {
         Lists {
@@ -104,7 +104,7 @@ impl Lists {
         self.unavailable
     }
 
-    /// The lists with identity entries added (spec §8).
+    /// The lists with identity entries added (docs/private-link.md).
     pub fn with_links(mut self, links: LinkLists) -> Self {
         self.links = links;
         self
@@ -245,7 +245,7 @@ impl Access {
         self.decide_linked(client, downstream, None, authority, path)
     }
 
-    /// [`Access::decide`] for a connection that carried a private-link identity (spec §8).
+    /// [`Access::decide`] for a connection that carried a private-link identity (docs/private-link.md).
     pub fn decide_linked(
         &self,
         client: Option<IpAddr>,
@@ -397,7 +397,7 @@ fn percent_decode_printable(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! One test per rule of spec §4, named after it.
+    //! One test per rule of docs/access.md, named after it.
     use super::*;
 
     fn set(nets: &[&str]) -> IpSet {

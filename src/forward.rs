@@ -1,4 +1,4 @@
-//! Forwarding (spec §3): the header plan, i.e. which request headers to set or remove so that
+//! Forwarding (docs/forwarding.md): the header plan, i.e. which request headers to set or remove so that
 //! the app sees the resolved client and never a value the client wrote itself.
 
 use crate::addr::{AddrText, ClientAddr};
@@ -157,7 +157,7 @@ impl HeaderPlan<'_> {
 
 #[cfg(test)]
 mod tests {
-    //! One test per rule of spec §3, named after it.
+    //! One test per rule of docs/forwarding.md, named after it.
     use super::*;
     use crate::addr::parse_socket_addr;
     use crate::testutil::headers as h;

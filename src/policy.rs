@@ -5,7 +5,7 @@
 use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
-use crate::connection::FilterType;
+use crate::filter_type::FilterType;
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
 use crate::resolve::Resolver;
@@ -153,17 +153,17 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Index of the deciding rule in [`Access::rules`]; None when the top level decided.
     pub rule: Option<usize>,
-    /// The connection's private-link identity, as read (spec §8).
+    /// The connection's private-link identity, as read (docs/private-link.md).
     pub link: Link,
     /// The decision read a list naming an unavailable source with `on_unavailable: "refuse"`
-    /// (spec §7): the verdict is then a refusal (503 when enforced).
+    /// (docs/sources.md): the verdict is then a refusal (503 when enforced).
     pub unavailable: bool,
 }
 
 /// The compiled configuration: immutable, shared by every stream.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// The kind of Envoy filter the configuration is for (`filter_type`, spec §9).
+    /// The kind of Envoy filter the configuration is for (`filter_type`, docs/network-mode.md).
     pub filter_type: FilterType,
     /// Name of the connection filter state holding the downstream address.
     pub downstream_filter_state: String,
@@ -173,7 +173,7 @@ pub struct Policy {
     pub access: Access,
     /// The `forward` section.
     pub forwarding: Forwarding,
-    /// Private-link identities: the kinds read and `forward.link_header` (spec §8).
+    /// Private-link identities: the kinds read and `forward.link_header` (docs/private-link.md).
     pub link: LinkPolicy,
     /// `trusted_proxies` names an unavailable source with `on_unavailable: "refuse"`.
     pub trust_unavailable: bool,
@@ -233,7 +233,7 @@ impl Policy {
     }
 
     /// The verdict of a decision that read a list naming an unavailable source with
-    /// `on_unavailable: "refuse"` (spec §7): a refusal in the deciding mode.
+    /// `on_unavailable: "refuse"` (docs/sources.md): a refusal in the deciding mode.
     pub fn unavailable_verdict(&self, rule: Option<usize>) -> Verdict {
         match rule.map_or(self.access.mode, |i| self.access.rules[i].mode) {
             Mode::Enforce => Verdict::Deny,
@@ -569,8 +569,8 @@ mod tests {
     }
 
     /// Header reads and header writes per request for the configurations of `make bench`'s cases
-    /// (C) and (D), with its request: the figures bench/envoy_bench.py reports as host calls (plus
-    /// the downstream address read and the `wasm.client_ip` write every request makes).
+    /// (C) and (D), with its request (tests/test_host_calls.py counts every host call of these
+    /// cases in Envoy, with the `count-host-calls` build).
     #[test]
     fn host_calls_per_request_of_the_bench_cases() {
         let c = Policy::default();

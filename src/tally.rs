@@ -1,4 +1,4 @@
-//! The decision counters of spec §5, counted in the VM and flushed in batches.
+//! The decision counters of docs/observability.md, counted in the VM and flushed in batches.
 //!
 //! A host counter increment is a host call (about a microsecond through V8, the same order as the
 //! filter's whole decision). A [`Tally`] counts each request's decision in plain memory; the

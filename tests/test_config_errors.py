@@ -1,4 +1,4 @@
-"""behaviour.md §6 "Configuration errors": Envoy refuses to start with a bad configuration, one error
+"""docs/errors.md "Configuration errors": Envoy refuses to start with a bad configuration, one error
 line names the key path and the value; an update carrying one is rejected while the previous
 configuration keeps serving; host bits in a CIDR are only a warning."""
 import json
@@ -82,7 +82,7 @@ def test_config_cidr_with_host_bits_is_accepted_with_a_warning(envoy_factory, ec
 
 
 def test_config_every_key_of_the_spec_example_is_accepted(envoy_factory, echo, wasm):
-    """The example of behaviour.md (minus trusted_hops, which excludes trusted_proxies) starts."""
+    """The example of docs/configuration.md (minus trusted_hops, which excludes trusted_proxies) starts."""
     example = {
         "client_ip": {"downstream_filter_state": "client_ip.downstream_address",
                       "trusted_proxies": ["10.0.0.0/8", "2001:db8:ffff::/48"],

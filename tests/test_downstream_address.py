@@ -1,4 +1,4 @@
-"""behaviour.md §1 "Downstream address": the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP peer,
+"""docs/resolution.md "Downstream address": the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP peer,
 read from the set_filter_state object first, else from source.address (counted in
 client_ip.downstream_from_xff when the HCM took it from X-Forwarded-For)."""
 import pytest
@@ -176,7 +176,26 @@ def gw_custom_fs_name(envoy_factory, wasm):
     return envoy_factory(E.EnvoyOptions(configuration=cfg, use_remote_address=False))
 
 
-def test_downstream_filter_state_name_is_configurable(gw_custom_fs_name, echo):
+@pytest.fixture(scope="module")
+def gw_renamed_fs(envoy_factory, wasm):
+    """set_filter_state writes the downstream address under another name, and the filter is told
+    that name: it must read it there (not fall back to source.address, XFF-derived here)."""
+    cfg = {"client_ip": {"downstream_filter_state": "other.downstream"}, **FORWARD}
+    return envoy_factory(E.EnvoyOptions(configuration=cfg, use_remote_address=False,
+                                        filter_state_key="other.downstream"))
+
+
+def test_downstream_filter_state_name_is_configurable(gw_renamed_fs, echo):
+    before = gw_renamed_fs.settled_stats()
+    ex = exchange(gw_renamed_fs, echo, proxy=pp.v1("203.0.113.7", sport=40000),
+                  headers=[("X-Forwarded-For", "198.51.100.3")])
+    assert ex.log()["downstream_fs"] == "203.0.113.7:40000"   # written under the custom name
+    assert_client(ex, "203.0.113.7", 40000)
+    want = {"client_ip.allowed": 1}
+    assert E.counter_delta(gw_renamed_fs, before, want) == want
+
+
+def test_downstream_filter_state_under_another_name_is_not_read(gw_custom_fs_name, echo):
     before = gw_custom_fs_name.settled_stats()
     ex = exchange(gw_custom_fs_name, echo, proxy=pp.v1("203.0.113.7", sport=40000),
                   headers=[("X-Forwarded-For", "198.51.100.3")])

@@ -1,6 +1,6 @@
 //! One forwarding-header entry: `addr::parse_entry` on any text. Never panics; the result is an
 //! address (canonical, printable, re-parseable to itself) or an invalid entry, and it is exactly
-//! what a plain reference of the contract's grammar (behaviour.md §1 "Entry") says.
+//! what a plain reference of the contract's grammar (docs/resolution.md "Entry") says.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

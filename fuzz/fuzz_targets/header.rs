@@ -1,6 +1,6 @@
 //! A whole request walked by the resolver (`trusted_proxies` and `trusted_hops`, X-Forwarded-For
 //! and a single-address header, both `on_invalid` settings), compared with a plain, eager
-//! reference implementation of spec §1-2 written from the text of the spec; then the request is
+//! reference implementation of docs/resolution.md written from the text of the spec; then the request is
 //! decided and its header plan built. Never panics; the client is always an address the chain
 //! holds (never one made up), unknown, or the downstream address.
 //!

@@ -8,11 +8,11 @@ use std::hash::{BuildHasher, Hasher};
 
 use log::{debug, info, warn};
 
+use crate::bind::{bind, SourcePlan};
 use crate::host::{self, HostError};
 use crate::policy::Policy;
-use crate::source::bind::SourcePlan;
 use crate::source::machine::{
-    Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Written,
+    Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
 };
 
 /// The tick while settling (see [`Machine::settling`]).
@@ -98,6 +98,8 @@ fn read(key: &str) -> Shared {
 /// The sources of one configuration in this VM.
 pub(super) struct Feeds {
     machine: Machine,
+    template: Policy,
+    plan: SourcePlan,
     metrics: Vec<FeedMetrics>,
     /// The lists changed since the last [`Feeds::take_changed`].
     changed: bool,
@@ -107,11 +109,18 @@ impl Feeds {
     /// The feeds of a configuration (`config` its bytes); None when no list names a source.
     pub(super) fn new(config: &[u8], template: Policy, plan: SourcePlan) -> Option<Feeds> {
         let now = host::now_ms().unwrap_or(0);
-        let machine = Machine::new(config, template, plan, now, random(now))?;
-        let metrics = (0..machine.plan().sources.len())
+        let uses = (0..plan.sources.len())
+            .map(|i| Use {
+                source: plan.sources[i].clone(),
+                used: plan.is_used(i),
+                trusted: plan.is_trusted(i),
+            })
+            .collect();
+        let machine = Machine::new(config, uses, now, random(now))?;
+        let metrics = (0..plan.sources.len())
             .map(|i| {
-                if machine.is_used(i) {
-                    FeedMetrics::define(&machine.plan().sources[i].name)
+                if plan.is_used(i) {
+                    FeedMetrics::define(&plan.sources[i].name)
                 } else {
                     FeedMetrics::default()
                 }
@@ -119,6 +128,8 @@ impl Feeds {
             .collect();
         Some(Feeds {
             machine,
+            template,
+            plan,
             metrics,
             changed: false,
         })
@@ -126,7 +137,7 @@ impl Feeds {
 
     /// The policy bound to the sources' current lists.
     pub(super) fn policy(&self) -> Policy {
-        self.machine.policy()
+        bind(&self.template, &self.plan, &self.machine.lists())
     }
 
     /// Whether this VM should tick fast (see [`Machine::settling`]).
@@ -142,7 +153,7 @@ impl Feeds {
             return false;
         };
         let m = &self.machine;
-        let status = (0..m.plan().sources.len())
+        let status = (0..m.sources().len())
             .map(|i| {
                 if m.is_used(i) {
                     read(&m.status_key(i))
@@ -219,7 +230,7 @@ impl Feeds {
             let now = || host::now_ms().unwrap_or(0);
             let more = match action {
                 Action::Send { source, headers } => {
-                    let s = &self.machine.plan().sources[source];
+                    let s = &self.machine.sources()[source];
                     let headers: Vec<(&str, &str)> = headers
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -1,9 +1,10 @@
-//! The keys a `filter_type: "network"` configuration may not hold (spec §9): a connection has
+//! The keys a `filter_type: "network"` configuration may not hold (docs/network-mode.md): a connection has
 //! no HTTP headers to resolve a client from or to write, no path, and no reply to send.
 
 use serde_json::{Map, Value};
 
-use super::{array, err, key_path, member, object, show, ConfigError, RULE_KEYS};
+use super::access::RULE_KEYS;
+use super::{array, err, key_path, member, object, show, ConfigError};
 
 /// Why each key is refused in network mode, by key path (relative to the document).
 const CLIENT_IP_HTTP_ONLY: &[(&str, &str)] = &[

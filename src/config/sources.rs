@@ -1,10 +1,10 @@
-//! The `sources` section and the `"source:<name>"` entries of the lists (spec §7): compiled
+//! The `sources` section and the `"source:<name>"` entries of the lists (docs/sources.md): compiled
 //! into a [`SourcePlan`], checked with key paths like the rest of the configuration.
 
 use serde_json::Value;
 
 use super::{err, integer, key_path, member, object, one_of, show, string, ConfigError};
-use crate::source::bind::{Binding, Slot, SourcePlan};
+use crate::bind::{Binding, Slot, SourcePlan};
 use crate::source::{
     is_source_name, Format, MinPrefix, OnUnavailable, Select, Source, MIN_REFRESH_S, SOURCE_PREFIX,
 };
@@ -234,10 +234,10 @@ pub(super) fn plan(sources: Vec<Source>, refs: &[SourceRef]) -> Result<SourcePla
 mod tests {
     //! Spec §7: the `sources` section, `"source:<name>"` entries, and lists bound to sources.
     use crate::access::Verdict;
+    use crate::bind::{bind, Slot};
     use crate::config::parse_sourced;
     use crate::ipset::{parse_net, IpSet};
     use crate::policy::{Downstream, Request};
-    use crate::source::bind::{bind, Slot};
     use crate::source::{
         Format, MinPrefix, OnUnavailable, Select, DEFAULT_MAX_BYTES, DEFAULT_MIN_PREFIX,
     };

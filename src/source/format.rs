@@ -1,4 +1,4 @@
-//! Reading a list server's body (spec §7, "Formats" and "Accepting a body"): the networks it
+//! Reading a list server's body (docs/sources.md, "Formats" and "Accepting a body"): the networks it
 //! lists, or the reason it is refused. A refused body changes nothing: the last good list stays.
 //! The JSON formats are read in one streaming pass (`json`): no document tree of the body.
 

@@ -1,4 +1,4 @@
-//! Which VM fetches for the whole Envoy (spec §7, "One fetch per Envoy"): the decisions about the
+//! Which VM fetches for the whole Envoy (docs/sources.md, "One fetch per Envoy"): the decisions about the
 //! lease the VMs of one configuration share in Envoy's shared data. Pure: the adapter reads the
 //! shared values, asks [`step`] and [`announces_idle`], and writes what they say.
 //!

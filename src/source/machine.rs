@@ -3,7 +3,7 @@
 //! and the shared values it read, a fetch sent, a response's headers, its body, a lease write's
 //! outcome, a published table read — and performs the [`Action`]s it returns: send this request,
 //! write this shared value, read that table or body, count, set a gauge, log a line, bind the
-//! policy again. Every rule of "lists from a list server" is decided here and unit-tested natively.
+//! lists' policy again. Every rule of "lists from a list server" is decided here and unit-tested natively.
 //!
 //! One fetch per Envoy: the VMs of one configuration share a lease (decided in `lease`); only its
 //! holder fetches, parses the body once and publishes the list as a table with a small status that
@@ -16,14 +16,13 @@
 
 use std::rc::Rc;
 
-use super::bind::{bind, SourcePlan};
 use super::format::{self, Accept, Rejection};
 use super::lease::{self, Step, Vm};
 use super::schedule::{self, Schedule};
 use super::seal::{Opened, SealKey};
 use super::table::{self, Lease, Status, Table};
+use super::Source;
 use crate::ipset::IpSet;
-use crate::policy::Policy;
 
 /// A fetch whose response has not come this long after its timeout is given up.
 pub const LOST_CALL_MS: u64 = 5_000;
@@ -227,11 +226,21 @@ struct Feed {
     seen_good_ms: Option<u64>,
 }
 
+/// A configured source and how the configuration's lists use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Use {
+    /// The source.
+    pub source: Source,
+    /// Some list names it (only those are fetched).
+    pub used: bool,
+    /// `client_ip.trusted_proxies` names it (its `min_prefix` applies).
+    pub trusted: bool,
+}
+
 /// The sources of one configuration in one VM.
 #[derive(Debug)]
 pub struct Machine {
-    template: Policy,
-    plan: SourcePlan,
+    sources: Vec<Source>,
     seal: SealKey,
     prefix: String,
     token: u64,
@@ -263,25 +272,17 @@ fn status_of(bytes: &[u8]) -> Option<Status> {
 }
 
 impl Machine {
-    /// The machine of a configuration (`config` its bytes, `template` its policy before binding);
-    /// None when no list names a source. `random`: a random seed for this VM.
-    pub fn new(
-        config: &[u8],
-        template: Policy,
-        plan: SourcePlan,
-        now: u64,
-        random: u64,
-    ) -> Option<Machine> {
-        if plan.is_empty() {
+    /// The machine of a configuration (`config` its bytes) with these sources; None when no list
+    /// names one. `random`: a random seed for this VM.
+    pub fn new(config: &[u8], uses: Vec<Use>, now: u64, random: u64) -> Option<Machine> {
+        if !uses.iter().any(|u| u.used) {
             return None;
         }
-        let feeds = plan
-            .sources
+        let feeds = uses
             .iter()
-            .enumerate()
-            .map(|(i, s)| Feed {
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
+            .map(|u| Feed {
+                used: u.used,
+                trusted: u.trusted,
                 list: None,
                 version: 0,
                 published: 0,
@@ -289,7 +290,7 @@ impl Machine {
                 available: false,
                 etag: None,
                 last_modified: None,
-                schedule: Schedule::new(s.refresh_s),
+                schedule: Schedule::new(u.source.refresh_s),
                 in_flight: None,
                 pending: None,
                 failing: false,
@@ -299,7 +300,7 @@ impl Machine {
             })
             .collect();
         Some(Machine {
-            template,
+            sources: uses.into_iter().map(|u| u.source).collect(),
             seal: SealKey::from_config(config),
             prefix: format!("client_ip_filter.sources.{:016x}.", config_hash(config)),
             token: random | 1,
@@ -310,14 +311,13 @@ impl Machine {
             sane_ms: now,
             alone: false,
             forged_logged_ms: None,
-            plan,
             feeds,
         })
     }
 
     /// The sources.
-    pub fn plan(&self) -> &SourcePlan {
-        &self.plan
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
     }
 
     /// Whether source `i` is named by some list (only those are counted and fetched).
@@ -337,12 +337,12 @@ impl Machine {
 
     /// Source `i`'s status key.
     pub fn status_key(&self, i: usize) -> String {
-        format!("{}{}.status", self.prefix, self.plan.sources[i].name)
+        format!("{}{}.status", self.prefix, self.sources[i].name)
     }
 
     /// Source `i`'s table key.
     pub fn table_key(&self, i: usize) -> String {
-        format!("{}{}.table", self.prefix, self.plan.sources[i].name)
+        format!("{}{}.table", self.prefix, self.sources[i].name)
     }
 
     /// This VM holds the lease and fetches for the Envoy.
@@ -355,14 +355,12 @@ impl Machine {
         self.alone
     }
 
-    /// The policy bound to the sources' current lists (an unavailable source is None).
-    pub fn policy(&self) -> Policy {
-        let current: Vec<Option<&IpSet>> = self
-            .feeds
+    /// Each source's current list (None while it is unavailable), to bind the policy to.
+    pub fn lists(&self) -> Vec<Option<&IpSet>> {
+        self.feeds
             .iter()
             .map(|f| f.list.as_deref().filter(|_| f.available))
-            .collect();
-        bind(&self.template, &self.plan, &current)
+            .collect()
     }
 
     /// Whether this VM should tick fast: in the first seconds after configure, until it has
@@ -647,7 +645,7 @@ impl Machine {
         if status.is_forged() {
             self.forged(
                 now,
-                &format!("the status of source {}", self.plan.sources[i].name),
+                &format!("the status of source {}", self.sources[i].name),
                 out,
             );
         }
@@ -673,7 +671,7 @@ impl Machine {
 
     /// Whether source `i` is available now; a change rebinds (and a lapse is logged).
     fn follow_availability(&mut self, i: usize, now: u64, out: &mut Vec<Action>) {
-        let source = &self.plan.sources[i];
+        let source = &self.sources[i];
         let f = &mut self.feeds[i];
         let available =
             f.list.is_some() && schedule::available(now, f.last_good_ms, source.max_stale_s);
@@ -705,7 +703,7 @@ impl Machine {
         let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
             return out;
         };
-        let name = self.plan.sources[i].name.clone();
+        let name = self.sources[i].name.clone();
         let opened = self.seal.open_owned(&self.table_key(i), bytes);
         let decoded = opened.map(table::decode_owned);
         let f = &mut self.feeds[i];
@@ -745,7 +743,7 @@ impl Machine {
     }
 
     fn fetch_if_due(&mut self, i: usize, now: u64, out: &mut Vec<Action>) {
-        let timeout = u64::from(self.plan.sources[i].timeout_ms);
+        let timeout = u64::from(self.sources[i].timeout_ms);
         let f = &mut self.feeds[i];
         if let Some((_, started)) = f.in_flight {
             if now < started.saturating_add(timeout).saturating_add(LOST_CALL_MS) {
@@ -773,7 +771,7 @@ impl Machine {
     /// The outcome of [`Action::Send`]: the call's token, or why it was not sent.
     pub fn sent(&mut self, i: usize, now: u64, result: Result<u32, SendError>) -> Vec<Action> {
         let mut out = Vec::new();
-        let source = &self.plan.sources[i];
+        let source = &self.sources[i];
         match result {
             // The fetch was dropped meanwhile (the lease was lost): its response will be ignored.
             Ok(_) if self.feeds[i].in_flight.is_none() => {}
@@ -831,7 +829,7 @@ impl Machine {
                 last_modified,
                 body_size,
             } => match status.as_str() {
-                "200" => match format::check_size(body_size, self.plan.sources[i].max_bytes) {
+                "200" => match format::check_size(body_size, self.sources[i].max_bytes) {
                     Ok(()) => {
                         self.feeds[i].pending = Some((etag, last_modified));
                         out.push(Action::ReadBody {
@@ -891,7 +889,7 @@ impl Machine {
                 return out;
             }
         };
-        let source = &self.plan.sources[i];
+        let source = &self.sources[i];
         let accept = Accept::of(source, self.feeds[i].trusted);
         let accepted = match format::parse_owned(source.format, &source.select, bytes, &accept) {
             Ok(a) => a,
@@ -1016,7 +1014,7 @@ impl Machine {
             value: 0,
         });
         let jitter = self.next_jitter();
-        let name = self.plan.sources[i].name.clone();
+        let name = self.sources[i].name.clone();
         let f = &mut self.feeds[i];
         f.schedule.succeeded(now, jitter);
         f.last_good_ms = Some(now);
@@ -1049,7 +1047,7 @@ impl Machine {
             counter: Counter::FetchFailed,
             n: 1,
         });
-        let name = &self.plan.sources[i].name;
+        let name = &self.sources[i].name;
         let f = &mut self.feeds[i];
         f.schedule.failed(now);
         if !f.failing {
@@ -1087,7 +1085,7 @@ impl Machine {
             Level::Warn,
             format!(
                 "source {}: body rejected: {why}; {}",
-                self.plan.sources[i].name,
+                self.sources[i].name,
                 if f.list.is_some() {
                     "keeping the last good list"
                 } else {

@@ -38,6 +38,8 @@ impl Store {
 /// One VM: its machine and what the adapter would have done.
 struct Vm {
     m: Machine,
+    template: crate::policy::Policy,
+    plan: crate::bind::SourcePlan,
     serves: bool,
     /// Requests sent: (token, source, headers).
     sent: Vec<(u32, usize, Vec<(String, String)>)>,
@@ -62,8 +64,17 @@ static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 impl Vm {
     fn new(config: &str, serves: bool, now: u64, seed: u64) -> Vm {
         let (policy, plan, _) = parse_sourced(config.as_bytes()).unwrap();
+        let uses = (0..plan.sources.len())
+            .map(|i| Use {
+                source: plan.sources[i].clone(),
+                used: plan.is_used(i),
+                trusted: plan.is_trusted(i),
+            })
+            .collect();
         Vm {
-            m: Machine::new(config.as_bytes(), policy, plan, now, seed).unwrap(),
+            m: Machine::new(config.as_bytes(), uses, now, seed).unwrap(),
+            template: policy,
+            plan,
             serves,
             sent: Vec::new(),
             logs: Vec::new(),
@@ -78,7 +89,7 @@ impl Vm {
         Seen {
             lease: store.get(&self.m.lease_key()),
             idle: store.get(&self.m.idle_key()),
-            status: (0..self.m.plan().sources.len())
+            status: (0..self.m.sources().len())
                 .map(|i| store.get(&self.m.status_key(i)))
                 .collect(),
         }
@@ -175,7 +186,8 @@ impl Vm {
     /// The verdict for `client` under the current lists (and whether a list was unavailable).
     fn verdict(&self, client: &str) -> (Verdict, bool) {
         let headers = Vec::new();
-        let d = self.m.policy().decide(&Request {
+        let policy = crate::bind::bind(&self.template, &self.plan, &self.m.lists());
+        let d = policy.decide(&Request {
             downstream: Downstream::from_filter_state(&format!("{client}:1000")),
             headers: &headers,
         });

@@ -1,4 +1,4 @@
-//! Lists from a list server (spec §7): the `sources` of a configuration, compiled once.
+//! Lists from a list server (docs/sources.md): the `sources` of a configuration, compiled once.
 //!
 //! - [`format`]: a fetched body → the networks it lists, or why it is refused (the JSON formats
 //!   are read in one streaming pass, `json`).
@@ -8,11 +8,9 @@
 //! - [`lease`]: which VM fetches for the whole Envoy.
 //! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
 //! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
-//! - [`bind`]: a policy whose lists name sources, bound to the sources' current contents.
 //!
 //! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
-pub mod bind;
 pub mod format;
 mod json;
 pub mod lease;

@@ -1,4 +1,4 @@
-//! When a source is fetched, and whether it is available (spec §7, "Fetching" and
+//! When a source is fetched, and whether it is available (docs/sources.md, "Fetching" and
 //! "Unavailable"). Pure: the time (ms since the epoch) is passed in.
 
 /// The first retry after a failure, in ms; each further failure doubles it, up to `refresh_s`.

@@ -1,4 +1,4 @@
-//! The encodings one VM publishes in Envoy's shared data for the others (spec §7, "One fetch per
+//! The encodings one VM publishes in Envoy's shared data for the others (docs/sources.md, "One fetch per
 //! Envoy"): the parsed list ([`Table`]), a small [`Status`] that workers poll every tick, and
 //! the fetcher's [`Lease`].
 //!

@@ -78,6 +78,7 @@ class EnvoyOptions:
     normalize_path: Optional[bool] = None          # HCM normalize_path (Istio's default BASE: true)
     merge_slashes: Optional[bool] = None
     concurrency: int = 1                           # Envoy's worker threads
+    filter_state_key: Optional[str] = None         # set_filter_state's object_key (None: the manifest's)
     clusters: list = field(default_factory=list)   # extra static clusters (list servers)
 
     def resolved_use_remote_address(self) -> bool:
@@ -124,12 +125,16 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     network_filters = []
     want_sfs = opts.set_filter_state if opts.set_filter_state is not None else frags.set_filter_state is not None
     if want_sfs:
-        network_filters.append(frags.set_filter_state or manifests.gateway().set_filter_state)
+        sfs = frags.set_filter_state or manifests.gateway().set_filter_state
+        if opts.filter_state_key:
+            sfs["typed_config"]["on_new_connection"][0]["object_key"] = opts.filter_state_key
+        network_filters.append(sfs)
 
     try:
         fs_key = frags.downstream_filter_state_key
     except LookupError:
         fs_key = "client_ip.downstream_address"
+    fs_key = opts.filter_state_key or fs_key
     log_format = {k: v.replace("{key}", fs_key) for k, v in ACCESS_LOG_FORMAT.items()}
 
     http_filters = []

@@ -7,10 +7,10 @@
 //! same lookups as a list written inline; a stream holds the policy current when it started,
 //! so each request is decided wholly with the old lists or wholly with the new ones.
 
-use super::{OnUnavailable, Source};
 use crate::access::Lists;
 use crate::ipset::IpSet;
 use crate::policy::Policy;
+use crate::source::{OnUnavailable, Source};
 
 /// A list of the policy that may name sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,6 @@ fn bound(lists: &Lists, slot: Slot, with: &dyn Fn(&IpSet) -> IpSet, unavailable:
             unavailable,
         ),
     };
-    // Identity entries (spec §8) sit beside the addresses, untouched by sources.
+    // Identity entries (docs/private-link.md) sit beside the addresses, untouched by sources.
     rebound.with_links(lists.links().clone())
 }
