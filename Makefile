@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -42,6 +42,14 @@ noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop
 	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## hostile-module: a test-only proxy-wasm module that overwrites the filter's shared-data keys
+## (tests/hostile-module, tests/test_shared_state.py).
+HOSTILE_WASM := target/hostile-module/$(TARGET)/release/hostile_module.wasm
+export CLIENT_IP_HOSTILE_WASM := $(abspath $(HOSTILE_WASM))
+hostile-module: toolchain
+	cargo build --release --target $(TARGET) --manifest-path tests/hostile-module/Cargo.toml \
+	  --target-dir target/hostile-module
 
 ## build-counting: the filter and the no-op filter with the feature count-host-calls (every host
 ## call counted by kind and reported as counters client_ip.host_calls.*), same profile and wasm-opt
@@ -132,7 +140,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop envoy haproxy openssl nginx oci
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).

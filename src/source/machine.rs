@@ -248,6 +248,8 @@ pub struct Machine {
     created_ms: u64,
     fetching: bool,
     taken_ms: Option<u64>,
+    /// This VM has served a request (as of the last tick).
+    serves: bool,
     /// The last tick with sane shared state.
     sane_ms: u64,
     /// This VM fetches on its own (no sane shared state for [`ALONE_AFTER_MS`]).
@@ -308,6 +310,7 @@ impl Machine {
             created_ms: now,
             fetching: false,
             taken_ms: None,
+            serves: false,
             sane_ms: now,
             alone: false,
             forged_logged_ms: None,
@@ -402,6 +405,7 @@ impl Machine {
     /// VM has served a request.
     pub fn tick(&mut self, now: u64, serves: bool, configuring: bool, seen: &Seen) -> Vec<Action> {
         let mut out = Vec::new();
+        self.serves = serves;
         let lease_key = self.lease_key();
         let lease = Opened::of(
             &self.seal,
@@ -578,7 +582,14 @@ impl Machine {
         self.taken_ms = None;
         out.push(Action::Log(
             Level::Info,
-            "sources: this VM now fetches for this Envoy".into(),
+            format!(
+                "sources: this VM now fetches for this Envoy ({})",
+                if self.serves {
+                    "a worker: no VM without requests took over"
+                } else {
+                    "it serves no requests"
+                }
+            ),
         ));
         for f in &mut self.feeds {
             // Another VM may have fetched until now: go on from its last good time.

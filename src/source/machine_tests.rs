@@ -35,6 +35,9 @@ impl Store {
     }
 }
 
+/// A request sent: its token, source and headers.
+type Sent = (u32, usize, Vec<(String, String)>);
+
 /// One VM: its machine and what the adapter would have done.
 struct Vm {
     m: Machine,
@@ -42,7 +45,7 @@ struct Vm {
     plan: crate::bind::SourcePlan,
     serves: bool,
     /// Requests sent: (token, source, headers).
-    sent: Vec<(u32, usize, Vec<(String, String)>)>,
+    sent: Vec<Sent>,
     logs: Vec<(Level, String)>,
     counts: HashMap<(usize, Counter), u64>,
     gauges: HashMap<(usize, Gauge), u64>,
@@ -273,7 +276,7 @@ fn refresh_is_every_refresh_s_brought_forward_by_at_most_10_percent() {
         let mut store = Store::default();
         let (mut vm, t) = fetcher(&mut store, CONFIG);
         let _ = seed;
-        vm.m.rng = seed * 0x9e37_79b9 | 1;
+        vm.m.rng = (seed * 0x9e37_79b9) | 1;
         vm.ok(&mut store, t, "192.0.2.66\n");
         let mut now = t;
         while vm.sent.is_empty() {

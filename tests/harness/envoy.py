@@ -80,6 +80,7 @@ class EnvoyOptions:
     concurrency: int = 1                           # Envoy's worker threads
     filter_state_key: Optional[str] = None         # set_filter_state's object_key (None: the manifest's)
     clusters: list = field(default_factory=list)   # extra static clusters (list servers)
+    http_filters_before: list = field(default_factory=list)  # HTTP filters ahead of the filter's
 
     def resolved_use_remote_address(self) -> bool:
         if self.use_remote_address is not None:
@@ -137,7 +138,7 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     fs_key = opts.filter_state_key or fs_key
     log_format = {k: v.replace("{key}", fs_key) for k, v in ACCESS_LOG_FORMAT.items()}
 
-    http_filters = []
+    http_filters = list(opts.http_filters_before)
     if opts.wasm:
         http_filters.append(frags.wasm_http_filter(opts.wasm_path, opts.configuration))
     http_filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}})
