@@ -135,6 +135,14 @@ oci-tools:
 oci: build oci-tools
 	oci/build.sh $(WASM) $(OCI_IMAGE) $(OCI_TAG)
 
+## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the OCI
+## image as an archive, DIGEST (the image's manifest digest, what a WasmPlugin pins) and SHA256SUMS.
+## Reproducible: the same commit gives the same files (tests/test_release.py builds twice).
+RELEASE_DIR := target/release-artifacts
+.PHONY: release
+release: build oci-tools
+	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG)
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
@@ -206,7 +214,7 @@ reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
 
-## refresh: a 1M-entry list source (spec §7) served by nginx flips between two versions every 10 s
+## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
 ## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
 ## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
 REFRESH_SECONDS ?= 300
@@ -224,7 +232,7 @@ hostile-json: toolchain
 test: fmt-check clippy unit fuzz-short integration
 
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
-## (network-filter mode, spec §9) interleaved over
+## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8

@@ -25,6 +25,8 @@ pub enum Slot {
     RuleAllow(usize),
     /// `access.rules[i].deny`.
     RuleDeny(usize),
+    /// `rate_limit.exempt`.
+    RateLimitExempt,
 }
 
 impl Slot {
@@ -34,6 +36,7 @@ impl Slot {
             "client_ip.trusted_proxies" => return Some(Slot::TrustedProxies),
             "access.allow" => return Some(Slot::Allow),
             "access.deny" => return Some(Slot::Deny),
+            "rate_limit.exempt" => return Some(Slot::RateLimitExempt),
             _ => {}
         }
         let rest = path.strip_prefix("access.rules[")?;
@@ -114,6 +117,13 @@ pub fn bind(template: &Policy, plan: &SourcePlan, current: &[Option<&IpSet>]) ->
             Slot::RuleAllow(r) | Slot::RuleDeny(r) => {
                 if let Some(rule) = policy.access.rules.get_mut(r) {
                     rule.lists = bound(&rule.lists, binding.slot, &with, unavailable);
+                }
+            }
+            // An unavailable source exempts nobody: its clients stay keyed (limited), whatever
+            // its `on_unavailable`; the exempt list never refuses a request.
+            Slot::RateLimitExempt => {
+                if let Some(rate_limit) = policy.rate_limit.as_mut() {
+                    rate_limit.exempt = with(&rate_limit.exempt);
                 }
             }
         }

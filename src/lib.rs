@@ -17,6 +17,7 @@
 //! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
 //! - [`access`]: allow/deny lists, rules, verdicts.
 //! - [`forward`]: the header plan.
+//! - [`rate_limit`]: the per-client rate-limit key (Envoy's limiters count).
 //! - [`policy`]: the per-request decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
@@ -37,6 +38,7 @@ pub mod host;
 pub mod identity;
 pub mod ipset;
 pub mod policy;
+pub mod rate_limit;
 pub mod resolve;
 pub mod source;
 pub mod tally;

@@ -8,6 +8,7 @@ use crate::chain::{HeaderKind, HeaderLines};
 use crate::filter_type::FilterType;
 use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
+use crate::rate_limit::{Keying, RateLimit};
 use crate::resolve::Resolver;
 
 /// The default name of the connection filter state holding the downstream address.
@@ -177,6 +178,8 @@ pub struct Policy {
     pub link: LinkPolicy,
     /// `trusted_proxies` names an unavailable source with `on_unavailable: "refuse"`.
     pub trust_unavailable: bool,
+    /// The `rate_limit` section: None when absent (no key is made).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Policy {
@@ -189,6 +192,7 @@ impl Default for Policy {
             forwarding: Forwarding::default(),
             link: LinkPolicy::default(),
             trust_unavailable: false,
+            rate_limit: None,
         }
     }
 }
@@ -333,6 +337,18 @@ impl Policy {
         self.resolver.reads_header_from(downstream.addr)
             || self.forwarding.xff == XffMode::Append
             || !self.access.rules.is_empty()
+    }
+
+    /// The rate-limit key of a decided request: None without a `rate_limit` section, and for a
+    /// refused request (it never reaches a limiter). A dry-run refusal goes on, and is keyed.
+    #[inline]
+    pub fn rate_limit_key(&self, decision: &Decision) -> Option<Keying> {
+        let rate_limit = self.rate_limit.as_ref()?;
+        if decision.verdict == Verdict::Deny {
+            return None;
+        }
+        let client = decision.client.map(|c| c.ip());
+        Some(rate_limit.key(client, decision.link.identity.as_ref()))
     }
 
     /// The name of the rule that decided, if any.

@@ -10,6 +10,7 @@ use std::cell::Cell;
 
 use crate::access::Verdict;
 use crate::policy::{Decision, Origin, Policy};
+use crate::rate_limit::Keying;
 
 /// How often the adapter flushes a tally, in milliseconds: the most `/stats` lags behind.
 pub const FLUSH_PERIOD_MS: u32 = 250;
@@ -35,16 +36,23 @@ const FIXED: [&str; 7] = [
     "client_ip.unavailable",
 ];
 
+/// The rate-limit counters (docs/rate-limits.md), after the rules' when configured.
+const RATE_LIMIT_KEYED: &str = "client_ip.rate_limit.keyed";
+const RATE_LIMIT_EXEMPT: &str = "client_ip.rate_limit.exempt";
+
 /// Decision counts of one configuration not yet handed to the host.
 #[derive(Debug)]
 pub struct Tally {
     names: Vec<String>,
     counts: Vec<Cell<u64>>,
+    /// The slot of `client_ip.rate_limit.keyed` (`.exempt` follows), with a `rate_limit` section.
+    rate_limit: Option<Slot>,
 }
 
 impl Tally {
     /// The counters of `policy`: the fixed ones, then `client_ip.rule.<name>.allowed`, `.denied`
-    /// and `.dry_run_denied` for each rule, in rule order. All start at zero.
+    /// and `.dry_run_denied` for each rule, in rule order, then `client_ip.rate_limit.keyed` and
+    /// `.exempt` when the policy has a `rate_limit` section. All start at zero.
     pub fn for_policy(policy: &Policy) -> Tally {
         let mut names: Vec<String> = FIXED.iter().map(|n| n.to_string()).collect();
         for rule in &policy.access.rules {
@@ -52,8 +60,28 @@ impl Tally {
                 names.push(format!("client_ip.rule.{}.{outcome}", rule.name));
             }
         }
+        let rate_limit = policy.rate_limit.as_ref().map(|_| names.len());
+        if rate_limit.is_some() {
+            names.push(RATE_LIMIT_KEYED.to_string());
+            names.push(RATE_LIMIT_EXEMPT.to_string());
+        }
         let counts = names.iter().map(|_| Cell::new(0)).collect();
-        Tally { names, counts }
+        Tally {
+            names,
+            counts,
+            rate_limit,
+        }
+    }
+
+    /// Counts a request's rate-limit keying: keyed, or exempt.
+    #[inline]
+    pub fn count_key(&self, keying: &Keying) {
+        if let Some(base) = self.rate_limit {
+            self.bump(match keying {
+                Keying::Keyed(_) => base,
+                Keying::Exempt => base + 1,
+            });
+        }
     }
 
     /// Every counter's name, by slot: what the adapter defines with the host.
@@ -162,6 +190,50 @@ mod tests {
                 "client_ip.rule.admin.dry_run_denied",
             ]
         );
+    }
+
+    #[test]
+    fn rate_limit_counters_count_keyed_and_exempt_requests() {
+        let p = policy(
+            r#"{"access": {"rules": [{"name": "r", "deny": ["192.0.2.0/24"]}]},
+                "rate_limit": {"exempt": ["198.51.100.0/24"]}}"#,
+        );
+        let tally = Tally::for_policy(&p);
+        assert_eq!(
+            &tally.names()[FIXED.len() + 3..],
+            ["client_ip.rate_limit.keyed", "client_ip.rate_limit.exempt"]
+        );
+        for ds in [
+            "203.0.113.1:1",
+            "203.0.113.2:1",
+            "198.51.100.1:1",
+            "192.0.2.1:1",
+        ] {
+            let d = decide(&p, Downstream::from_filter_state(ds), &[]);
+            tally.count(&d);
+            if let Some(keying) = p.rate_limit_key(&d) {
+                tally.count_key(&keying);
+            }
+        }
+        let mut got = flushed(&tally);
+        got.sort();
+        let want: Vec<(String, u64)> = [
+            ("client_ip.allowed", 3),
+            ("client_ip.denied", 1),
+            ("client_ip.rate_limit.exempt", 1),
+            ("client_ip.rate_limit.keyed", 2),
+            ("client_ip.rule.r.allowed", 3),
+            ("client_ip.rule.r.denied", 1),
+        ]
+        .iter()
+        .map(|(n, c)| (n.to_string(), *c))
+        .collect();
+        assert_eq!(got, want);
+        // Without the section, neither counter exists.
+        assert!(!Tally::for_policy(&policy("{}"))
+            .names()
+            .iter()
+            .any(|n| n.contains("rate_limit")));
     }
 
     #[test]

@@ -39,6 +39,25 @@ BAD = [
     ("bad-header-name", {"forward": {"headers": ["x real ip"]}}, ["forward.headers[0]", "x real ip"]),
     ("bad-port-header-name", {"forward": {"port_header": "x-port:"}}, ["forward.port_header", "x-port:"]),
     ("bad-client-header-name", {"client_ip": {"header": ""}}, ["client_ip.header"]),
+    # rate_limit (docs/rate-limits.md)
+    ("rate-limit-ipv4-prefix-7", {"rate_limit": {"ipv4_prefix": 7}},
+     ["rate_limit.ipv4_prefix: 7 is outside 8–32"]),
+    ("rate-limit-ipv4-prefix-33", {"rate_limit": {"ipv4_prefix": 33}}, ["rate_limit.ipv4_prefix", "33"]),
+    ("rate-limit-ipv6-prefix-15", {"rate_limit": {"ipv6_prefix": 15}},
+     ["rate_limit.ipv6_prefix: 15 is outside 16–128"]),
+    ("rate-limit-ipv6-prefix-129", {"rate_limit": {"ipv6_prefix": 129}}, ["rate_limit.ipv6_prefix", "129"]),
+    ("rate-limit-bad-exempt-entry", {"rate_limit": {"exempt": ["198.51.100.0/24", "10.0.0.300"]}},
+     ['rate_limit.exempt[1]: "10.0.0.300" is not an IP address or CIDR']),
+    ("rate-limit-exempt-unknown-source", {"rate_limit": {"exempt": ["source:partners"]}},
+     ["rate_limit.exempt[0]", "source:partners"]),
+    ("rate-limit-bad-header-name", {"rate_limit": {"header": "x client key"}},
+     ["rate_limit.header", "x client key"]),
+    ("rate-limit-header-also-forwarded", {"rate_limit": {"header": "x-real-ip"}},
+     ["rate_limit.header", "x-real-ip", "forward section"]),
+    ("rate-limit-by-link-not-bool", {"rate_limit": {"by_link": 1}}, ["rate_limit.by_link", "1"]),
+    ("rate-limit-unknown-key", {"rate_limit": {"limit": 10}}, ["rate_limit.limit", "unknown key"]),
+    ("rate-limit-in-network-mode", {"filter_type": "network", "rate_limit": {}},
+     ["rate_limit", "filter_type \"network\""]),
 ]
 
 

@@ -94,6 +94,7 @@ ALL_METRICS_CONFIG = {
     "sources": {"feed": {"cluster": "no_such_cluster", "authority": "lists.example", "path": "/l.txt"}},
     "access": {"allow": ["203.0.113.0/24", "aws-vpce:vpce-0a1b2c3d4e5f60718"], "deny": ["source:feed"],
                "rules": [{"name": "admin", "path_prefixes": ["/admin"], "allow": ["10.20.0.0/16"]}]},
+    "rate_limit": {},
 }
 
 
@@ -105,7 +106,7 @@ def test_every_metric_the_filter_defines_in_envoy_is_documented(envoy_factory, w
     defined = {n for n in env.stats() if n.startswith("client_ip.")}
     general = {re.sub(r"^client_ip\.(rule|source)\.(admin|feed)\.", r"client_ip.\1.<name>.", n) for n in defined}
     assert {"client_ip.allowed", "client_ip.rule.<name>.denied", "client_ip.source.<name>.fetch_ok",
-            "client_ip.link_invalid"} <= general, general
+            "client_ip.link_invalid", "client_ip.rate_limit.keyed"} <= general, general
     undocumented = sorted(general - documented_metrics())
     assert not undocumented, f"metrics the filter defines that docs/ does not name: {undocumented}"
 
@@ -119,7 +120,7 @@ ERROR_EXAMPLES = {
         {"client_ip": {"trusted_proxies": ["10.0.0.0/8"], "trusted_hops": 2}},
     'access.rules[2].name: "a" is already the name of access.rules[0]':
         {"access": {"rules": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}},
-    "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type":
+    "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type, rate_limit":
         {"acess": {}},
 }
 

@@ -31,6 +31,7 @@ Leading zeros (``010.0.0.1``) are decided: not an address, neither 8.0.0.1 (octa
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -436,5 +437,115 @@ def test_proxy_header_from_a_host_other_than_the_load_balancer_is_refused(echo, 
             conn.send(request_bytes(Case("claim", ()), tid))
             assert conn.closed_by_peer(), "a host other than the load balancer got an answer"
         assert echo.find("x-test-id", tid) == []
+    finally:
+        env.stop()
+
+
+# -- 7. rate limits (docs/rate-limits.md): a forged header never buys a fresh bucket -----------------
+# The Envoy of envoyfilter/ingress-gateway-rate-limit.yaml (the filter writes the key header, the local
+# rate limit filter counts per key) with a bucket of RL_BURST requests and no refill during the run.
+# The attacker spends its bucket once; then every case, whatever it forges, must still get 429. The
+# cases can fail: a limiter keyed by Envoy's own remote_address (taken from X-Forwarded-For) gives
+# the XFF cases a fresh bucket, and the same limiter without the filter in front gives the key-header
+# cases one.
+RL_MANIFEST = manifests.REPO / "envoyfilter" / "ingress-gateway-rate-limit.yaml"
+RL_LIMITER = "envoy.filters.http.local_ratelimit"
+RL_KEY_HEADER = "x-client-ip-key"
+RL_BURST = 3
+RL_ATTACKER = "203.0.113.200"
+RL_ATTACKER6 = "2001:db8:66:66::1"
+
+
+@dataclass(frozen=True)
+class RateCase:
+    id: str
+    headers: tuple
+    src: str = RL_ATTACKER
+    xff: bool = False          # a limiter keyed by Envoy's remote_address gives it a fresh bucket
+    key_header: bool = False   # a limiter reading a key header the filter did not write does
+
+
+RATE_CASES = [
+    RateCase("rl-xff-another-client", xff("203.0.113.1"), xff=True),
+    RateCase("rl-xff-chain-ending-in-a-trusted-proxy", xff(f"203.0.113.2, {PROXY}"), xff=True),
+    RateCase("rl-xff-garbage", xff("not-an-address")),
+    RateCase("rl-xff-exempt-address", xff("198.51.100.7"), xff=True),
+    RateCase("rl-xff-repeated-lines", (("X-Forwarded-For", "203.0.113.3"), ("X-Forwarded-For", "203.0.113.4")),
+             xff=True),
+    RateCase("rl-x-real-ip", (("X-Real-IP", "203.0.113.5"),)),
+    RateCase("rl-true-client-ip", (("True-Client-IP", "203.0.113.6"),)),
+    RateCase("rl-forwarded", (("Forwarded", "for=203.0.113.7"),)),
+    RateCase("rl-key-header-another-client", ((RL_KEY_HEADER, "203.0.113.8/32"),), key_header=True),
+    RateCase("rl-key-header-mixed-case", (("X-Client-IP-Key", "203.0.113.9/32"),), key_header=True),
+    RateCase("rl-key-header-repeated", ((RL_KEY_HEADER, "203.0.113.10/32"), (RL_KEY_HEADER, "x")),
+             key_header=True),
+    RateCase("rl-key-header-unknown", ((RL_KEY_HEADER, "unknown"),), key_header=True),
+    RateCase("rl-key-header-exempt-key", ((RL_KEY_HEADER, "198.51.100.7/32"),), key_header=True),
+    RateCase("rl-key-header-and-xff", ((RL_KEY_HEADER, "203.0.113.11/32"),) + xff("203.0.113.11"),
+             xff=True, key_header=True),
+    RateCase("rl-key-header-underscore-spelling", (("x_client_ip_key", "203.0.113.12/32"),)),
+    RateCase("rl-ipv6-another-address-of-the-64", (), src="2001:db8:66:66:ffff::2"),
+    RateCase("rl-ipv6-another-address-forging-xff", xff("2001:db8:77::1"), src="2001:db8:66:66::3", xff=True),
+]
+RATE_IDS = [c.id for c in RATE_CASES]
+assert len(set(RATE_IDS)) == len(RATE_IDS), "rate-limit case ids must be unique"
+
+
+def rl_start(workdir, echo, wasm=True, remote_address=False, name="rl"):
+    """The rate-limit manifest's Envoy; ``remote_address``: its limiter keyed by Envoy's
+    ``remote_address`` action instead, on a connection manager that takes it from X-Forwarded-For."""
+    frags = manifests.load(RL_MANIFEST)
+    limiter = next(copy.deepcopy(f) for f in frags.http_filters if f["name"] == RL_LIMITER)
+    config = limiter["typed_config"]
+    config["descriptors"][0]["token_bucket"] = {"max_tokens": RL_BURST, "tokens_per_fill": RL_BURST,
+                                                "fill_interval": "3600s"}
+    if remote_address:
+        config["descriptors"][0]["entries"] = [{"key": "remote_address"}]
+        config["rate_limits"] = [{"actions": [{"remote_address": {}}]}]
+    opts = E.EnvoyOptions(fragments=frags, wasm=wasm, use_remote_address=not remote_address,
+                          http_filter_overrides={RL_LIMITER: limiter})
+    return E.Envoy(opts, upstream_port=echo.port, workdir=str(workdir), name=name).start()
+
+
+def rl_send(env, src: str, headers=()) -> int:
+    lines = [(n, v) for n, v in headers]
+    dst = "::1" if ":" in src else "10.0.0.1"
+    return pp.request(env.port, proxy=pp.v2(src, dst, 40123, 443), headers=lines).status
+
+
+def rl_spend(env, own_key: bool = False) -> None:
+    """The attackers (IPv4 and one IPv6 /64) spend their buckets: RL_BURST pass, then 429.
+    ``own_key``: each sends the key the filter would write (for a limiter without the filter)."""
+    for src, key in ((RL_ATTACKER, f"{RL_ATTACKER}/32"), (RL_ATTACKER6, "2001:db8:66:66::/64")):
+        headers = [(RL_KEY_HEADER, key)] if own_key else []
+        got = [rl_send(env, src, headers) for _ in range(RL_BURST + 1)]
+        assert got == [200] * RL_BURST + [429], (src, got)
+
+
+@pytest.fixture(scope="module")
+def rate_limited(echo, wasm, tmp_path_factory):
+    env = rl_start(tmp_path_factory.mktemp("spoof-rl"), echo)
+    rl_spend(env)
+    yield env
+    env.stop()
+
+
+@pytest.mark.parametrize("case", RATE_CASES, ids=RATE_IDS)
+def test_rate_limit_case(rate_limited, case):
+    assert rl_send(rate_limited, case.src, case.headers) == 429, "a forged header gave a fresh bucket"
+
+
+@pytest.mark.parametrize("remote_address,flag", [(True, "xff"), (False, "key_header")],
+                         ids=["limiter-keyed-by-remote-address", "limiter-without-the-filter"])
+def test_rate_limit_corpus_detects_a_forgeable_key(echo, wasm, tmp_path_factory, remote_address, flag):
+    """Every XFF case must get a fresh bucket from a limiter keyed by Envoy's remote_address, and
+    every key-header case from the shipped limiter without the filter in front of it."""
+    env = rl_start(tmp_path_factory.mktemp("spoof-rl-naive"), echo, wasm=remote_address,
+                   remote_address=remote_address, name=f"rl-naive-{flag}")
+    try:
+        rl_spend(env, own_key=not remote_address)
+        missed = [c.id for c in RATE_CASES if getattr(c, flag) and rl_send(env, c.src, c.headers) == 429]
+        assert missed == [], f"cases this forgeable limiter still limits: {missed}"
+        assert sum(getattr(c, flag) for c in RATE_CASES) >= 5
     finally:
         env.stop()

@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         3 => Format::Azure,
         _ => {
             if let Ok(table) = decode(body) {
-                assert_eq!(encode(&table), body, "a decoded table re-encodes to its bytes");
+                assert_eq!(
+                    encode(&table),
+                    body,
+                    "a decoded table re-encodes to its bytes"
+                );
             }
             return;
         }

@@ -25,11 +25,14 @@ use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath, StreamHost};
 use crate::identity::Link;
 use crate::policy::{Decision, Downstream, HeaderSource, Request};
+use crate::rate_limit::Keying;
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
 const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
 const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
 const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
+/// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
+const CLIENT_IP_KEY: PropertyPath = PropertyPath::fixed(b"client_ip_key");
 /// Read when the `set_filter_state` value is missing.
 const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
@@ -136,7 +139,33 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     if let Some(reader) = &compiled.link {
         reader.forward(host, link_text.as_deref());
     }
+    if let Some(keying) = policy.rate_limit_key(&decision) {
+        compiled.metrics.count_key(&keying);
+        let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
+        apply_key(host, &keying, header);
+    }
     Action::Continue
+}
+
+/// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when
+/// configured, its header (set, replacing whatever the client sent; removed for an exempt
+/// client, so that no per-client descriptor is generated from a value the client wrote).
+fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
+    let text = match keying {
+        Keying::Keyed(text) => Some(text.as_str()),
+        Keying::Exempt => None,
+    };
+    if let Some(text) = text {
+        set_filter_state(host, &CLIENT_IP_KEY, text);
+    }
+    let Some(name) = header else { return };
+    let result = match text {
+        Some(text) => host.set_request_header(name, text),
+        None => host.remove_request_header(name),
+    };
+    if let Err(status) = result {
+        debug!("cannot edit request header {name}: {status:?}");
+    }
 }
 
 /// The request headers, read from Envoy: one value per `get_map_value`, or every line with one

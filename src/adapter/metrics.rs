@@ -7,6 +7,7 @@ use log::debug;
 #[cfg(target_arch = "wasm32")]
 use crate::host::{self, HostError};
 use crate::policy::{Decision, Policy};
+use crate::rate_limit::Keying;
 use crate::tally::Tally;
 
 /// A configuration's counters: the host's ids, and the counts not yet handed over.
@@ -53,6 +54,12 @@ impl Metrics {
     #[inline]
     pub(super) fn count(&self, decision: &Decision) {
         self.tally.count(decision);
+    }
+
+    /// Counts a request's rate-limit keying, in the VM (no host call).
+    #[inline]
+    pub(super) fn count_key(&self, keying: &Keying) {
+        self.tally.count_key(keying);
     }
 
     /// Hands the counts made since the last flush to the host: one `increment_metric` per

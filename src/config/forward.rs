@@ -20,7 +20,7 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// A header the filter writes the client address or port into.
-fn forwarded_header_name(value: &Value, path: &str) -> Result<String, ConfigError> {
+pub(super) fn forwarded_header_name(value: &Value, path: &str) -> Result<String, ConfigError> {
     let name = header_name(value, path)?;
     if name == X_FORWARDED_FOR {
         return Err(err(

@@ -22,6 +22,7 @@ mod client_ip;
 mod forward;
 mod lists;
 mod network;
+mod rate_limit;
 mod sources;
 
 /// A configuration the filter refuses, with the key path it is about.
@@ -131,7 +132,14 @@ pub fn parse_sourced(
     Ok((policy, plan, walk.warnings.into_vec()))
 }
 
-const TOP_KEYS: &[&str] = &["client_ip", "access", "forward", "sources", "filter_type"];
+const TOP_KEYS: &[&str] = &[
+    "client_ip",
+    "access",
+    "forward",
+    "sources",
+    "filter_type",
+    "rate_limit",
+];
 /// The one list that may not hold identity entries (docs/private-link.md).
 const TRUSTED_PROXIES: &str = "client_ip.trusted_proxies";
 
@@ -294,9 +302,13 @@ fn link_kinds(policy: &Policy) -> Kinds {
         return Kinds::ALL;
     }
     let access = &policy.access;
+    let rate_limit = policy
+        .rate_limit
+        .as_ref()
+        .map_or(Kinds::default(), |r| r.link_kinds());
     std::iter::once(&access.lists)
         .chain(access.rules.iter().map(|r| &r.lists))
-        .fold(Kinds::default(), |k, lists| k.union(lists.links().kinds()))
+        .fold(rate_limit, |k, lists| k.union(lists.links().kinds()))
 }
 
 impl Walk {
@@ -326,6 +338,10 @@ impl Walk {
         if let Some(section) = member(top, "forward") {
             policy.forwarding = self.forward(section, "forward")?;
             policy.link.header = forward::link_header(section, "forward", &policy.forwarding)?;
+        }
+        if let Some(section) = member(top, "rate_limit") {
+            let rl = self.rate_limit(section, "rate_limit", &policy.forwarding, &policy.link)?;
+            policy.rate_limit = Some(rl);
         }
         policy.link.kinds = link_kinds(&policy);
         Ok(policy)
@@ -466,7 +482,7 @@ mod tests {
     fn unknown_key_is_refused_with_its_path() {
         assert_eq!(
             error(r#"{"acess": {}}"#),
-            "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type"
+            "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type, rate_limit"
         );
         assert!(
             error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)

@@ -71,6 +71,13 @@ pub(super) fn check(top: &Map<String, Value>) -> Result<(), ConfigError> {
             }
         }
     }
+    if let Some(v) = member(top, "rate_limit") {
+        return Err(refused(
+            "rate_limit",
+            v,
+            "Envoy's network rate limiters take no per-client key",
+        ));
+    }
     if let Some(v) = member(top, "forward") {
         return Err(refused(
             "forward",
