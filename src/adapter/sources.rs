@@ -274,8 +274,17 @@ impl Feeds {
                 }
                 Action::ReadTable { source } => {
                     let key = self.machine.table_key(source);
+                    let t0 = now();
                     let bytes = read(&key).map(|(b, _)| b);
-                    self.machine.table(source, now(), bytes)
+                    let t1 = now();
+                    let more = self.machine.table(source, t1, bytes);
+                    debug!(
+                        "source {}: published table read {} ms, opened and decoded {} ms",
+                        self.machine.sources()[source].name,
+                        t1.saturating_sub(t0),
+                        now().saturating_sub(t1)
+                    );
+                    more
                 }
                 Action::ReadBody { source, size } => {
                     let body = host::http_call_response_body(size).map_err(|e| format!("{e:?}"));
