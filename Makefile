@@ -143,12 +143,21 @@ RELEASE_DIR := target/release-artifacts
 release: build oci-tools
 	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG)
 
+## prometheus: Debian's prometheus (the server and promtool): tests/test_alerts.py checks and unit-tests
+## observability/alerts.rules.yaml with promtool and runs a real Prometheus against real Envoys.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+	@promtool --version | head -n 1
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
