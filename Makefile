@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -27,11 +27,44 @@ toolchain:
 ## speed); prints its path and size. cargo's own output stays in target/$(TARGET)/release/deps/.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+# $(call wasm_opt,IN,OUT): the one wasm-opt pass every .wasm gets (the filter, its counting build,
+# the no-op baseline), so that the baseline is optimised exactly as the filter is.
+wasm_opt = wasm-opt $(WASM_OPT_FLAGS) $(1) -o $(2).opt && mv -f $(2).opt $(2)
 build: toolchain binaryen
 	cargo build --release --target $(TARGET)
-	wasm-opt $(WASM_OPT_FLAGS) target/$(TARGET)/release/deps/client_ip_filter.wasm -o $(WASM).opt
-	mv -f $(WASM).opt $(WASM)
+	$(call wasm_opt,target/$(TARGET)/release/deps/client_ip_filter.wasm,$(WASM))
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
+
+## noop: the no-op filter of make bench's case (B), built and optimised as the filter is (same
+## release profile, same wasm-opt pass, the filter's own host-call layer src/host.rs).
+NOOP_WASM := target/bench-noop/$(TARGET)/release/noop_filter.wasm
+noop: toolchain binaryen
+	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
+	  --target-dir target/bench-noop
+	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## hostile-module: a test-only proxy-wasm module that overwrites the filter's shared-data keys
+## (tests/hostile-module, tests/test_shared_state.py).
+HOSTILE_WASM := target/hostile-module/$(TARGET)/release/hostile_module.wasm
+export CLIENT_IP_HOSTILE_WASM := $(abspath $(HOSTILE_WASM))
+hostile-module: toolchain
+	cargo build --release --target $(TARGET) --manifest-path tests/hostile-module/Cargo.toml \
+	  --target-dir target/hostile-module
+
+## build-counting: the filter and the no-op filter with the feature count-host-calls (every host
+## call counted by kind and reported as counters client_ip.host_calls.*), same profile and wasm-opt
+## pass: make bench's host-calls column and tests/test_host_calls.py. Never the release .wasm.
+COUNT_WASM      := target/count/client_ip_filter.wasm
+COUNT_NOOP_WASM := target/count/noop_filter.wasm
+export CLIENT_IP_COUNT_WASM      := $(abspath $(COUNT_WASM))
+export CLIENT_IP_COUNT_NOOP_WASM := $(abspath $(COUNT_NOOP_WASM))
+build-counting: toolchain binaryen
+	@mkdir -p target/count
+	cargo build --release --target $(TARGET) --features count-host-calls --target-dir target/count-build
+	$(call wasm_opt,target/count-build/$(TARGET)/release/deps/client_ip_filter.wasm,$(COUNT_WASM))
+	cargo build --release --target $(TARGET) --features count-host-calls \
+	  --manifest-path bench/noop-filter/Cargo.toml --target-dir target/count-build-noop
+	$(call wasm_opt,target/count-build-noop/$(TARGET)/release/deps/noop_filter.wasm,$(COUNT_NOOP_WASM))
 
 ## binaryen: Debian's binaryen (wasm-opt), installed when missing.
 binaryen:
@@ -79,6 +112,9 @@ fmt-check: toolchain
 clippy: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo clippy --release --target $(TARGET) --features count-host-calls -- -D warnings
+	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
+	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
 
 ## oci-tools: Debian's umoci (builds the image), skopeo (copies it to/from registries) and docker-registry
 ## (the registry the OCI test pushes to), installed when missing.
@@ -155,12 +191,30 @@ ENVOY_NO_V8  := 1.38.3
 	@touch $@
 istio-envoys: $(foreach v,$(ISTIO_VERSIONS),.work/envoy-$(ISTIO_ENVOY_$(v))/.installed)
 
+## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the OCI
+## image as an archive, DIGEST (the image's manifest digest, what a WasmPlugin pins) and SHA256SUMS.
+## Reproducible: the same commit gives the same files (tests/test_release.py builds twice).
+RELEASE_DIR := target/release-artifacts
+.PHONY: release
+release: build oci-tools
+	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG)
+
+## prometheus: Debian's prometheus (the server and promtool): tests/test_alerts.py checks and unit-tests
+## observability/alerts.rules.yaml with promtool and runs a real Prometheus against real Envoys.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+	@promtool --version | head -n 1
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build envoy haproxy openssl nginx oci istio-xds istio-envoys
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus istio-xds \
+  istio-envoys
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -172,7 +226,7 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -226,37 +280,42 @@ reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
 
-## refresh: a 1M-entry list source (spec §7) served by nginx flips between two versions every 10 s
+## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
 ## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
 ## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
 
+## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
+## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+hostile-json: toolchain
+	@mkdir -p tests/reliability/records
+	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
+
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
 
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
-## (network-filter mode, spec §9) interleaved over
+## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
 BENCH_SECONDS ?= 3
-NOOP_WASM     := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 .PHONY: bench wrk
 ## wrk: Debian's wrk, the load generator of make bench (installed when missing).
 wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build envoy wrk
-	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
-	  --target-dir target/bench-noop
+bench: build noop build-counting envoy wrk
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
 	  "$$(stat -c %s $(WASM))" "$$(stat -c %s $(NOOP_WASM))" > .work/bench/sizes.json
 	$(PY) bench/envoy_bench.py --envoy $(ENVOY) --wasm $(WASM) --noop-wasm $(NOOP_WASM) \
+	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md

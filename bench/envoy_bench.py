@@ -18,17 +18,17 @@ Cases:
   F10    native: RBAC, one `remote_ip` principal per entry (10 entries) + x-real-ip header
   F10k   ... 10,000 entries (what an Istio AuthorizationPolicy `ipBlocks` compiles to)
   G      the seed's approach: a Lua filter copying the first X-Forwarded-For address to a header
-  S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (spec §7), fetched
+  S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (docs/sources.md), fetched
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
          costs per request (goal ≥ 0.95×)
-  B-calls  the do-nothing filter making exactly (C)'s three host calls per request and nothing else:
+  B-calls  the do-nothing filter making exactly (C)'s four host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
          request: the price of each kind (get_property, increment_metric, set_property, set_map_value)
 C to E carry the `set_filter_state` network filter as deployed (it records the downstream address).
 
-Connection cases (spec §9, the network-filter mode): a new TCP connection per request (wrk sends
+Connection cases (docs/network-mode.md, the network-filter mode): a new TCP connection per request (wrk sends
 `Connection: close`), through tcp_proxy to a direct-response HTTP listener of the same Envoy, so each
 connection is a short exchange; the figure is connections per second (for a refusing case: connections
 refused per second, which wrk counts as read errors):
@@ -244,7 +244,7 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         {"name": "A", "what": "no filter", "filters": []},
         {"name": "B", "what": "wasm filter that does nothing",
          "filters": [wasm_filter(noop_wasm, "noop-filter", "", "")]},
-        {"name": "B-calls", "what": "(B) making (C)'s three host calls, nothing else", "sfs": True,
+        {"name": "B-calls", "what": "(B) making (C)'s four host calls, nothing else", "sfs": True,
          "probe": True, "filters": [wasm_filter(noop_wasm, "noop-filter", "", "host-calls")]},
         {"name": "C", "what": "client-ip-filter, default configuration", "filters": ours(""), "sfs": True},
         {"name": "D", "what": "client-ip-filter: trusted proxies, allow+deny, a rule, 2 headers",
@@ -650,6 +650,9 @@ def main() -> int:
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--wasm", required=True, help="the client-ip-filter .wasm")
     ap.add_argument("--noop-wasm", required=True, help="the do-nothing filter of case B")
+    ap.add_argument("--count-wasm", help="the filter built with count-host-calls (make build-counting): "
+                                         "the host-calls column is counted with it")
+    ap.add_argument("--count-noop-wasm", help="the no-op filter built with count-host-calls")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                     help="another build of the filter, run as cases C-LABEL and D-LABEL")
     ap.add_argument("--probe-calls", action="append", default=[], metavar="LABEL=CALLS",
@@ -785,6 +788,19 @@ def main() -> int:
                       f"RSS {rss / 1024:6.1f} MiB (peak {hwm / 1024:6.1f} MiB)", flush=True)
             finally:
                 e.stop()
+
+    # ---- host calls per request, counted by the counting builds (bench/host_calls.py) -------------
+    host_calls_counted: dict[str, dict] = {}
+    if args.count_wasm and args.count_noop_wasm:
+        import host_calls as HC
+        count_cases = cases(os.path.abspath(args.count_wasm), os.path.abspath(args.count_noop_wasm), {},
+                            probes, million)
+        count_cases = [c for c in count_cases if c["name"] in names]
+        print("bench: host calls per request, counted (count-host-calls builds)", flush=True)
+        host_calls_counted = HC.count(args.envoy, count_cases, workdir, source_port)
+        for n, x in host_calls_counted.items():
+            print(f"  host calls {n:>6}: {HC.fmt(x['per_context'])} per request ({x['contexts']} counted): "
+                  + ", ".join(f"{k} {HC.fmt(v)}" for k, v in x["calls"].items()), flush=True)
     if list_server:
         list_server.stop()
 
@@ -857,7 +873,7 @@ def main() -> int:
 
     raw = {"started_at": started_at, "args": vars(args), "machine": machine(), "results": results,
            "size_steps": steps,
-           "summary": summary, "alone": alone, "memory": memory, "targets": targets, "wasm_counters": wasm_counters,
+           "summary": summary, "alone": alone, "host_calls": host_calls_counted, "memory": memory, "targets": targets, "wasm_counters": wasm_counters,
            "rbac": rbac, "load_before": load_before, "load_after": load_after,
            "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
            "steal_pct": steal_pct, "elapsed_s": elapsed}
@@ -875,30 +891,21 @@ def fmt_ratio(x: float) -> str:
     return "–" if x != x else f"{x:.2f}×"
 
 
-# Host calls per request of the filter's cases (src/adapter/http.rs; the unit test
-# `host_calls_per_request_of_the_bench_cases` in src/policy.rs checks the header reads):
-#   C, E*: get_property (downstream address), set_property (wasm.client_ip), set_map_value (x-real-ip);
-#   D: + get_map_value of X-Forwarded-For (downstream 127.0.0.1 is a trusted proxy) and of :authority
-#      (a host rule; :path is not read, the rule's host does not match), + set_map_value (x-client-ip).
-# Counters are counted in the VM (one increment_metric per changed counter per flush, not per request);
-# wasm.client_ip_decision is written only for refusals, and the bench's clients are all allowed.
-FILTER_HOST_CALLS = {"C": 3, "D": 6, "E10": 3, "E10k": 3, "E100k": 3}
+def host_calls(raw: dict, case: dict) -> str:
+    """The case's host calls per request, as counted (bench/host_calls.py); "–" for a case without a
+    wasm filter or not counted in this run."""
+    counted = raw.get("host_calls", {}).get(case["name"])
+    if counted is None:
+        return "–"
+    import host_calls as HC
+    return HC.fmt(counted["per_context"])
 
 
-def host_calls(case: dict) -> str:
-    name = case["name"]
-    if name in FILTER_HOST_CALLS:
-        return str(FILTER_HOST_CALLS[name])
-    for base in ("C", "D"):
-        if name.startswith(base + "-"):
-            return str(FILTER_HOST_CALLS[base])
-    if name == "B-calls":
-        return "3"
-    if case.get("calls"):
-        return str(case["calls"])
-    if name in ("A", "B"):
-        return "0"
-    return "–"
+def calls_text(raw: dict, name: str) -> str:
+    """`get_property` 1, … : the counted calls of a case, for the notes."""
+    import host_calls as HC
+    counted = raw.get("host_calls", {}).get(name, {}).get("calls", {})
+    return ", ".join(f"`{k}` {HC.fmt(v)}" for k, v in counted.items()) or "none"
 
 
 def report(raw: dict, all_cases: list[dict], args) -> str:
@@ -930,7 +937,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         n = c["name"]
         x = s[n]
         a = alone.get(n, {})
-        L.append(f"| {n} | {c['what']} | {host_calls(c)} | {x['rps']:.0f} | {fmt_ratio(x['vs_A'])} | {fmt_ratio(x['vs_B'])} | "
+        L.append(f"| {n} | {c['what']} | {host_calls(raw, c)} | {x['rps']:.0f} | {fmt_ratio(x['vs_A'])} | {fmt_ratio(x['vs_B'])} | "
                  f"{x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['cpu_us_per_req']:.1f} | "
                  + (f"{a['rss_kib'] / 1024:.1f} | {a['ready_s']:.2f} |" if a else "– | – |"))
     L.append("")
@@ -1038,7 +1045,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         if "B-calls" in cpu:
             calls = cpu["B-calls"] - cpu["B"]
             own = cpu["C"] - cpu["B-calls"]
-            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s three host calls and nothing "
+            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s four host calls and nothing "
                         f"else, costs {calls:.0f} µs over (B) ({s['B-calls']['vs_B']:.2f}× its requests/s)")
             if own > 2:
                 per_call += (f": of (C)'s {cpu['C'] - cpu['B']:.0f} µs, about {calls:.0f} µs are host calls "
@@ -1049,15 +1056,14 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         L.append(f"- Where the time goes. Per request, (C) costs {cpu['C'] - cpu['B']:.0f} µs and (D) "
                  f"{cpu['D'] - cpu['B']:.0f} µs more Envoy CPU than the no-op filter (B), which itself costs "
                  f"{cpu['B'] - cpu.get('A', float('nan')):.0f} µs more than no filter (A). The core's own work "
-                 "is well under 1 µs natively (`cargo bench` below)." + per_call + " Per request (C) and (E) "
-                 "make three host calls: `get_property` of the downstream address, `set_property` of "
-                 "`wasm.client_ip` for access logs, and `set_map_value` of `x-real-ip`. Counters are "
-                 "counted in the VM and flushed every 250 ms (one `increment_metric` per changed counter "
-                 "per worker, not per request), and `wasm.client_ip_decision` is written only for "
-                 "refusals. (D) adds `get_map_value` of X-Forwarded-For (its downstream address is a "
-                 "trusted proxy) and of `:authority` (it has a host rule; `:path` is not read because the "
-                 "rule's host does not match), and a second `set_map_value`: six calls. No header is read "
-                 "in (C) or (E).")
+                 "is well under 1 µs natively (`cargo bench` below)." + per_call
+                 + (f" Host calls per request, counted by the `count-host-calls` builds (the column above): "
+                    f"(C) {calls_text(raw, 'C')}; (D) {calls_text(raw, 'D')}. Counters are counted in the "
+                    "VM and flushed from the root's tick (not counted: the root's own calls), and "
+                    "`wasm.client_ip_decision` is written only for refusals. The header lines are read once "
+                    "(`get_map`), to remove `forward.strip` and other spellings of the filter's headers "
+                    "(wrk sends none); in (D) the same read serves X-Forwarded-For and `:authority`."
+                    if raw.get("host_calls", {}).get("C") and raw["host_calls"].get("D") else ""))
     if {"A", "E10k", "F10k"} <= cpu.keys():
         L.append(f"- (F) with 10,000 principals costs {cpu['F10k'] - cpu['A']:.0f} µs per request over (A) "
                  f"(a linear scan of the principals); for (E) with 10,000 entries to reach 6× its requests/s, "
@@ -1077,8 +1083,8 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                  "that HTTP listener's work. For the refusing cases (N-R10k, N-FR10k) it is connections "
                  "refused per second (wrk's read errors); every one of them was closed by the filter or RBAC "
                  "without an upstream connection. Ratios of N- cases are read against N-A/N-B, not A/B.")
-    L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK and release profile, an HTTP context that "
-             "returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
+    L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK, release profile, wasm-opt pass and "
+             "host-call layer (`src/host.rs`), an HTTP context that returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
              "configurations would.")
     L.append("")
     return "\n".join(L)

@@ -5,7 +5,7 @@ Starts, on free loopback ports, an echo upstream, a real Envoy 1.40 built from t
 manifest (envoyfilter/ingress-gateway.yaml: proxy_protocol listener filter, set_filter_state, the
 filter with the manifest's own configuration, plus one allow entry for the demo's HAProxy client)
 and HAProxy sending PROXY v2. Sends one request per case, prints what was sent, the status, the
-client-IP headers the app received and the filter's decision, then the counters. Then a list source (spec §7): a second Envoy with
+client-IP headers the app received and the filter's decision, then the counters. Then a list source (docs/sources.md): a second Envoy with
 envoyfilter/ingress-gateway-cloudfront.yaml (CloudFront's ranges from an ip-ranges.json as trusted
 proxies), its list-server cluster pointed at a local nginx; the source loads, the file changes, the
 next refresh picks it up. Stops everything it started, also on failure or Ctrl-C.

@@ -9,6 +9,9 @@
 //! Buffers the host hands over are allocated in the VM through the SDK's exported
 //! `proxy_on_memory_allocate` (a boxed `[u8]` of exactly the requested size), so they are owned
 //! here as `Vec<u8>`. Paths and the local reply's header map are serialized once, not per request.
+//!
+//! With the cargo feature `count-host-calls` (bench builds only, never the release `.wasm`) every
+//! call is counted by kind ([`count`]); without it the counting compiles to nothing.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -46,6 +49,11 @@ impl PropertyPath {
     /// A path known at compile time, already in the ABI's form (`b"source\0address"`).
     pub const fn fixed(path: &'static [u8]) -> Self {
         PropertyPath(Cow::Borrowed(path))
+    }
+
+    /// The path's bytes, in the ABI's form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -107,6 +115,278 @@ pub fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// The host calls a request or a connection makes, as a trait: the seam between the adapter's
+/// per-request logic and Envoy. [`Abi`] is Envoy's (the functions of this module, wasm32 only);
+/// the adapter's native unit tests put a fake in its place that fails the calls they choose. The
+/// logic is generic over it, so in the `.wasm` each method is the direct call (no vtable).
+pub trait StreamHost {
+    /// See [`property`].
+    fn property(&mut self, path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError>;
+    /// See [`set_property`].
+    fn set_property(&mut self, path: &PropertyPath, value: &[u8]) -> Result<(), HostError>;
+    /// See [`request_header`].
+    fn request_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// See [`request_header_lines`].
+    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError>;
+    /// See [`set_request_header`].
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// See [`remove_request_header`].
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// See [`send_local_response`].
+    fn send_local_response(
+        &mut self,
+        status: u32,
+        body: &[u8],
+        headers: &[u8],
+        details: &str,
+    ) -> Result<(), HostError>;
+    /// See [`close_downstream`].
+    fn close_downstream(&mut self) -> Result<(), HostError>;
+}
+
+/// Envoy, through the proxy-wasm ABI: the [`StreamHost`] of the `.wasm`.
+pub struct Abi;
+
+#[cfg(target_arch = "wasm32")]
+impl StreamHost for Abi {
+    #[inline(always)]
+    fn property(&mut self, path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError> {
+        property(path)
+    }
+    #[inline(always)]
+    fn set_property(&mut self, path: &PropertyPath, value: &[u8]) -> Result<(), HostError> {
+        set_property(path, value)
+    }
+    #[inline(always)]
+    fn request_header(&mut self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        request_header(name)
+    }
+    #[inline(always)]
+    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        request_header_lines()
+    }
+    #[inline(always)]
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        set_request_header(name, value)
+    }
+    #[inline(always)]
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        remove_request_header(name)
+    }
+    #[inline(always)]
+    fn send_local_response(
+        &mut self,
+        status: u32,
+        body: &[u8],
+        headers: &[u8],
+        details: &str,
+    ) -> Result<(), HostError> {
+        send_local_response(status, body, headers, details)
+    }
+    #[inline(always)]
+    fn close_downstream(&mut self) -> Result<(), HostError> {
+        close_downstream()
+    }
+}
+
+/// Host calls counted by kind (cargo feature `count-host-calls`; `make bench` and the host-call
+/// test build with it, the release `.wasm` does not). Calls made while a [`count::Background`]
+/// guard lives (the root's configure, tick, HTTP-call responses, done) are not counted: what is
+/// left is what requests and connections cost, divided by [`count::context`]'s count. The root
+/// reports the totals as counters `client_ip.host_calls.<call>` and `client_ip.host_calls.contexts`
+/// from its tick ([`count::report`]). Without the feature every function here is an empty inline
+/// one and the guard a zero-sized value: no code, no data.
+pub mod count {
+    /// One kind of host call: a proxy-wasm ABI function.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(usize)]
+    pub enum Kind {
+        Log,
+        GetLogLevel,
+        SetTickPeriod,
+        GetBufferBytes,
+        DefineMetric,
+        IncrementMetric,
+        RecordMetric,
+        GetCurrentTime,
+        GetSharedData,
+        SetSharedData,
+        GetHeaderMapValue,
+        GetHeaderMapPairs,
+        ReplaceHeaderMapValue,
+        RemoveHeaderMapValue,
+        GetProperty,
+        SetProperty,
+        SendLocalResponse,
+        CloseStream,
+        DispatchHttpCall,
+    }
+
+    impl Kind {
+        /// Every kind, in `repr` order.
+        pub const ALL: [Kind; 19] = [
+            Kind::Log,
+            Kind::GetLogLevel,
+            Kind::SetTickPeriod,
+            Kind::GetBufferBytes,
+            Kind::DefineMetric,
+            Kind::IncrementMetric,
+            Kind::RecordMetric,
+            Kind::GetCurrentTime,
+            Kind::GetSharedData,
+            Kind::SetSharedData,
+            Kind::GetHeaderMapValue,
+            Kind::GetHeaderMapPairs,
+            Kind::ReplaceHeaderMapValue,
+            Kind::RemoveHeaderMapValue,
+            Kind::GetProperty,
+            Kind::SetProperty,
+            Kind::SendLocalResponse,
+            Kind::CloseStream,
+            Kind::DispatchHttpCall,
+        ];
+
+        /// The ABI function's name without `proxy_` (`get_property`).
+        pub fn name(self) -> &'static str {
+            match self {
+                Kind::Log => "log",
+                Kind::GetLogLevel => "get_log_level",
+                Kind::SetTickPeriod => "set_tick_period_milliseconds",
+                Kind::GetBufferBytes => "get_buffer_bytes",
+                Kind::DefineMetric => "define_metric",
+                Kind::IncrementMetric => "increment_metric",
+                Kind::RecordMetric => "record_metric",
+                Kind::GetCurrentTime => "get_current_time_nanoseconds",
+                Kind::GetSharedData => "get_shared_data",
+                Kind::SetSharedData => "set_shared_data",
+                Kind::GetHeaderMapValue => "get_header_map_value",
+                Kind::GetHeaderMapPairs => "get_header_map_pairs",
+                Kind::ReplaceHeaderMapValue => "replace_header_map_value",
+                Kind::RemoveHeaderMapValue => "remove_header_map_value",
+                Kind::GetProperty => "get_property",
+                Kind::SetProperty => "set_property",
+                Kind::SendLocalResponse => "send_local_response",
+                Kind::CloseStream => "close_stream",
+                Kind::DispatchHttpCall => "dispatch_http_call",
+            }
+        }
+    }
+
+    /// The counter name a kind is reported under.
+    pub fn counter_name(call: Kind) -> String {
+        format!("client_ip.host_calls.{}", call.name())
+    }
+
+    /// The counter of contexts (requests and connections) the counted calls were made for.
+    pub const CONTEXTS: &str = "client_ip.host_calls.contexts";
+
+    #[cfg(feature = "count-host-calls")]
+    mod on {
+        use std::cell::{Cell, RefCell};
+
+        use super::Kind;
+
+        thread_local! {
+            /// Calls made outside a background guard, per kind; the last slot counts contexts.
+            static COUNTS: RefCell<[u64; Kind::ALL.len() + 1]> =
+                const { RefCell::new([0; Kind::ALL.len() + 1]) };
+            /// What the last report handed over, per slot.
+            static REPORTED: RefCell<[u64; Kind::ALL.len() + 1]> =
+                const { RefCell::new([0; Kind::ALL.len() + 1]) };
+            /// Background guards alive.
+            static DEPTH: Cell<u32> = const { Cell::new(0) };
+        }
+
+        #[inline]
+        pub fn note(call: Kind) {
+            if DEPTH.with(Cell::get) == 0 {
+                COUNTS.with(|c| c.borrow_mut()[call as usize] += 1);
+            }
+        }
+
+        /// Counts a context (a request or a connection).
+        pub fn context() {
+            COUNTS.with(|c| c.borrow_mut()[Kind::ALL.len()] += 1);
+        }
+
+        /// Calls not counted while alive (the root's own work).
+        pub struct Background(());
+
+        impl Background {
+            pub fn enter() -> Background {
+                DEPTH.with(|d| d.set(d.get() + 1));
+                Background(())
+            }
+        }
+
+        impl Drop for Background {
+            fn drop(&mut self) {
+                DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+            }
+        }
+
+        /// The counts not yet reported, per slot, marked as reported.
+        pub fn take_unreported() -> Vec<(usize, u64)> {
+            let now = COUNTS.with(|c| *c.borrow());
+            REPORTED.with(|r| {
+                let mut r = r.borrow_mut();
+                let out = (0..now.len())
+                    .filter(|&i| now[i] != r[i])
+                    .map(|i| (i, now[i] - r[i]))
+                    .collect();
+                *r = now;
+                out
+            })
+        }
+    }
+
+    #[cfg(feature = "count-host-calls")]
+    pub use on::{context, note, Background};
+
+    /// Hands the counts made since the last report to the host, as counters (defined on first
+    /// use). Call it in a [`Background`] scope: its own calls are not counted.
+    #[cfg(all(feature = "count-host-calls", target_arch = "wasm32"))]
+    pub fn report() {
+        let _background = Background::enter();
+        for (slot, delta) in on::take_unreported() {
+            let name = Kind::ALL
+                .get(slot)
+                .map_or_else(|| CONTEXTS.to_string(), |&c| counter_name(c));
+            if let Ok(id) = super::define_counter(&name) {
+                let _ = super::increment_metric(id, delta as i64);
+            }
+        }
+    }
+
+    /// Counting is off: nothing to report.
+    #[cfg(not(all(feature = "count-host-calls", target_arch = "wasm32")))]
+    #[inline(always)]
+    pub fn report() {}
+
+    /// Counting is off: a call is not counted.
+    #[cfg(not(feature = "count-host-calls"))]
+    #[inline(always)]
+    pub fn note(_call: Kind) {}
+
+    /// Counting is off: a context is not counted.
+    #[cfg(not(feature = "count-host-calls"))]
+    #[inline(always)]
+    pub fn context() {}
+
+    /// Counting is off: the guard is a zero-sized value without a destructor.
+    #[cfg(not(feature = "count-host-calls"))]
+    pub struct Background(());
+
+    #[cfg(not(feature = "count-host-calls"))]
+    impl Background {
+        /// Does nothing.
+        #[inline(always)]
+        pub fn enter() -> Background {
+            Background(())
+        }
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 pub use abi::*;
 
@@ -114,6 +394,7 @@ pub use abi::*;
 mod abi {
     use std::ptr::null_mut;
 
+    use super::count::{note, Kind};
     use super::{deserialize_pairs, HostError, PropertyPath};
 
     const OK: u32 = 0;
@@ -256,11 +537,13 @@ mod abi {
 
     /// Writes a log line at `level` (0 trace … 5 critical).
     pub fn log(level: u32, message: &str) -> Result<(), HostError> {
+        note(Kind::Log);
         check(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
     }
 
     /// Envoy's log level for the wasm component (0 trace … 5 critical).
     pub fn log_level() -> Result<u32, HostError> {
+        note(Kind::GetLogLevel);
         let mut level = 0u32;
         check(unsafe { proxy_get_log_level(&mut level) })?;
         Ok(level)
@@ -268,11 +551,13 @@ mod abi {
 
     /// Asks for `on_tick` every `millis` ms.
     pub fn set_tick_period(millis: u32) -> Result<(), HostError> {
+        note(Kind::SetTickPeriod);
         check(unsafe { proxy_set_tick_period_milliseconds(millis) })
     }
 
     /// The plugin configuration's bytes (empty when there is none).
     pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, HostError> {
+        note(Kind::GetBufferBytes);
         returned(|data, len| unsafe {
             proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, data, len)
         })
@@ -281,6 +566,7 @@ mod abi {
 
     /// Defines (or finds) the counter `name`; its id.
     pub fn define_counter(name: &str) -> Result<u32, HostError> {
+        note(Kind::DefineMetric);
         let mut id = 0u32;
         check(unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) })?;
         Ok(id)
@@ -288,11 +574,13 @@ mod abi {
 
     /// Adds `delta` to a counter.
     pub fn increment_metric(id: u32, delta: i64) -> Result<(), HostError> {
+        note(Kind::IncrementMetric);
         check(unsafe { proxy_increment_metric(id, delta) })
     }
 
     /// Defines (or finds) the gauge `name`; its id.
     pub fn define_gauge(name: &str) -> Result<u32, HostError> {
+        note(Kind::DefineMetric);
         let mut id = 0u32;
         check(unsafe { proxy_define_metric(GAUGE, name.as_ptr(), name.len(), &mut id) })?;
         Ok(id)
@@ -300,11 +588,13 @@ mod abi {
 
     /// Sets a gauge.
     pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+        note(Kind::RecordMetric);
         check(unsafe { proxy_record_metric(id, value) })
     }
 
     /// The host's wall clock, in ms since the epoch (the same in every VM of the process).
     pub fn now_ms() -> Result<u64, HostError> {
+        note(Kind::GetCurrentTime);
         let mut ns = 0u64;
         check(unsafe { proxy_get_current_time_nanoseconds(&mut ns) })?;
         Ok(ns / 1_000_000)
@@ -313,6 +603,7 @@ mod abi {
     /// A shared-data value and its CAS token; Ok(None) when the key has none. Envoy copies the
     /// whole value under a process-wide lock: keep polled values small.
     pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        note(Kind::GetSharedData);
         let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
         match unsafe {
             proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
@@ -327,6 +618,7 @@ mod abi {
     /// Sets a shared-data value; with `cas` other than 0, only if the value's CAS token is still
     /// `cas` (else `CasMismatch`).
     pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        note(Kind::SetSharedData);
         check(unsafe {
             proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
         })
@@ -344,6 +636,7 @@ mod abi {
         headers: &[(&str, &str)],
         timeout_ms: u32,
     ) -> Result<u32, HostError> {
+        note(Kind::DispatchHttpCall);
         let mut all = vec![
             (":method", "GET"),
             (":path", path),
@@ -357,6 +650,7 @@ mod abi {
 
     /// The response headers of the HTTP call being delivered.
     pub fn http_call_response_headers() -> Result<Vec<(String, String)>, HostError> {
+        note(Kind::GetHeaderMapPairs);
         let bytes = returned(|data, len| unsafe {
             proxy_get_header_map_pairs(HTTP_CALL_RESPONSE_HEADERS, data, len)
         })?
@@ -366,6 +660,7 @@ mod abi {
 
     /// The response body of the HTTP call being delivered (`size` bytes).
     pub fn http_call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+        note(Kind::GetBufferBytes);
         returned(|data, len| unsafe {
             proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, data, len)
         })
@@ -375,6 +670,7 @@ mod abi {
     /// The value of the request header `name` (Envoy returns the first line's; it joins the
     /// lines of its inline headers, X-Forwarded-For among them, with commas).
     pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        note(Kind::GetHeaderMapValue);
         returned(|data, len| unsafe {
             proxy_get_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), data, len)
         })
@@ -382,6 +678,7 @@ mod abi {
 
     /// Every request header line, in wire order.
     pub fn request_header_lines() -> Result<Vec<(String, String)>, HostError> {
+        note(Kind::GetHeaderMapPairs);
         let bytes = returned(|data, len| unsafe {
             proxy_get_header_map_pairs(REQUEST_HEADERS, data, len)
         })?
@@ -391,6 +688,7 @@ mod abi {
 
     /// Sets the request header `name` to `value`, replacing every line it had.
     pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+        note(Kind::ReplaceHeaderMapValue);
         check(unsafe {
             proxy_replace_header_map_value(
                 REQUEST_HEADERS,
@@ -404,11 +702,13 @@ mod abi {
 
     /// Removes every line of the request header `name`.
     pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+        note(Kind::RemoveHeaderMapValue);
         check(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
     }
 
     /// A property's bytes; Ok(None) when absent.
     pub fn property(path: &PropertyPath) -> Result<Option<Vec<u8>>, HostError> {
+        note(Kind::GetProperty);
         returned(|data, len| unsafe {
             proxy_get_property(path.0.as_ptr(), path.0.len(), data, len)
         })
@@ -416,6 +716,7 @@ mod abi {
 
     /// Sets a property (`["client_ip"]` lands in the stream's filter state as `wasm.client_ip`).
     pub fn set_property(path: &PropertyPath, value: &[u8]) -> Result<(), HostError> {
+        note(Kind::SetProperty);
         check(unsafe {
             proxy_set_property(path.0.as_ptr(), path.0.len(), value.as_ptr(), value.len())
         })
@@ -424,6 +725,7 @@ mod abi {
     /// Closes the downstream connection of a network filter. Envoy closes it right after the
     /// current callback returns (flushing nothing: the filter wrote nothing).
     pub fn close_downstream() -> Result<(), HostError> {
+        note(Kind::CloseStream);
         check(unsafe { proxy_close_stream(DOWNSTREAM) })
     }
 
@@ -435,6 +737,7 @@ mod abi {
         headers: &[u8],
         details: &str,
     ) -> Result<(), HostError> {
+        note(Kind::SendLocalResponse);
         check(unsafe {
             proxy_send_local_response(
                 status,

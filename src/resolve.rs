@@ -1,4 +1,4 @@
-//! Resolving the client address (spec §2): who is the client, given the downstream address and
+//! Resolving the client address (docs/resolution.md): who is the client, given the downstream address and
 //! the chain, and whom the operator trusts to have written the chain.
 
 use crate::addr::ClientAddr;
@@ -174,7 +174,7 @@ struct Invalid;
 
 #[cfg(test)]
 mod tests {
-    //! One test per rule of spec §1–2, named after it.
+    //! One test per rule of docs/resolution.md, named after it.
     use super::*;
     use crate::addr::parse_socket_addr;
     use crate::testutil::headers as h;

@@ -188,7 +188,7 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
         lambda s: s.get("value", "") != "" if s.get("operation", "") == "UPSERT" else True,
     '((has(self.operation) ? self.operation : "") == "REMOVE") ? !has(self.value) : true':
         lambda s: "value" not in s if s.get("operation", "") == "REMOVE" else True,
-    # ServiceEntry and DestinationRule (the list server of a source, spec §7).
+    # ServiceEntry and DestinationRule (the list server of a source, docs/sources.md).
     '!((has(self.addresses) ? self.addresses : []).exists(k, k.contains("/")) && !((has(self.resolution) ? self.resolution : "NONE") in ["STATIC", "NONE"]))':
         lambda s: not (any("/" in k for k in s.get("addresses", []))
                        and s.get("resolution", "NONE") not in ("STATIC", "NONE")),

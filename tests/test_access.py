@@ -1,4 +1,4 @@
-"""behaviour.md §4 "Access control": allow/deny, IPv4 vs IPv6, unknown clients, match client or
+"""docs/access.md "Access control": allow/deny, IPv4 vs IPv6, unknown clients, match client or
 downstream, rules (hosts, *.suffix, path_prefixes, first match wins), dry_run vs enforce,
 deny_status / deny_body, a refused request never reaches the upstream."""
 import pytest
@@ -199,7 +199,7 @@ def test_access_rule_mode_enforce_overrides_top_level_dry_run(dry, echo):
 
 
 def test_access_rule_mode_defaults_to_the_top_level_mode(dry, echo):
-    # behaviour.md leaves a rule without "mode" open; the filter inherits the top-level mode (so a
+    # The contract (docs/access.md) leaves a rule without "mode" open; the filter inherits the top-level mode (so a
     # whole configuration can be trialled with one switch). README documents the choice.
     check(dry, echo, "203.0.113.5", path="/nomode", status=200, rule="nomode", decision="dry_run_deny")
 
@@ -290,11 +290,16 @@ def test_access_match_downstream_mapped_downstream_is_ipv4(match_downstream, ech
 
 # -- the path the rules see is the one Envoy routes ------------------------------------------------
 
-def test_access_rule_path_prefix_sees_the_path_envoy_normalized(envoy_factory, echo, wasm):
-    """path_prefixes are plain prefixes of :path. With the HCM normalising paths (Istio's default
-    normalize_path, plus merge_slashes), dot-segments, %-encoded unreserved characters and doubled
-    slashes cannot walk around a rule. (Without them they can: see the README.)"""
-    env = envoy_factory(E.EnvoyOptions(configuration=LISTS, normalize_path=True, merge_slashes=True))
-    for path in ["/public/../admin", "/%61dmin", "//admin", "/./admin/x"]:
+@pytest.mark.parametrize("normalize", [False, True], ids=["envoy-leaves-the-path", "envoy-normalizes"])
+def test_access_rule_path_prefix_cannot_be_walked_around(envoy_factory, echo, wasm, normalize):
+    """path_prefixes match the filter's normalised copy of :path (docs/access.md): dot-segments,
+    %-encoded characters and doubled slashes cannot walk around a rule. With the HCM's
+    normalize_path and merge_slashes off, Envoy hands the path over as sent and the filter alone
+    stops it; with them on (as the docs advise), the same holds."""
+    env = envoy_factory(E.EnvoyOptions(configuration=LISTS, normalize_path=normalize,
+                                       merge_slashes=normalize))
+    for path in ["/public/../admin", "/%61dmin", "//admin", "/./admin/x", "/%2Fadmin", "/public\\..\\admin"]:
         ex = exchange(env, echo, proxy=pp.v2("203.0.113.5"), host="admin.example.com", path=path)
         assert ex.status == 403 and ex.log()["rule"] == "admin", (path, ex.status)
+        if not normalize:  # the filter decided on its copy; Envoy logged the path as sent
+            assert ex.log()["path"] == path, ex.log()["path"]

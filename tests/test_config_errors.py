@@ -1,4 +1,4 @@
-"""behaviour.md §6 "Configuration errors": Envoy refuses to start with a bad configuration, one error
+"""docs/errors.md "Configuration errors": Envoy refuses to start with a bad configuration, one error
 line names the key path and the value; an update carrying one is rejected while the previous
 configuration keeps serving; host bits in a CIDR are only a warning."""
 import json
@@ -39,6 +39,25 @@ BAD = [
     ("bad-header-name", {"forward": {"headers": ["x real ip"]}}, ["forward.headers[0]", "x real ip"]),
     ("bad-port-header-name", {"forward": {"port_header": "x-port:"}}, ["forward.port_header", "x-port:"]),
     ("bad-client-header-name", {"client_ip": {"header": ""}}, ["client_ip.header"]),
+    # rate_limit (docs/rate-limits.md)
+    ("rate-limit-ipv4-prefix-7", {"rate_limit": {"ipv4_prefix": 7}},
+     ["rate_limit.ipv4_prefix: 7 is outside 8–32"]),
+    ("rate-limit-ipv4-prefix-33", {"rate_limit": {"ipv4_prefix": 33}}, ["rate_limit.ipv4_prefix", "33"]),
+    ("rate-limit-ipv6-prefix-15", {"rate_limit": {"ipv6_prefix": 15}},
+     ["rate_limit.ipv6_prefix: 15 is outside 16–128"]),
+    ("rate-limit-ipv6-prefix-129", {"rate_limit": {"ipv6_prefix": 129}}, ["rate_limit.ipv6_prefix", "129"]),
+    ("rate-limit-bad-exempt-entry", {"rate_limit": {"exempt": ["198.51.100.0/24", "10.0.0.300"]}},
+     ['rate_limit.exempt[1]: "10.0.0.300" is not an IP address or CIDR']),
+    ("rate-limit-exempt-unknown-source", {"rate_limit": {"exempt": ["source:partners"]}},
+     ["rate_limit.exempt[0]", "source:partners"]),
+    ("rate-limit-bad-header-name", {"rate_limit": {"header": "x client key"}},
+     ["rate_limit.header", "x client key"]),
+    ("rate-limit-header-also-forwarded", {"rate_limit": {"header": "x-real-ip"}},
+     ["rate_limit.header", "x-real-ip", "forward section"]),
+    ("rate-limit-by-link-not-bool", {"rate_limit": {"by_link": 1}}, ["rate_limit.by_link", "1"]),
+    ("rate-limit-unknown-key", {"rate_limit": {"limit": 10}}, ["rate_limit.limit", "unknown key"]),
+    ("rate-limit-in-network-mode", {"filter_type": "network", "rate_limit": {}},
+     ["rate_limit", "filter_type \"network\""]),
 ]
 
 
@@ -82,7 +101,7 @@ def test_config_cidr_with_host_bits_is_accepted_with_a_warning(envoy_factory, ec
 
 
 def test_config_every_key_of_the_spec_example_is_accepted(envoy_factory, echo, wasm):
-    """The example of behaviour.md (minus trusted_hops, which excludes trusted_proxies) starts."""
+    """The example of docs/configuration.md (minus trusted_hops, which excludes trusted_proxies) starts."""
     example = {
         "client_ip": {"downstream_filter_state": "client_ip.downstream_address",
                       "trusted_proxies": ["10.0.0.0/8", "2001:db8:ffff::/48"],

@@ -1,4 +1,4 @@
-"""behaviour.md §3 "Forwarding": headers (removed, then set to the client), port_header,
+"""docs/forwarding.md "Forwarding": headers (removed, then set to the client), port_header,
 x_forwarded_for keep / append / replace; header names case-insensitive."""
 import pytest
 

@@ -85,6 +85,8 @@ def test_haproxy_chain_many_clients_on_one_envoy(gw, tcp_v2, echo):
     for i in range(6):
         source = "127.0.0.2" if i % 2 == 0 else "127.0.0.3"
         resp, rec = via(tcp_v2, echo, source)
-        assert resp.status == (200 if source == "127.0.0.2" else 403)
-        if rec is not None:
+        if source == "127.0.0.2":
+            assert resp.status == 200 and rec is not None, (i, resp.status)
             assert values(rec, "x-real-ip") == [source]
+        else:
+            assert resp.status == 403 and rec is None, (i, resp.status)

@@ -1,4 +1,4 @@
-"""behaviour.md §8 "Private-link identities": PROXY v2 TLVs crafted here (HAProxy cannot send arbitrary
+"""docs/private-link.md "Private-link identities": PROXY v2 TLVs crafted here (HAProxy cannot send arbitrary
 TLVs) into a real Envoy 1.40 configured by the shipped manifests, over both reading routes:
 
 * ``fs``: envoyfilter/ingress-gateway-private-link.yaml -- the proxy_protocol listener filter's own filter

@@ -349,7 +349,7 @@ def test_access_log_telemetry_uses_the_provider_defined_in_mesh_config():
     assert {"istio": "ingressgateway"} in selected and {"app": "httpbin"} in selected
 
 
-# -- private-link identities (behaviour.md §8) -----------------------------------------------------
+# -- private-link identities (docs/private-link.md) -----------------------------------------------------
 
 PRIVATE_LINK = "envoyfilter/ingress-gateway-private-link.yaml"
 PRIVATE_LINK_MD = "envoyfilter/ingress-gateway-private-link-metadata.yaml"
@@ -430,7 +430,7 @@ def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_
     assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]
 
 
-# -- the network-filter manifests (spec §9) ----------------------------------------------------------
+# -- the network-filter manifests (docs/network-mode.md) ----------------------------------------------------------
 
 NETWORK_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
 
@@ -479,7 +479,7 @@ def test_network_wasmplugin_is_type_network_with_the_passthrough_configuration()
         "envoy.filters.network.tcp_proxy"]
 
 
-# -- the CloudFront source (spec §7): ServiceEntry, DestinationRule, WasmPlugin, EnvoyFilter ---------
+# -- the CloudFront source (docs/sources.md): ServiceEntry, DestinationRule, WasmPlugin, EnvoyFilter ---------
 
 def test_cloudfront_source_cluster_is_the_one_the_service_entry_creates():
     relpath = "istio-examples/wasmplugin-cloudfront-gateway.yaml"

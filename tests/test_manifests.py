@@ -61,7 +61,7 @@ def test_set_filter_state_records_proxy_source_untouched_by_xff(no_wasm_xff_envo
 
 def test_set_filter_state_records_mapped_proxy_v2_source_as_envoy_prints_it(no_wasm_xff_envoy, echo):
     ex = exchange(no_wasm_xff_envoy, echo, proxy=pp.v2("::ffff:203.0.113.8", sport=40001))
-    # Envoy does not unmap: the filter has to (behaviour.md, "Address text").
+    # Envoy does not unmap: the filter has to (docs/resolution.md, address text).
     assert ex.log()["downstream_fs"] == "[::ffff:203.0.113.8]:40001"
 
 
@@ -71,3 +71,15 @@ def test_gateway_listener_refuses_a_connection_without_proxy_header(no_wasm_xff_
     got = pp.raw_exchange(no_wasm_xff_envoy.port, raw)
     assert not got.startswith(b"HTTP/"), got
     assert echo.find("x-test-id", tid) == []
+
+
+def test_raw_exchange_fails_on_a_peer_that_neither_answers_nor_closes():
+    """The refusal check above reads until Envoy closes: a hung Envoy must fail it, not pass as
+    "nothing received"."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        with pytest.raises(TimeoutError):
+            pp.raw_exchange(silent.getsockname()[1], b"GET / HTTP/1.1\r\n\r\n", timeout=0.5)

@@ -1,4 +1,4 @@
-"""behaviour.md §5 "Observability": counters under their names in /stats, the three filter-state
+"""docs/observability.md "Observability": counters under their names in /stats, the three filter-state
 values in access logs, a debug line per decision and nothing per request at info or above."""
 import re
 import time
@@ -87,42 +87,62 @@ def test_counters_show_in_prometheus_stats(obs, echo):
         [l for l in text.splitlines() if "client_ip" in l][:10]
 
 
-def test_counters_lag_stats_by_at_most_a_second(obs, echo):
+# The lag the README promises (flushed every 250 ms), and what the test allows on top: Envoy runs
+# the tick on its dispatcher, which a busy machine delays. Measured (5 runs of this test, 40 lags,
+# 2 cores at load average 4): 0.005-0.236 s, the worst 14 ms short of the period; the 50 ms on top
+# is for a tick delayed by a busier machine, and still catches a flush every second tick.
+LAG_PROMISED_S = E.FLUSH_S
+LAG_TOLERANCE_S = 0.05
+
+
+def flush_lag(env, before: dict, done: float, name: str = "client_ip.allowed", timeout: float = 5.0) -> float:
+    """How long after ``done`` the count of ``name`` reached /stats, at most: reads /stats back to
+    back and returns the start of the last read that did not see it yet (so a slow read never
+    counts against the filter)."""
+    last_miss = done
+    deadline = done + timeout
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        if env.stats().get(name, 0) > before.get(name, 0):
+            return max(last_miss - done, 0.0)
+        last_miss = started
+    raise AssertionError(f"{name} not in /stats {timeout} s after the request")
+
+
+def test_counters_lag_stats_by_at_most_a_quarter_of_a_second(obs, echo):
     """Counts are made in the VM and flushed from the root context's tick (every 250 ms): a decision
-    shows in /stats within the contract's second, never only when the VM stops. Four requests land
-    at different points of the tick."""
+    shows in /stats within 250 ms (the README's promise; the contract allows a second), never only
+    when the VM stops. Eight requests land at different points of the tick."""
     lags = []
-    for i in range(4):
-        time.sleep(0.07 * i)
+    for i in range(8):
+        time.sleep(0.03 * i)  # spreads the requests over the tick period; no condition to wait for
         before = obs.settled_stats()
         exchange(obs, echo, proxy=pp.v1("203.0.113.5"))
-        done = time.monotonic()
-        delta = E.counter_delta(obs, before, {"client_ip.allowed": 1}, timeout=5)
-        lags.append(time.monotonic() - done)
-        assert delta == {"client_ip.allowed": 1}, delta
-    assert max(lags) <= 1.0, f"counter flush lags (s): {[round(l, 2) for l in lags]}"
-
-
-def _wasm_lines(env, levels):
-    pat = re.compile(r"\]\[(%s)\]\[wasm\] .*wasm log" % "|".join(levels))
-    return [l for l in env.log_text().splitlines() if pat.search(l)]
+        lags.append(flush_lag(obs, before, time.monotonic()))
+    assert max(lags) <= LAG_PROMISED_S + LAG_TOLERANCE_S, \
+        f"counter flush lags (s): {[round(l, 3) for l in lags]}"
 
 
 LOUD = ["info", "warning", "error", "critical"]
 
 
 def test_debug_line_per_decision_and_nothing_per_request_at_info_or_above(obs, echo):
-    loud_before = len(_wasm_lines(obs, LOUD))
-    debug_before = len(_wasm_lines(obs, ["debug"]))
+    """Exactly one `decision=` debug line per request, and no wasm line at info or above. The last
+    request's line (a client of its own) marks the end: every earlier request's line was written
+    before its response, so the lines up to the marker are all the requests wrote."""
+    start = len(obs.log_text())
     n = 20
     for i in range(n):
         exchange(obs, echo, proxy=pp.v1("192.0.2.1" if i % 2 else "203.0.113.5"),
                  headers=xff("junk") if i % 5 == 0 else [])
-    try:
-        procs.wait_until(lambda: len(_wasm_lines(obs, ["debug"])) - debug_before >= n, timeout=5,
-                         what=f"{n} wasm debug lines")
-    except TimeoutError:
-        pytest.fail(f"{n} decisions wrote {len(_wasm_lines(obs, ['debug'])) - debug_before} wasm debug lines")
-    time.sleep(0.3)
-    loud = _wasm_lines(obs, LOUD)[loud_before:]
+    exchange(obs, echo, proxy=pp.v1("203.0.113.77"))
+    marker = "decision=allow client=203.0.113.77 "
+    procs.wait_until(lambda: marker in obs.log_text()[start:], timeout=15, what="the marker's debug line")
+    span = obs.log_text()[start:]
+    span = span[:span.index(marker)]
+    decisions = [l for l in span.splitlines() if "[wasm]" in l and "wasm log" in l and " decision=" in l]
+    assert len(decisions) == n, f"{n} decisions wrote {len(decisions)} decision lines: {decisions[:3]}"
+    assert all("][debug][wasm]" in l for l in decisions), decisions[:3]
+    loud = [l for l in span.splitlines()
+            if re.search(r"\]\[(%s)\]\[wasm\] .*wasm log" % "|".join(LOUD), l)]
     assert loud == [], loud[:5]

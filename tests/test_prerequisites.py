@@ -36,7 +36,7 @@ def test_openssl_is_installed():
 
 
 def test_nginx_is_installed():
-    """The real list server of tests/test_sources.py (spec §7)."""
+    """The real list server of tests/test_sources.py (docs/sources.md)."""
     from harness import listserver
 
     binary = listserver.nginx_binary()

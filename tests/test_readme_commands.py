@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def readme_make_targets() -> set[str]:
-    """Every `make <target>` the README (and the READMEs it links) tells a user to run."""
+    """Every `make <target>` the README, the folders' READMEs and the reference in docs/ tell a user
+    to run."""
     targets = set()
-    for doc in [REPO / "README.md", *sorted(REPO.glob("*/README.md"))]:
+    for doc in [REPO / "README.md", *sorted(REPO.glob("*/README.md")), *sorted(REPO.glob("docs/*.md"))]:
         for cmd in re.findall(r"`make ([a-z][a-z0-9-]*)[^`]*`|^make ([a-z][a-z0-9-]*)", doc.read_text(), re.M):
             targets.update(t for t in cmd if t)
     return targets
@@ -53,6 +54,21 @@ def test_the_harness_refuses_to_start_a_program_without_an_install_target(tmp_pa
         raise AssertionError("procs.start started a program it has no install target for")
 
 
+def test_a_missing_or_empty_record_of_started_programs_is_an_error(tmp_path):
+    """Over an empty set "every program started is installed" would hold: no record is no check."""
+    for record in (tmp_path / "absent.txt", tmp_path / "empty.txt"):
+        if record.name == "empty.txt":
+            record.write_text("")
+        try:
+            prereqs.recorded(record)
+        except AssertionError as exc:
+            assert str(record) in str(exc)
+        else:
+            raise AssertionError(f"recorded({record.name}) returned instead of failing")
+    (tmp_path / "one.txt").write_text("envoy\nhaproxy\n\n")
+    assert prereqs.recorded(tmp_path / "one.txt") == {"envoy", "haproxy"}
+
+
 def test_missing_installs_reports_a_program_the_command_does_not_install():
     # `make unit` installs nothing: a command that started HAProxy under it would be flagged.
     problems = prereqs.missing_installs({"haproxy", "curl"}, "unit")
@@ -73,6 +89,8 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
         outs.append(run)
     out = outs[0]
     started = prereqs.recorded(record)
+    with open(conftest.SESSION_PROGRAMS, "a") as session:  # the suite started them too
+        session.writelines(name + "\n" for name in sorted(started))
     assert {"envoy", "haproxy", "openssl"} <= started, started
     assert prereqs.missing_installs(started, "demo") == []
     rows = {line.split("  ")[0]: line for line in out.stdout.splitlines()}
@@ -83,6 +101,9 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
 
 
 def test_make_test_installs_every_program_the_suite_started():
-    """Runs last (conftest.py): every program this session started is installed by `make test`."""
+    """Runs last (conftest.py): every program this session started is installed by `make test`. It
+    checks what the suite started, so it fails when nothing was: run it with the suite
+    (`make integration`), where every module before it records what it starts."""
     started = prereqs.recorded(conftest.SESSION_PROGRAMS)
+    assert "envoy" in started, f"the session started no Envoy (run this with the suite): {started}"
     assert prereqs.missing_installs(started, "test") == []

@@ -1,4 +1,4 @@
-"""behaviour.md §2 "Resolving the client address": default (no header believed), trusted_proxies
+"""docs/resolution.md "Resolving the client address": default (no header believed), trusted_proxies
 (walk from the right), trusted_hops (count), on_invalid."""
 import pytest
 

@@ -1,155 +1,210 @@
 //! The HTTP stream context: reads the downstream address and the headers this request's decision
 //! needs, asks the core for a [`Decision`] and applies it (a local refusal, or the header plan).
 //!
-//! Per request the default configuration makes three host calls: one property read (the
-//! downstream address), one filter-state write (`wasm.client_ip`) and one header write
-//! (`x-real-ip`). Counters are counted in the VM and flushed from the root's tick;
-//! `wasm.client_ip_decision` is written only for a refusal (an allowed request leaves it absent,
-//! as the contract allows), `wasm.client_ip_rule` only when a rule decided. A request header is
-//! read only when this request's decision can depend on it: X-Forwarded-For only from a trusted
-//! downstream address, `:path` only when a path rule can apply.
+//! Per request the default configuration makes four host calls: one property read (the
+//! downstream address), one read of the request's header lines (to find the headers of
+//! `forward.strip` and other spellings of the filter's own, in any case and with `_` for `-`;
+//! the same read serves the forwarding header, `:authority` and `:path`), one filter-state
+//! write (`wasm.client_ip`) and one header write (`x-real-ip`); a header to remove is one more
+//! call, only when the request has it. Counters are counted in the VM and flushed from the
+//! root's tick; `wasm.client_ip_decision` is written only for a refusal (an allowed request
+//! leaves it absent, as the contract allows), `wasm.client_ip_rule` only when a rule decided.
+//! A configuration that writes and strips no header reads a header only when this request's
+//! decision can depend on it: X-Forwarded-For only from a trusted downstream address, `:path`
+//! only when a path rule can apply.
+//!
+//! A header edit the host refuses refuses the request (500, [`Refusal::EDIT_FAILED`]), counted
+//! in `client_ip.header_edit_failed` and warned about from the tick at most once a minute: a
+//! request is never forwarded with a client-IP header the filter could not sanitise.
 
+#[cfg(target_arch = "wasm32")]
 use std::rc::Rc;
 
 use log::debug;
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
+use super::compiled::Compiled;
 use super::{local_reply, property, reply_headers, set_filter_state};
 use crate::access::Verdict;
 use crate::addr::AddrText;
 use crate::forward::HeaderOp;
-use crate::host::{self, HostError, PropertyPath};
+use crate::host::{self, HostError, PropertyPath, StreamHost};
 use crate::identity::Link;
-use crate::policy::{Decision, Downstream, HeaderSource, Request};
+use crate::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
+use crate::rate_limit::Keying;
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
 const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
 const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
 const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
+/// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
+const CLIENT_IP_KEY: PropertyPath = PropertyPath::fixed(b"client_ip_key");
 /// Read when the `set_filter_state` value is missing.
 const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
-/// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
-const DENIED_DETAILS: &str = "client_ip_filter_denied";
-/// The same when a list it needs names an unavailable source (spec §7, `on_unavailable`).
-const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
-
 /// One HTTP stream, holding the configuration current when it started.
+#[cfg(target_arch = "wasm32")]
 pub(super) struct Stream {
     compiled: Option<Rc<Compiled>>,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Stream {
     pub(super) fn new(compiled: Option<Rc<Compiled>>) -> Self {
         Stream { compiled }
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Context for Stream {}
 
+#[cfg(target_arch = "wasm32")]
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Envoy creates streams only for an accepted configuration; fail closed if not.
-        let Some(compiled) = self.compiled.as_deref() else {
-            return local_reply(
-                500,
-                "client-ip-filter: not configured\n",
-                &reply_headers(),
-                "",
-            );
-        };
-        let policy = &compiled.policy;
-        let filter_state = property(&compiled.downstream_path);
-        let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
-        let headers = match policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders) {
-            Ok(headers) => headers,
-            Err(status) => {
-                debug!("cannot read request headers: {status:?}");
-                let body = "client-ip-filter: cannot read request headers\n";
-                return local_reply(500, body, &compiled.reply_headers, "");
-            }
-        };
-        let request = Request {
-            downstream,
-            headers: &headers,
-        };
-        let link = compiled
-            .link
-            .as_ref()
-            .map_or_else(Link::default, |l| l.read());
-        let decision = policy.decide_with_link(&request, link);
-        compiled.metrics.count(&decision);
-        let link_text = decision.link.identity.map(|id| id.text());
-        if let Some(reader) = &compiled.link {
-            reader.record(link_text.as_deref());
+        request_headers(&mut host::Abi, self.compiled.as_deref())
+    }
+}
+
+/// One request's headers arrived: decide and apply the decision, through `host`.
+pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Compiled>) -> Action {
+    // Envoy creates streams only for an accepted configuration; fail closed if not.
+    let Some(compiled) = compiled else {
+        return local_reply(
+            host,
+            500,
+            "client-ip-filter: not configured\n",
+            &reply_headers(),
+            "",
+        );
+    };
+    let policy = &compiled.policy;
+    let filter_state = property(host, &compiled.downstream_path);
+    let downstream = Downstream::read(filter_state.as_deref(), || property(host, &SOURCE_ADDRESS));
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
+    let headers = match fetched {
+        Ok(headers) => headers,
+        Err(status) => {
+            debug!("cannot read request headers: {status:?}");
+            let body = "client-ip-filter: cannot read request headers\n";
+            return local_reply(host, 500, body, &compiled.reply_headers, "");
         }
-        if decision.verdict == Verdict::Deny {
-            let client = decision.client.map(|c| c.text());
-            record(compiled, &decision, client.as_ref().map(AddrText::as_str));
-            // A list naming an unavailable source refuses with 503 (counted in
-            // `client_ip.unavailable` with the decision); any other refusal with the deny status.
-            let access = &policy.access;
-            let (status, body, details) = if decision.unavailable {
-                (503, "source unavailable\n", UNAVAILABLE_DETAILS)
-            } else {
-                (
-                    access.deny_status,
-                    access.deny_body.as_str(),
-                    DENIED_DETAILS,
-                )
-            };
-            return local_reply(status, body, &compiled.reply_headers, details);
-        }
-        // The plan formats the client's text once, for the headers and the filter state.
-        let plan = policy.header_plan(&request, &decision);
-        record(compiled, &decision, plan.client_text());
-        plan.for_each(|op| {
-            let (name, result) = match op {
-                HeaderOp::Set(name, value) => (name, host::set_request_header(name, value)),
-                HeaderOp::Remove(name) => (name, host::remove_request_header(name)),
-            };
-            if let Err(status) = result {
-                debug!("cannot edit request header {name}: {status:?}");
-            }
-        });
-        if let Some(reader) = &compiled.link {
-            reader.forward(link_text.as_deref());
-        }
-        Action::Continue
+    };
+    let request = Request {
+        downstream,
+        headers: &headers,
+    };
+    let link = compiled
+        .link
+        .as_ref()
+        .map_or_else(Link::default, |l| l.read(host));
+    let decision = policy.decide_with_link(&request, link);
+    compiled.metrics.count(&decision);
+    let link_text = decision.link.identity.map(|id| id.text());
+    if let Some(reader) = &compiled.link {
+        reader.record(host, link_text.as_deref());
+    }
+    if decision.verdict == Verdict::Deny {
+        let client = decision.client.map(|c| c.text());
+        record(
+            host,
+            compiled,
+            &decision,
+            client.as_ref().map(AddrText::as_str),
+        );
+        // The core chooses the reply: 503 for an unavailable source, else the deny status.
+        return refuse(host, compiled, policy.refusal(&decision));
+    }
+    // The plan formats the client's text once, for the headers and the filter state.
+    let plan = policy.header_plan(&request, &decision);
+    record(host, compiled, &decision, plan.client_text());
+    let edited = Policy::sanitise(&plan, |op| match op {
+        HeaderOp::Set(name, value) => host.set_request_header(name, value),
+        HeaderOp::Remove(name) => host.remove_request_header(name),
+    });
+    if let Err(failed) = edited {
+        // Fail closed: the request may still carry a header the client wrote.
+        compiled.metrics.count_edit_failure(|| failed.detail);
+        return refuse(host, compiled, Refusal::EDIT_FAILED);
+    }
+    if let Some(reader) = &compiled.link {
+        reader.forward(host, link_text.as_deref());
+    }
+    if let Some(keying) = policy.rate_limit_key(&decision) {
+        compiled.metrics.count_key(&keying);
+        let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
+        apply_key(host, &keying, header);
+    }
+    Action::Continue
+}
+
+/// Answers a refused request locally.
+fn refuse(host: &mut impl StreamHost, compiled: &Compiled, refusal: Refusal<'_>) -> Action {
+    local_reply(
+        host,
+        refusal.status,
+        refusal.body,
+        &compiled.reply_headers,
+        refusal.details,
+    )
+}
+
+/// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when
+/// configured, its header (set, replacing whatever the client sent; removed for an exempt
+/// client, so that no per-client descriptor is generated from a value the client wrote).
+fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
+    let text = match keying {
+        Keying::Keyed(text) => Some(text.as_str()),
+        Keying::Exempt => None,
+    };
+    if let Some(text) = text {
+        set_filter_state(host, &CLIENT_IP_KEY, text);
+    }
+    let Some(name) = header else { return };
+    let result = match text {
+        Some(text) => host.set_request_header(name, text),
+        None => host.remove_request_header(name),
+    };
+    if let Err(status) = result {
+        debug!("cannot edit request header {name}: {status:?}");
     }
 }
 
 /// The request headers, read from Envoy: one value per `get_map_value`, or every line with one
 /// `get_map`. Invalid UTF-8 in a value becomes U+FFFD (see [`host::text`]).
-struct HostHeaders;
+struct HostHeaders<'h, H>(&'h mut H);
 
-impl HeaderSource for HostHeaders {
+impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
-        Ok(host::request_header(name)?.map(host::text))
+        Ok(self.0.request_header(name)?.map(host::text))
     }
 
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
-        host::request_header_lines()
+        self.0.request_header_lines()
     }
 }
 
 /// Filter state for access logs, and the debug line of the decision. `client` is the decision's
 /// client as address text. Only what the access log cannot do without is written: the client
 /// when known, the decision when it is a refusal (absent means allowed), the rule when one decided.
-fn record(compiled: &Compiled, decision: &Decision, client: Option<&str>) {
+fn record(
+    host: &mut impl StreamHost,
+    compiled: &Compiled,
+    decision: &Decision,
+    client: Option<&str>,
+) {
     let rule = compiled.policy.rule_name(decision);
     if let Some(text) = client {
-        set_filter_state(&CLIENT_IP, text);
+        set_filter_state(host, &CLIENT_IP, text);
     }
     if decision.verdict != Verdict::Allow {
-        set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+        set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());
     }
     if let Some(name) = rule {
-        set_filter_state(&CLIENT_IP_RULE, name);
+        set_filter_state(host, &CLIENT_IP_RULE, name);
     }
     debug!(
         "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",

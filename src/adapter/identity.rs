@@ -1,4 +1,4 @@
-//! The connection's private-link identity (spec §8): read from the filter state, counted,
+//! The connection's private-link identity (docs/private-link.md): read from the filter state, counted,
 //! recorded for access logs and forwarded in `forward.link_header`.
 //!
 //! Exists only for a configuration that uses identities (identity list entries or a link header):
@@ -12,7 +12,7 @@ use std::cell::Cell;
 use log::debug;
 
 use super::{property, set_filter_state};
-use crate::host::{self, PropertyPath};
+use crate::host::{PropertyPath, StreamHost};
 use crate::identity::{read_value, Kind, Link, Route};
 use crate::policy::Policy;
 
@@ -69,7 +69,7 @@ impl LinkReader {
     }
 
     /// Reads the connection's identity.
-    pub(super) fn read(&self) -> Link {
+    pub(super) fn read(&self, host: &mut impl StreamHost) -> Link {
         Link::from_reads(self.kinds.iter().map(|k| {
             let routes = [
                 (Route::TlvFilterState, &k.tlv),
@@ -78,7 +78,7 @@ impl LinkReader {
             let order = if k.copy_first.get() { [1, 0] } else { [0, 1] };
             let (route, value) = order
                 .into_iter()
-                .find_map(|i| property(routes[i].1).map(|v| (routes[i].0, Some(v))))
+                .find_map(|i| property(host, routes[i].1).map(|v| (routes[i].0, Some(v))))
                 .unwrap_or((Route::MetadataCopy, None));
             if value.is_some() {
                 k.copy_first.set(route == Route::MetadataCopy);
@@ -100,18 +100,18 @@ impl LinkReader {
 
     /// Records the identity (`text`: its text) for access logs (`wasm.client_link`). An invalid
     /// TLV is counted with the decision (`client_ip.link_invalid`, in the VM's tally).
-    pub(super) fn record(&self, text: Option<&str>) {
+    pub(super) fn record(&self, host: &mut impl StreamHost, text: Option<&str>) {
         if let Some(text) = text {
-            set_filter_state(&CLIENT_LINK, text);
+            set_filter_state(host, &CLIENT_LINK, text);
         }
     }
 
     /// On an admitted request: `forward.link_header` set to the identity's text, or removed.
-    pub(super) fn forward(&self, text: Option<&str>) {
+    pub(super) fn forward(&self, host: &mut impl StreamHost, text: Option<&str>) {
         let Some(name) = &self.header else { return };
         let result = match text {
-            Some(text) => host::set_request_header(name, text),
-            None => host::remove_request_header(name),
+            Some(text) => host.set_request_header(name, text),
+            None => host.remove_request_header(name),
         };
         if let Err(status) = result {
             debug!("cannot edit request header {name}: {status:?}");

@@ -1,28 +1,43 @@
-//! The proxy-wasm adapter, built for wasm32 only: thin contexts that read what the host has, ask
-//! the pure core for a decision and apply it. Every host call goes through [`crate::host`], which
-//! returns the host's status instead of panicking: the filter never traps on a host status.
+//! The proxy-wasm adapter: thin contexts that read what the host has, ask the pure core for a
+//! decision and apply it. Every host call goes through [`crate::host`], which returns the host's
+//! status instead of panicking: the filter never traps on a host status.
 //!
-//! - [`root`]: the root context; compiles the configuration once into a shared [`root::Compiled`].
+//! The contexts are built for wasm32 only. What a request or a connection does with the host is
+//! generic over [`StreamHost`] (the host calls it makes): Envoy's in the `.wasm`, and natively
+//! (`cargo test`) a fake that fails the calls a test chooses, so the paths Envoy cannot be made
+//! to take (a header read refused, a local reply that fails) are tested too (`tests` below).
+//!
+//! - [`root`]: the root context; compiles the configuration once, follows sources, ticks.
+//! - [`compiled`]: a configuration compiled once ([`compiled::Compiled`]), shared by the contexts.
 //! - [`http`]: the HTTP stream context; one decision per request.
 //! - [`metrics`]: the counters of one configuration.
 //! - [`identity`]: the connection's private-link identity (only for configurations using one).
-//! - [`network`]: the network-filter connection context (spec §9) and the refusing context of a
+//! - [`network`]: the network-filter connection context (docs/network-mode.md) and the refusing context of a
 //!   `filter_type` mismatch.
 //! - [`sources`]: lists from list servers: the lease, fetching, publishing and adopting.
 
+mod compiled;
 mod http;
 mod identity;
 mod metrics;
 mod network;
+#[cfg(target_arch = "wasm32")]
 mod root;
+#[cfg(target_arch = "wasm32")]
 mod sources;
+#[cfg(test)]
+mod tests;
 
-use log::{debug, LevelFilter};
+use log::debug;
+#[cfg(target_arch = "wasm32")]
+use log::LevelFilter;
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
 
-use crate::host::{self, PropertyPath};
+use crate::host::{self, PropertyPath, StreamHost};
 
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     // The SDK's logger unwraps the status of every log call; this one ignores it.
     if log::set_logger(&HostLogger).is_ok() {
@@ -32,8 +47,10 @@ proxy_wasm::main! {{
 }}
 
 /// `log` records to Envoy's log (`proxy_log`), for the levels Envoy logs the wasm component at.
+#[cfg(target_arch = "wasm32")]
 struct HostLogger;
 
+#[cfg(target_arch = "wasm32")]
 impl log::Log for HostLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         metadata.level() <= log::max_level()
@@ -58,6 +75,7 @@ impl log::Log for HostLogger {
 
 /// Follows Envoy's log level for the wasm component, so that `debug!` costs nothing (not even
 /// the formatting) while Envoy logs at info.
+#[cfg(target_arch = "wasm32")]
 fn refresh_log_level() {
     let filter = match host::log_level() {
         Ok(0) => LevelFilter::Trace,
@@ -72,8 +90,8 @@ fn refresh_log_level() {
 }
 
 /// A property's bytes; None when absent or when the host refuses.
-fn property(path: &PropertyPath) -> Option<Vec<u8>> {
-    match host::property(path) {
+fn property(host: &mut impl StreamHost, path: &PropertyPath) -> Option<Vec<u8>> {
+    match host.property(path) {
         Ok(value) => value,
         Err(status) => {
             debug!("cannot read property {path:?}: {status:?}");
@@ -83,8 +101,8 @@ fn property(path: &PropertyPath) -> Option<Vec<u8>> {
 }
 
 /// Writes the filter state `path` (a failure is logged at debug, never fatal).
-fn set_filter_state(path: &PropertyPath, value: &str) {
-    if let Err(status) = host::set_property(path, value.as_bytes()) {
+fn set_filter_state(host: &mut impl StreamHost, path: &PropertyPath, value: &str) {
+    if let Err(status) = host.set_property(path, value.as_bytes()) {
         debug!("cannot set filter state {path:?}: {status:?}");
     }
 }
@@ -95,8 +113,15 @@ fn reply_headers() -> Vec<u8> {
 }
 
 /// Answers the request locally and stops it.
-fn local_reply(status: u32, body: &str, headers: &[u8], details: &str) -> Action {
-    if let Err(e) = host::send_local_response(status, body.as_bytes(), headers, details) {
+/// A reply that fails still stops the request (Pause): a refused request never goes on upstream.
+fn local_reply(
+    host: &mut impl StreamHost,
+    status: u32,
+    body: &str,
+    headers: &[u8],
+    details: &str,
+) -> Action {
+    if let Err(e) = host.send_local_response(status, body.as_bytes(), headers, details) {
         debug!("cannot send local reply: {e:?}");
     }
     Action::Pause

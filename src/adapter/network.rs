@@ -1,4 +1,4 @@
-//! The network-filter side (spec §9): a stream context per connection that asks the core for
+//! The network-filter side (docs/network-mode.md): a stream context per connection that asks the core for
 //! one [`Decision`] when the connection opens and closes it when refused, and the handling of a
 //! configuration loaded as the other kind of filter than its `filter_type` says.
 //!
@@ -15,19 +15,24 @@
 use std::rc::Rc;
 
 use log::{debug, error};
+#[cfg(target_arch = "wasm32")]
 use proxy_wasm::traits::{Context, HttpContext, StreamContext};
 use proxy_wasm::types::Action;
 
-use super::root::Compiled;
-use super::{local_reply, property, reply_headers, set_filter_state};
+use super::compiled::Compiled;
+#[cfg(target_arch = "wasm32")]
+use super::{local_reply, reply_headers};
+use super::{property, set_filter_state};
 use crate::access::Verdict;
-use crate::connection::{Connection as ConnectionInfo, FilterType, Mismatch};
-use crate::host::{self, PropertyPath};
+use crate::connection::Connection as ConnectionInfo;
+use crate::filter_type::{FilterType, Mismatch};
+use crate::host::{self, PropertyPath, StreamHost};
 use crate::identity::Link;
 use crate::policy::{Decision, Downstream, Policy};
 
 /// `request.protocol`: Envoy sets it for every HTTP stream (HTTP/1.0 to HTTP/3) before the
 /// filter's context is created; a TCP connection has none.
+#[cfg(target_arch = "wasm32")]
 const REQUEST_PROTOCOL: PropertyPath = PropertyPath::fixed(b"request\0protocol");
 /// The TLS SNI of the downstream connection (empty without one).
 const SERVER_NAME: PropertyPath = PropertyPath::fixed(b"connection\0requested_server_name");
@@ -41,6 +46,7 @@ const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
 
 /// What Envoy is creating the new context as, asked from `RootContext::get_type` (the new
 /// context is the host's current one then). `fallback` answers when the host will not say.
+#[cfg(target_arch = "wasm32")]
 pub(super) fn loaded_as(fallback: FilterType) -> FilterType {
     match host::property(&REQUEST_PROTOCOL) {
         Ok(Some(_)) => FilterType::Http,
@@ -60,8 +66,8 @@ fn log_mismatch(compiled: &Compiled, mismatch: &Mismatch) {
 }
 
 /// Closes the downstream connection; the connection stays paused if the host refuses.
-fn close() -> Action {
-    if let Err(status) = host::close_downstream() {
+fn close(host: &mut impl StreamHost) -> Action {
+    if let Err(status) = host.close_downstream() {
         debug!("cannot close the downstream connection: {status:?}");
     }
     Action::Pause
@@ -82,31 +88,41 @@ impl Connection {
         }
     }
 
-    fn decide(&mut self) -> Action {
+    /// Refused (or not decidable): its data is held (native unit tests).
+    #[cfg(test)]
+    pub(super) fn is_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// The connection opened: decide, and close it when refused (through `host`).
+    pub(super) fn decide(&mut self, host: &mut impl StreamHost) -> Action {
         // Envoy creates contexts only for an accepted configuration; fail closed if not.
         let Some(compiled) = self.compiled.as_deref() else {
             error!("client-ip-filter: not configured; closing the connection");
             self.refused = true;
-            return close();
+            return close(host);
         };
         let policy = &compiled.policy;
         if let Err(mismatch) = policy.filter_type.check_loaded_as(FilterType::Network) {
             log_mismatch(compiled, &mismatch);
             self.refused = true;
-            return close();
+            return close(host);
         }
-        let filter_state = property(&compiled.downstream_path);
-        let downstream = Downstream::read(filter_state.as_deref(), || property(&SOURCE_ADDRESS));
+        let filter_state = property(host, &compiled.downstream_path);
+        let downstream =
+            Downstream::read(filter_state.as_deref(), || property(host, &SOURCE_ADDRESS));
         // The SNI only when a rule's `hosts` can use it: one host call per connection otherwise.
         let server_name = if policy.reads_server_name() {
-            property(&SERVER_NAME).map(host::text).unwrap_or_default()
+            property(host, &SERVER_NAME)
+                .map(host::text)
+                .unwrap_or_default()
         } else {
             String::new()
         };
         let link = compiled
             .link
             .as_ref()
-            .map_or_else(Link::default, |l| l.read());
+            .map_or_else(Link::default, |l| l.read(host));
         let decision = policy.decide_connection(&ConnectionInfo {
             downstream,
             server_name: &server_name,
@@ -115,22 +131,24 @@ impl Connection {
         compiled.metrics.count(&decision);
         if let Some(reader) = &compiled.link {
             let text = decision.link.identity.map(|id| id.text());
-            reader.record(text.as_deref());
+            reader.record(host, text.as_deref());
         }
-        record(policy, &decision, &server_name);
+        record(host, policy, &decision, &server_name);
         if Policy::closes(&decision) {
             self.refused = true;
-            return close();
+            return close(host);
         }
         Action::Continue
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Context for Connection {}
 
+#[cfg(target_arch = "wasm32")]
 impl StreamContext for Connection {
     fn on_new_connection(&mut self) -> Action {
-        self.decide()
+        self.decide(&mut host::Abi)
     }
 
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
@@ -143,18 +161,18 @@ impl StreamContext for Connection {
 }
 
 /// Filter state for access logs, and the debug line of the decision.
-fn record(policy: &Policy, decision: &Decision, server_name: &str) {
+fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, server_name: &str) {
     let client = decision.client.map(|c| c.text());
     if let Some(text) = &client {
-        set_filter_state(&CLIENT_IP, text.as_str());
+        set_filter_state(host, &CLIENT_IP, text.as_str());
     }
     // As in HTTP mode: written for a refusal only (absent means allowed).
     if decision.verdict != Verdict::Allow {
-        set_filter_state(&CLIENT_IP_DECISION, decision.verdict.as_str());
+        set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());
     }
     let rule = policy.rule_name(decision);
     if let Some(name) = rule {
-        set_filter_state(&CLIENT_IP_RULE, name);
+        set_filter_state(host, &CLIENT_IP_RULE, name);
     }
     debug!(
         "connection decision={} client={} ({:?}) sni={:?} rule={}",
@@ -168,10 +186,12 @@ fn record(policy: &Policy, decision: &Decision, server_name: &str) {
 
 /// A context for a configuration loaded as the other kind of filter than its `filter_type`
 /// says (or for no configuration at all): refuses every request or connection.
+#[cfg(target_arch = "wasm32")]
 pub(super) struct Refusing {
     compiled: Option<Rc<Compiled>>,
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Refusing {
     pub(super) fn new(compiled: Option<Rc<Compiled>>) -> Self {
         Refusing { compiled }
@@ -186,12 +206,15 @@ impl Refusing {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl Context for Refusing {}
 
+#[cfg(target_arch = "wasm32")]
 impl HttpContext for Refusing {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.log(FilterType::Http);
         local_reply(
+            &mut host::Abi,
             Mismatch::HTTP_STATUS,
             Mismatch::HTTP_BODY,
             &reply_headers(),
@@ -200,10 +223,11 @@ impl HttpContext for Refusing {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl StreamContext for Refusing {
     fn on_new_connection(&mut self) -> Action {
         self.log(FilterType::Network);
-        close()
+        close(&mut host::Abi)
     }
 
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {

@@ -1,7 +1,7 @@
 //! The root context: compiles the configuration once into an immutable [`Compiled`], shared by
 //! every stream that starts while it is current, and ticks: each tick flushes the counters
 //! counted in the VM (so `/stats` lags by at most [`FLUSH_PERIOD_MS`]), follows Envoy's log
-//! level and drives the list sources (spec §7: lease, fetch, adopt). A source's new list makes a
+//! level and drives the list sources (docs/sources.md: lease, fetch, adopt). A source's new list makes a
 //! new [`Compiled`] (the policy bound to it): streams already running keep the one they started
 //! with, so each request is decided wholly with the old list or wholly with the new one. The
 //! counters are flushed once more when the root context is done.
@@ -13,50 +13,15 @@ use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 
+use super::compiled::Compiled;
 use super::http::Stream;
-use super::identity::LinkReader;
-use super::metrics::Metrics;
 use super::network::{self, Connection, Refusing};
+use super::refresh_log_level;
 use super::sources::{Feeds, SETTLING_TICK_MS};
-use super::{refresh_log_level, reply_headers};
 use crate::config;
-use crate::connection::FilterType;
-use crate::host::{self, PropertyPath};
-use crate::policy::{HeaderReads, Policy};
+use crate::filter_type::FilterType;
+use crate::host;
 use crate::tally::FLUSH_PERIOD_MS;
-
-/// A configuration compiled once, shared by every stream that starts while it is current: the
-/// policy, and everything a request needs from the host side prepared ahead of it.
-pub(super) struct Compiled {
-    pub(super) policy: Policy,
-    /// The request headers the policy reads: the only ones fetched from Envoy.
-    pub(super) reads: HeaderReads,
-    pub(super) metrics: Metrics,
-    /// `["filter_state", <downstream_filter_state>]`.
-    pub(super) downstream_path: PropertyPath,
-    /// The local reply's headers, serialized.
-    pub(super) reply_headers: Vec<u8>,
-    /// Identity reading (spec §8); None when the configuration uses no identity.
-    pub(super) link: Option<LinkReader>,
-    /// A `filter_type` mismatch was logged (once per configuration and worker).
-    pub(super) mismatch_logged: Cell<bool>,
-}
-
-impl Compiled {
-    fn new(policy: Policy) -> Result<Compiled, String> {
-        let metrics = Metrics::define(&policy)
-            .map_err(|(name, status)| format!("cannot define counter {name}: {status:?}"))?;
-        Ok(Compiled {
-            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
-            reply_headers: reply_headers(),
-            reads: policy.header_reads(),
-            link: LinkReader::new(&policy),
-            mismatch_logged: Cell::new(false),
-            policy,
-            metrics,
-        })
-    }
-}
 
 #[derive(Default)]
 pub(super) struct Root {
@@ -67,7 +32,7 @@ pub(super) struct Root {
     /// Envoy has created a context of the configured `filter_type` here: an HTTP configuration
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
-    /// Lists from list servers (spec §7), when the configuration names any.
+    /// Lists from list servers (docs/sources.md), when the configuration names any.
     feeds: Option<Feeds>,
     /// This VM has served a request or a connection (a worker's); see `sources`.
     serves: Cell<bool>,
@@ -97,9 +62,11 @@ impl Root {
     fn flush_counters(&mut self) {
         if let Some(compiled) = &self.compiled {
             compiled.metrics.flush();
+            compiled.metrics.warn();
         }
         self.retired.retain(|old| {
             old.metrics.flush();
+            old.metrics.warn();
             Rc::strong_count(old) > 1
         });
     }
@@ -129,6 +96,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let _background = host::count::Background::enter();
         let changed = self
             .feeds
             .as_mut()
@@ -139,6 +107,7 @@ impl Context for Root {
     }
 
     fn on_done(&mut self) -> bool {
+        let _background = host::count::Background::enter();
         self.flush_counters();
         if let Some(feeds) = &mut self.feeds {
             feeds.release();
@@ -149,6 +118,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        let _background = host::count::Background::enter();
         refresh_log_level();
         let bytes = match host::plugin_configuration(size) {
             Ok(bytes) => bytes,
@@ -201,6 +171,8 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        let _background = host::count::Background::enter();
+        host::count::report();
         self.flush_counters();
         refresh_log_level();
         let serves = self.serves.get();
@@ -238,6 +210,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type != FilterType::Http => {
@@ -248,6 +221,7 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        host::count::context();
         self.serves.set(true);
         match &self.compiled {
             Some(c) if c.policy.filter_type == FilterType::Network => {

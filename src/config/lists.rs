@@ -33,7 +33,7 @@ struct ReadList {
     /// The list's key path, as the walk writes it (`access.rules[0].allow`).
     path: String,
     set: IpSet,
-    /// Its identity entries (spec §8).
+    /// Its identity entries (docs/private-link.md).
     identities: Vec<Identity>,
     /// Host-bits warnings of the entries before the first bad one, in order.
     warnings: Warnings,
@@ -50,7 +50,7 @@ pub(super) struct ReadLists {
     current: Option<ReadList>,
     builder: IpSetBuilder,
     index: usize,
-    /// The `"source:<name>"` entries of the lists read (spec §7), in document order.
+    /// The `"source:<name>"` entries of the lists read (docs/sources.md), in document order.
     pub(super) source_refs: Vec<SourceRef>,
 }
 

@@ -1,4 +1,4 @@
-//! The encodings one VM publishes in Envoy's shared data for the others (spec §7, "One fetch per
+//! The encodings one VM publishes in Envoy's shared data for the others (docs/sources.md, "One fetch per
 //! Envoy"): the parsed list ([`Table`]), a small [`Status`] that workers poll every tick, and
 //! the fetcher's [`Lease`].
 //!
@@ -6,6 +6,9 @@
 //! response (`ETag`, `Last-Modified`), the IPv4 and IPv6 ranges (inclusive, sorted, merged,
 //! little-endian) and a checksum over everything before it. A value that is torn, truncated, of
 //! another version or otherwise not exactly that decodes to an error, never to a wrong list.
+//!
+//! The checksum only catches accidents: every value is also sealed (`seal`, a keyed tag appended
+//! by `machine`), so what another module writes under our keys does not even reach [`decode`].
 
 use crate::ipset::IpSet;
 

@@ -78,7 +78,11 @@ class EnvoyOptions:
     normalize_path: Optional[bool] = None          # HCM normalize_path (Istio's default BASE: true)
     merge_slashes: Optional[bool] = None
     concurrency: int = 1                           # Envoy's worker threads
+    filter_state_key: Optional[str] = None         # set_filter_state's object_key (None: the manifest's)
     clusters: list = field(default_factory=list)   # extra static clusters (list servers)
+    # the manifest's other HTTP filters (a rate limiter) replaced by name with these values
+    http_filter_overrides: dict = field(default_factory=dict)
+    http_filters_before: list = field(default_factory=list)  # HTTP filters ahead of all others
 
     def resolved_use_remote_address(self) -> bool:
         if self.use_remote_address is not None:
@@ -95,6 +99,7 @@ ACCESS_LOG_FORMAT = {
     "client_ip": "%FILTER_STATE(wasm.client_ip:PLAIN)%",
     "decision": "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
     "rule": "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%",
+    "client_ip_key": "%FILTER_STATE(wasm.client_ip_key:PLAIN)%",
     "client_link": "%FILTER_STATE(wasm.client_link:PLAIN)%",
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
@@ -124,17 +129,27 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     network_filters = []
     want_sfs = opts.set_filter_state if opts.set_filter_state is not None else frags.set_filter_state is not None
     if want_sfs:
-        network_filters.append(frags.set_filter_state or manifests.gateway().set_filter_state)
+        sfs = frags.set_filter_state or manifests.gateway().set_filter_state
+        if opts.filter_state_key:
+            sfs["typed_config"]["on_new_connection"][0]["object_key"] = opts.filter_state_key
+        network_filters.append(sfs)
 
     try:
         fs_key = frags.downstream_filter_state_key
     except LookupError:
         fs_key = "client_ip.downstream_address"
+    fs_key = opts.filter_state_key or fs_key
     log_format = {k: v.replace("{key}", fs_key) for k, v in ACCESS_LOG_FORMAT.items()}
 
-    http_filters = []
-    if opts.wasm:
-        http_filters.append(frags.wasm_http_filter(opts.wasm_path, opts.configuration))
+    # The manifest's HTTP filters in its order (the wasm filter, then e.g. a rate limiter), the
+    # wasm one with this test's module and configuration; an option may replace another filter.
+    http_filters = list(opts.http_filters_before)
+    for f in frags.http_filters:
+        if f.get("typed_config", {}).get("@type") == manifests.WASM_TYPE:
+            if opts.wasm:
+                http_filters.append(frags.wasm_http_filter(opts.wasm_path, opts.configuration))
+        else:
+            http_filters.append(copy.deepcopy(opts.http_filter_overrides.get(f["name"], f)))
     http_filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}})
 
     hcm: dict[str, Any] = {

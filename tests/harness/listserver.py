@@ -1,4 +1,4 @@
-"""List servers for the sources tests (spec §7): a real nginx serving generated real-format files,
+"""List servers for the sources tests (docs/sources.md): a real nginx serving generated real-format files,
 a fault-injecting server for what nginx won't do on request, and the file generators.
 
     with Nginx(root_dir) as web:          # nginx from Debian on 127.0.0.1:<free port>

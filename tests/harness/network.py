@@ -1,4 +1,4 @@
-"""The connection-level mode (spec §9) under test: Envoy with the filter as a NETWORK filter before
+"""The connection-level mode (docs/network-mode.md) under test: Envoy with the filter as a NETWORK filter before
 tcp_proxy, TLS passthrough by SNI, TCP upstreams that count the connections they accept.
 
 The listeners are built from the shipped manifests (``envoyfilter/gateway-tls-passthrough.yaml``,

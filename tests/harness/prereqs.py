@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from . import procs
+from .procs import PROGRAM_LOG_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,11 +30,17 @@ def make_plan(target: str) -> set[str]:
 
 
 def recorded(path: str | os.PathLike) -> set[str]:
-    """The programs ``procs.start`` recorded in ``path``."""
+    """The programs ``procs.start`` recorded in ``path``. A missing or empty record is an error, not
+    an empty set: a check of "every program started is installed" over nothing would pass."""
     try:
-        return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+        text = Path(path).read_text()
     except FileNotFoundError:
-        return set()
+        raise AssertionError(f"no record of started programs at {path}: nothing ran that records "
+                             f"({PROGRAM_LOG_ENV} unset, or no program was started)") from None
+    names = {line.strip() for line in text.splitlines() if line.strip()}
+    if not names:
+        raise AssertionError(f"the record of started programs at {path} is empty")
+    return names
 
 
 def missing_installs(programs: set[str], target: str) -> list[str]:

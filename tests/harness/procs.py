@@ -24,6 +24,8 @@ INSTALLED_BY = {
     "docker-registry": "oci-tools",
     "openssl": "openssl",
     "nginx": "nginx",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
     "istio-xds": "istio-xds",   # tests/istio, built per pinned Istio release into .work/istio/<minor>/
     "istioctl": "istio-xds",    # built from the same istio.io/istio module
 }

@@ -263,7 +263,9 @@ def request(port: int, proxy: bytes = b"", method: str = "GET", path: str = "/",
 
 
 def raw_exchange(port: int, data: bytes, source: Optional[str] = None, timeout: float = 5.0) -> bytes:
-    """Send ``data`` and return every byte received until the peer closes (or ``timeout``)."""
+    """Send ``data`` and return every byte received until the peer closes (a reset counts as a
+    close). A peer that neither answers nor closes within ``timeout`` raises ``TimeoutError``: a
+    hung Envoy is not "no answer"."""
     with Connection(port, source=source, timeout=timeout) as c:
         c.send(data)
         out = b""
@@ -273,7 +275,9 @@ def raw_exchange(port: int, data: bytes, source: Optional[str] = None, timeout: 
                 if not chunk:
                     break
                 out += chunk
-        except (socket.timeout, ConnectionResetError):
+        except socket.timeout:
+            raise TimeoutError(f"port {port}: no close within {timeout} s (received {out[:80]!r})") from None
+        except ConnectionResetError:
             pass
         return out
 

@@ -1,5 +1,5 @@
 """``make refresh``: a 1M-entry list source flipping between two versions under steady load
-(spec §7: "the switch is atomic", "parsing never stalls a worker that serves requests").
+(docs/sources.md: "the switch is atomic", "parsing never stalls a worker that serves requests").
 
     loadgen (client X 127.0.0.11, client Y 127.0.0.12, keep-alive)
       -> Envoy (--concurrency 2, access.deny: ["source:big"], refresh_s 10) -> upstream Envoy

@@ -3,9 +3,9 @@
 //!
 //! With the configuration `host-calls` it makes, per request, exactly the host calls that
 //! client-ip-filter makes in its default configuration (case C), and nothing else: `get_property`
-//! of the connection filter state `client_ip.downstream_address`, `set_property` of
-//! `wasm.client_ip` and `set_map_value` of `x-real-ip` (its counters are counted in the VM and
-//! flushed every 250 ms). Case (B-calls): the price of those calls alone, to tell it from the
+//! of the connection filter state `client_ip.downstream_address`, `get_map` of the request
+//! headers, `set_property` of `wasm.client_ip` and `set_map_value` of `x-real-ip` (its counters
+//! are counted in the VM and flushed every 250 ms). Case (B-calls): the price of those calls alone, to tell it from the
 //! filter's own work inside the VM.
 //!
 //! With `calls:<name>,<name>,...` it makes the named host calls, in that order, per request: the
@@ -17,12 +17,27 @@
 //!
 //! With `network` it is a network filter (`envoy.filters.network.wasm`) that does nothing: every
 //! connection goes on untouched. Case (N-B), the floor of any wasm network filter.
+//!
+//! Its host calls go through client-ip-filter's own host-call layer (`src/host.rs`, compiled into
+//! this crate as it is), not the SDK's `hostcalls`, so a call costs here what it costs there; and
+//! with the feature `count-host-calls` they are counted the same way.
 
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+/// client-ip-filter's host-call layer, the same source file.
+#[allow(dead_code)]
+#[path = "../../../src/host.rs"]
+mod host;
+
+use host::PropertyPath;
+
+const DOWNSTREAM_FILTER_STATE: PropertyPath =
+    PropertyPath::fixed(b"filter_state\0client_ip.downstream_address");
+const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
+const NOOP_CLIENT: PropertyPath = PropertyPath::fixed(b"noop_client");
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
@@ -58,26 +73,27 @@ impl Call {
     }
 
     fn make(self, counter: u32) {
-        let headers = MapType::HttpRequestHeaders;
         let _ = match self {
-            Call::Map => hostcalls::get_map_bytes(headers).map(drop),
-            Call::Value => hostcalls::get_map_value_bytes(headers, "x-forwarded-for").map(drop),
-            Call::FilterState => {
-                hostcalls::get_property(vec!["filter_state", "client_ip.downstream_address"])
-                    .map(drop)
-            }
-            Call::Source => hostcalls::get_property(vec!["source", "address"]).map(drop),
-            Call::Increment => hostcalls::increment_metric(counter, 1),
-            Call::SetProperty => hostcalls::set_property(vec!["noop_client"], Some(b"127.0.0.1")),
-            Call::SetHeader => hostcalls::set_map_value(headers, "x-real-ip", Some("127.0.0.1")),
-            Call::RemoveHeader => hostcalls::set_map_value(headers, "x-client-ip", None),
+            Call::Map => host::request_header_lines().map(drop),
+            Call::Value => host::request_header("x-forwarded-for").map(drop),
+            Call::FilterState => host::property(&DOWNSTREAM_FILTER_STATE).map(drop),
+            Call::Source => host::property(&SOURCE_ADDRESS).map(drop),
+            Call::Increment => host::increment_metric(counter, 1),
+            Call::SetProperty => host::set_property(&NOOP_CLIENT, b"127.0.0.1"),
+            Call::SetHeader => host::set_request_header("x-real-ip", "127.0.0.1"),
+            Call::RemoveHeader => host::remove_request_header("x-client-ip"),
         };
     }
 }
 
 /// The calls of `host-calls`: what client-ip-filter makes per request in its default
 /// configuration.
-const HOST_CALLS: [Call; 3] = [Call::FilterState, Call::SetProperty, Call::SetHeader];
+const HOST_CALLS: [Call; 4] = [
+    Call::FilterState,
+    Call::Map,
+    Call::SetProperty,
+    Call::SetHeader,
+];
 
 #[derive(Default)]
 struct Root {
@@ -92,10 +108,8 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let _background = host::count::Background::enter();
+        let config = host::plugin_configuration(size).unwrap_or_default();
         let calls = match config.trim_ascii() {
             b"" => Vec::new(),
             b"network" => {
@@ -111,12 +125,20 @@ impl RootContext for Root {
                 None => return false,
             },
         };
-        match hostcalls::define_metric(MetricType::Counter, "noop.requests") {
+        match host::define_counter("noop.requests") {
             Ok(id) => self.counter = id,
             Err(_) => return false,
         }
         self.calls = Rc::new(calls);
+        // Only a counting build ticks: to report its counts, as client-ip-filter does.
+        if cfg!(feature = "count-host-calls") && host::set_tick_period(250).is_err() {
+            return false;
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        host::count::report();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -128,10 +150,12 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        host::count::context();
         Some(Box::new(Connection))
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        host::count::context();
         Some(Box::new(Stream {
             calls: self.calls.clone(),
             counter: self.counter,

@@ -7,10 +7,10 @@
 //! same lookups as a list written inline; a stream holds the policy current when it started,
 //! so each request is decided wholly with the old lists or wholly with the new ones.
 
-use super::{OnUnavailable, Source};
 use crate::access::Lists;
 use crate::ipset::IpSet;
 use crate::policy::Policy;
+use crate::source::{OnUnavailable, Source};
 
 /// A list of the policy that may name sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Slot {
     RuleAllow(usize),
     /// `access.rules[i].deny`.
     RuleDeny(usize),
+    /// `rate_limit.exempt`.
+    RateLimitExempt,
 }
 
 impl Slot {
@@ -34,6 +36,7 @@ impl Slot {
             "client_ip.trusted_proxies" => return Some(Slot::TrustedProxies),
             "access.allow" => return Some(Slot::Allow),
             "access.deny" => return Some(Slot::Deny),
+            "rate_limit.exempt" => return Some(Slot::RateLimitExempt),
             _ => {}
         }
         let rest = path.strip_prefix("access.rules[")?;
@@ -75,6 +78,13 @@ impl SourcePlan {
     pub fn is_used(&self, index: usize) -> bool {
         self.bindings.iter().any(|b| b.sources.contains(&index))
     }
+
+    /// Whether `client_ip.trusted_proxies` names source `index` (its `min_prefix` then applies).
+    pub fn is_trusted(&self, index: usize) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.slot == Slot::TrustedProxies && b.sources.contains(&index))
+    }
 }
 
 /// The template policy with each list naming sources bound to them. `current[i]` is source i's
@@ -109,6 +119,13 @@ pub fn bind(template: &Policy, plan: &SourcePlan, current: &[Option<&IpSet>]) ->
                     rule.lists = bound(&rule.lists, binding.slot, &with, unavailable);
                 }
             }
+            // An unavailable source exempts nobody: its clients stay keyed (limited), whatever
+            // its `on_unavailable`; the exempt list never refuses a request.
+            Slot::RateLimitExempt => {
+                if let Some(rate_limit) = policy.rate_limit.as_mut() {
+                    rate_limit.exempt = with(&rate_limit.exempt);
+                }
+            }
         }
     }
     policy
@@ -131,6 +148,6 @@ fn bound(lists: &Lists, slot: Slot, with: &dyn Fn(&IpSet) -> IpSet, unavailable:
             unavailable,
         ),
     };
-    // Identity entries (spec §8) sit beside the addresses, untouched by sources.
+    // Identity entries (docs/private-link.md) sit beside the addresses, untouched by sources.
     rebound.with_links(lists.links().clone())
 }
