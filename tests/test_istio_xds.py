@@ -15,6 +15,8 @@ Configuration values under test are the manifests' own (allow 203.0.113.0/24, 19
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness import istio as I
@@ -38,6 +40,7 @@ def app():
 def gateway(request, wasm, app, tmp_path_factory):
     version, route = request.param
     gw = Gateway(version, route, wasm, tmp_path_factory.mktemp(f"gw-{version}-{route}"))
+    gw.route, gw.wasm = route, wasm
     yield gw
     gw.stop()
 
@@ -132,3 +135,43 @@ def test_haproxy_send_proxy_v2_client_is_decided_by_its_own_address(gateway, app
     assert arrived(app, tid) == []
 
 
+
+
+# -- what Istio made of the WasmPlugin ------------------------------------------------------------
+
+def http_filter_names(envoy) -> list:
+    for c in envoy.config_dump()["configs"]:
+        for lst in c.get("dynamic_listeners", []):
+            if lst["name"] != f"0.0.0.0_{GATEWAY_HTTP_PORT}":
+                continue
+            for fc in lst["active_state"]["listener"]["filter_chains"]:
+                for f in fc["filters"]:
+                    if f["name"] == "envoy.filters.network.http_connection_manager":
+                        return [h["name"] for h in f["typed_config"]["http_filters"]]
+    raise LookupError("no gateway HTTP listener in the config dump")
+
+
+def test_the_filter_is_where_istio_put_it(gateway):
+    """EnvoyFilter route: first in the HTTP chain (INSERT_FIRST). WasmPlugin route: Istio's
+    translation of wasmplugin-ingress-gateway.yaml served over ECDS: root id = pluginName,
+    configuration = pluginConfig as JSON, fail closed, the module file."""
+    names = http_filter_names(gateway.envoy)
+    if gateway.route == "envoyfilter":
+        assert names[0] == "client-ip-filter", names
+        return
+    assert any(n.endswith("istio-system.client-ip-filter~istio-translated-wasmplugin")
+               or n.endswith("istio-system.client-ip-filter") for n in names), names
+    plugin = next(d for d in I.documents((EX / "wasmplugin-ingress-gateway.yaml").read_text())
+                  if d["kind"] == "WasmPlugin")
+    dump = gateway.envoy.config_dump()
+    ecds = [c for c in dump["configs"] if c["@type"].endswith("EcdsConfigDump")]
+    assert ecds, "no ECDS in the config dump"
+    configs = [e["ecds_filter"] for c in ecds for e in c.get("ecds_filters", [])]
+    wasm_configs = [c["typed_config"]["config"] for c in configs
+                    if c["typed_config"]["@type"].endswith("filters.http.wasm.v3.Wasm")]
+    (config,) = wasm_configs
+    assert config["root_id"] == plugin["spec"]["pluginName"]
+    assert json.loads(config["configuration"]["value"]) == plugin["spec"]["pluginConfig"]
+    assert config.get("fail_open", False) is False
+    assert config.get("failure_policy", "FAIL_CLOSED") == "FAIL_CLOSED"
+    assert config["vm_config"]["code"]["local"]["filename"] == gateway.wasm
