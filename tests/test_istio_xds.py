@@ -175,3 +175,17 @@ def test_the_filter_is_where_istio_put_it(gateway):
     assert config.get("fail_open", False) is False
     assert config.get("failure_policy", "FAIL_CLOSED") == "FAIL_CLOSED"
     assert config["vm_config"]["code"]["local"]["filename"] == gateway.wasm
+
+
+# -- private link: the listener filter the WasmPlugin example leaves on the gateway ------------------
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_private_link_wasmplugin_leaves_one_proxy_protocol_filter_with_the_tlv_rule(version, wasm, tmp_path):
+    """Istio's translation of wasmplugin-private-link.yaml on the annotated gateway: Istio's own
+    proxy_protocol filter is gone and the manifest's, with the AWS TLV rule, is the only one."""
+    out = I.dump(version, COMMON + [EX / "wasmplugin-private-link.yaml"], wasm, tmp_path, pod_ips=POD_IPS,
+                 node_args=["--proxy-config", gateway_annotation()])
+    (lst,) = [x for x in out["listeners"] if x["name"] == f"0.0.0.0_{GATEWAY_HTTP_PORT}"]
+    pps = [f for f in lst["listener_filters"] if f["name"] == "envoy.filters.listener.proxy_protocol"]
+    assert len(pps) == 1, lst["listener_filters"]
+    assert [r["tlv_type"] for r in pps[0]["typed_config"]["rules"]] == [234]

@@ -67,7 +67,7 @@ def test_istioctl_validate_accepts_the_manifest(version, path):
 @pytest.mark.parametrize("name", SETS)
 def test_istioctl_analyze_finds_no_error_and_each_warning_is_explained(version, name):
     files = SETS[name]
-    args = ["analyze", "--use-kube=false", "--color=false", "--failure-threshold", "Error"]
+    args = ["analyze", "--use-kube=false", "--all-namespaces", "--color=false", "--failure-threshold", "Error"]
     for f in files:
         args += [str(f)]
     done = istioctl(version, *args)

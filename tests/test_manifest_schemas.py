@@ -412,7 +412,7 @@ def test_private_link_metadata_variant_fits_envoy_1_29():
     assert not any(e.startswith(("azure-link:", "gcp-psc:")) for e in entries)
 
 
-def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_endpoints():
+def test_private_link_wasmplugin_swaps_istios_listener_filter_and_allows_two_endpoints():
     wp = one(PRIVATE_LINK_PLUGIN, "WasmPlugin")
     plain = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
     assert wp["metadata"] == plain["metadata"]  # applying one replaces the other
@@ -421,11 +421,15 @@ def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_
     allow = wp["spec"]["pluginConfig"]["access"]["allow"]
     assert len(allow) == 2 and all(e.startswith("aws-vpce:vpce-") for e in allow)
     patches = _patches(PRIVATE_LINK_PLUGIN)
-    lf = patches["LISTENER_FILTER"]
-    assert lf["patch"]["operation"] == "REPLACE"  # Istio cannot MERGE a listener filter
-    assert lf["match"] == {"context": "GATEWAY",
-                           "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
-    assert lf["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
+    # Istio cannot MERGE a listener filter, and istioctl analyze rejects REPLACE on one (IST0152):
+    # REMOVE Istio's, then INSERT_FIRST the one with the rules
+    remove, insert = [p for p in one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["spec"]["configPatches"]
+                      if p["applyTo"] == "LISTENER_FILTER"]
+    assert remove["patch"] == {"operation": "REMOVE"}
+    assert remove["match"] == {"context": "GATEWAY",
+                               "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
+    assert insert["patch"]["operation"] == "INSERT_FIRST" and insert["match"] == {"context": "GATEWAY"}
+    assert insert["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
     companion = one("istio-examples/wasmplugin-ingress-gateway.yaml", "EnvoyFilter")
     assert one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["metadata"] == companion["metadata"]
     assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]
