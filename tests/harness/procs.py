@@ -24,6 +24,8 @@ INSTALLED_BY = {
     "docker-registry": "oci-tools",
     "openssl": "openssl",
     "nginx": "nginx",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 # Programs every machine the README names has (Debian with rustup and python3): no install step.
 BASE_PROGRAMS = {"python3", "python", "curl"}
