@@ -33,6 +33,9 @@ EXPECTED = {
     "E10": THREE,
     "E10k": THREE,
     "E100k": THREE,
+    # rate_limit (docs/rate-limits.md): wasm.client_ip_key, and the key header when configured
+    "RL-H": {"get_property": 1, "set_property": 2, "replace_header_map_value": 2},
+    "RL-FS": {"get_property": 1, "set_property": 2, "replace_header_map_value": 1},
     "B-fs4": {"get_property": 4},
     "B-inc4": {"increment_metric": 4},
     "B-prop4": {"set_property": 4},
