@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -42,6 +42,14 @@ noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop
 	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## hostile-module: a test-only proxy-wasm module that overwrites the filter's shared-data keys
+## (tests/hostile-module, tests/test_shared_state.py).
+HOSTILE_WASM := target/hostile-module/$(TARGET)/release/hostile_module.wasm
+export CLIENT_IP_HOSTILE_WASM := $(abspath $(HOSTILE_WASM))
+hostile-module: toolchain
+	cargo build --release --target $(TARGET) --manifest-path tests/hostile-module/Cargo.toml \
+	  --target-dir target/hostile-module
 
 ## build-counting: the filter and the no-op filter with the feature count-host-calls (every host
 ## call counted by kind and reported as counters client_ip.host_calls.*), same profile and wasm-opt
@@ -154,12 +162,21 @@ RELEASE_DIR := target/release-artifacts
 release: build oci-tools
 	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG)
 
+## prometheus: Debian's prometheus (the server and promtool): tests/test_alerts.py checks and unit-tests
+## observability/alerts.rules.yaml with promtool and runs a real Prometheus against real Envoys.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+	@promtool --version | head -n 1
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop envoy haproxy openssl nginx oci redis ratelimit-service
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -171,7 +188,7 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -237,6 +254,13 @@ reconfig: build envoy haproxy loadgen
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
+
+## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
+## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+hostile-json: toolchain
+	@mkdir -p tests/reliability/records
+	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration

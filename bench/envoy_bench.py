@@ -28,7 +28,7 @@ Cases:
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
          costs per request (goal ≥ 0.95×)
-  B-calls  the do-nothing filter making exactly (C)'s three host calls per request and nothing else:
+  B-calls  the do-nothing filter making exactly (C)'s four host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
          request: the price of each kind (get_property, increment_metric, set_property, set_map_value)
@@ -277,7 +277,7 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         {"name": "A", "what": "no filter", "filters": []},
         {"name": "B", "what": "wasm filter that does nothing",
          "filters": [wasm_filter(noop_wasm, "noop-filter", "", "")]},
-        {"name": "B-calls", "what": "(B) making (C)'s three host calls, nothing else", "sfs": True,
+        {"name": "B-calls", "what": "(B) making (C)'s four host calls, nothing else", "sfs": True,
          "probe": True, "filters": [wasm_filter(noop_wasm, "noop-filter", "", "host-calls")]},
         {"name": "C", "what": "client-ip-filter, default configuration", "filters": ours(""), "sfs": True},
         {"name": "D", "what": "client-ip-filter: trusted proxies, allow+deny, a rule, 2 headers",
@@ -1083,7 +1083,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         if "B-calls" in cpu:
             calls = cpu["B-calls"] - cpu["B"]
             own = cpu["C"] - cpu["B-calls"]
-            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s three host calls and nothing "
+            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s four host calls and nothing "
                         f"else, costs {calls:.0f} µs over (B) ({s['B-calls']['vs_B']:.2f}× its requests/s)")
             if own > 2:
                 per_call += (f": of (C)'s {cpu['C'] - cpu['B']:.0f} µs, about {calls:.0f} µs are host calls "
@@ -1098,9 +1098,9 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                  + (f" Host calls per request, counted by the `count-host-calls` builds (the column above): "
                     f"(C) {calls_text(raw, 'C')}; (D) {calls_text(raw, 'D')}. Counters are counted in the "
                     "VM and flushed from the root's tick (not counted: the root's own calls), and "
-                    "`wasm.client_ip_decision` is written only for refusals. (D) reads X-Forwarded-For "
-                    "(its downstream address is a trusted proxy) and `:authority` (it has a host rule; "
-                    "`:path` is not read because the rule's host does not match)."
+                    "`wasm.client_ip_decision` is written only for refusals. The header lines are read once "
+                    "(`get_map`), to remove `forward.strip` and other spellings of the filter's headers "
+                    "(wrk sends none); in (D) the same read serves X-Forwarded-For and `:authority`."
                     if raw.get("host_calls", {}).get("C") and raw["host_calls"].get("D") else ""))
     if {"A", "E10k", "F10k"} <= cpu.keys():
         L.append(f"- (F) with 10,000 principals costs {cpu['F10k'] - cpu['A']:.0f} µs per request over (A) "

@@ -1,7 +1,9 @@
 //! Differential test of the compiled lookup structure: `IpSet::contains` against a plain linear
 //! scan over `ipnet` networks, on random IPv4/IPv6 lists (overlaps, nested and touching prefixes,
 //! /0, /32, /128, host bits set, IPv4-mapped networks) and random addresses (boundaries, mapped
-//! and IPv4-compatible forms). They must agree on every address.
+//! and IPv4-compatible forms). They must agree on every address. The same for the two other ways
+//! sources make a set: `IpSet::from_merged` (a published table's ranges, merged here by a plain
+//! reference) and `IpSet::union` (a list's inline entries with its sources' lists).
 //!
 //! Deterministic: a fixed-seed splitmix64, so a failure reproduces and no new dependency is
 //! needed. `IPSET_DIFF_CASES=N` runs N lists instead of the default (see RELIABILITY.md).
@@ -200,6 +202,150 @@ fn probes(rng: &mut Rng, nets: &[IpNet], random: usize) -> Vec<IpAddr> {
         });
     }
     out
+}
+
+/// A random list of networks as the main test makes them (nested, touching, host bits, mapped).
+fn random_list(rng: &mut Rng) -> Vec<IpNet> {
+    let len = match rng.below(10) {
+        0 => 0,
+        1..=6 => 1 + rng.below(12) as usize,
+        7 | 8 => 1 + rng.below(100) as usize,
+        _ => 1 + rng.below(1000) as usize,
+    };
+    let mut nets: Vec<IpNet> = Vec::with_capacity(len);
+    for _ in 0..len {
+        let net = random_net(rng, &nets);
+        nets.push(net);
+    }
+    nets.into_iter()
+        .map(|n| if rng.chance(80) { n.trunc() } else { n })
+        .collect()
+}
+
+/// The reference's ranges of a list, inclusive: a mapped IPv6 network (inside `::ffff:0:0/96`,
+/// prefix ≥ 96) as its IPv4 range, then sorted and merged when they overlap or touch, one pass.
+/// Inclusive IPv4 and IPv6 ranges, as `IpSet::ranges_v4` and `IpSet::ranges_v6` give them.
+type Ranges = (Vec<(u32, u32)>, Vec<(u128, u128)>);
+
+fn reference_ranges(nets: &[IpNet]) -> Ranges {
+    fn merge<T: Copy + Ord + From<u8> + std::ops::Add<Output = T>>(
+        mut r: Vec<(T, T)>,
+        max: T,
+    ) -> Vec<(T, T)> {
+        r.sort();
+        let mut out: Vec<(T, T)> = Vec::new();
+        for (lo, hi) in r {
+            match out.last_mut() {
+                Some(last) if last.1 == max || lo <= last.1 + T::from(1) => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        out
+    }
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for net in nets {
+        match net {
+            IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+            IpNet::V6(n) => {
+                let mapped = n.prefix_len() >= 96 && n.network().to_ipv4_mapped().is_some();
+                let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+                if mapped {
+                    v4.push((lo as u32, hi as u32));
+                } else {
+                    v6.push((lo, hi));
+                }
+            }
+        }
+    }
+    (merge(v4, u32::MAX), merge(v6, u128::MAX))
+}
+
+#[test]
+fn from_merged_agrees_with_a_linear_scan_and_refuses_ranges_not_merged() {
+    let mut rng = Rng(0xF00D_0000_4D45_5247);
+    let (mut lists, mut lookups) = (0usize, 0usize);
+    for case in 0..cases() / 8 {
+        let nets = random_list(&mut rng);
+        let (v4, v6) = reference_ranges(&nets);
+        let set = IpSet::from_merged(v4.clone(), v6.clone())
+            .unwrap_or_else(|| panic!("case {case}: merged ranges refused: {v4:?} {v6:?}"));
+        assert_eq!(set.is_empty(), nets.is_empty(), "case {case}");
+        for ip in probes(&mut rng, &nets, 32) {
+            assert_eq!(
+                set.contains(ip),
+                reference_contains(&nets, ip),
+                "case {case}: {ip} in {nets:?}"
+            );
+            lookups += 1;
+        }
+        // Ranges out of order, overlapping or touching are not a published table's: refused.
+        if v4.len() >= 2 {
+            let mut swapped = v4.clone();
+            swapped.swap(0, 1);
+            assert!(
+                IpSet::from_merged(swapped, v6.clone()).is_none(),
+                "case {case}"
+            );
+            let mut touching = v4.clone();
+            touching[0].1 = touching[1].0 - 1;
+            assert!(
+                IpSet::from_merged(touching, v6.clone()).is_none(),
+                "case {case}"
+            );
+        }
+        if v6.len() >= 2 {
+            let mut overlapping = v6.clone();
+            overlapping[0].1 = overlapping[1].0;
+            assert!(
+                IpSet::from_merged(v4.clone(), overlapping).is_none(),
+                "case {case}"
+            );
+        }
+        lists += 1;
+    }
+    assert!(
+        IpSet::from_merged(vec![(5, 4)], vec![]).is_none(),
+        "a range ending before it starts"
+    );
+    eprintln!("from_merged differential: {lists} lists, {lookups} lookups");
+}
+
+#[test]
+fn union_agrees_with_a_linear_scan_over_both_lists() {
+    let mut rng = Rng(0x0417_0000_5E75_0001);
+    let (mut pairs, mut lookups) = (0usize, 0usize);
+    for case in 0..cases() / 8 {
+        let a = random_list(&mut rng);
+        // Half the time the second list grows from the first (overlapping, touching).
+        let b = if rng.chance(50) {
+            let mut b: Vec<IpNet> = Vec::new();
+            for _ in 0..rng.below(20) {
+                let net = random_net(&mut rng, if b.is_empty() { &a } else { &b });
+                b.push(net);
+            }
+            b
+        } else {
+            random_list(&mut rng)
+        };
+        let union = IpSet::from_nets(a.iter().copied()).union(&IpSet::from_nets(b.iter().copied()));
+        let both: Vec<IpNet> = a.iter().chain(&b).copied().collect();
+        assert_eq!(union.is_empty(), both.is_empty(), "case {case}");
+        let probe_nets: Vec<IpNet> = both.clone();
+        for ip in probes(&mut rng, &probe_nets, 32) {
+            assert_eq!(
+                union.contains(ip),
+                reference_contains(&both, ip),
+                "case {case}: {ip} in {a:?} + {b:?}"
+            );
+            lookups += 1;
+        }
+        // The union's ranges are merged: the same as the reference's for both lists.
+        let (v4, v6) = reference_ranges(&both);
+        assert_eq!(union.ranges_v4(), &v4[..], "case {case}");
+        assert_eq!(union.ranges_v6(), v6, "case {case}");
+        pairs += 1;
+    }
+    eprintln!("union differential: {pairs} pairs, {lookups} lookups");
 }
 
 fn cases() -> usize {

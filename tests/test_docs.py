@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The top-level entries a path in a document may start with; anything else in backticks is not a
 # repository path (a key, a header, a file on a proxy).
 TOP = ("src", "tests", "docs", "envoyfilter", "istio-examples", "demo", "bench", "benches", "oci", "tools",
-       "fuzz", "alerts", "dashboards", ".ci")
+       "fuzz", "observability", ".ci")
 TOP_FILES = ("Makefile", "Cargo.toml", "Cargo.lock", "README.md", "RELIABILITY.md", "BENCHMARKS.md",
              "CHANGELOG.md", "LICENSE")
 
@@ -58,6 +58,35 @@ def test_every_repository_path_a_document_names_exists():
             if not resolved.exists():
                 missing.append(f"{doc.relative_to(REPO)}: {written}")
     assert not missing, "documents name paths that do not exist:\n" + "\n".join(missing)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^a-z0-9 -]", "", text).replace(" ", "-")
+
+
+def test_every_anchor_a_document_links_to_is_a_heading_there():
+    broken = []
+    for doc in documents():
+        for target in re.findall(r"\]\(([^)\s]+#[^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, anchor = target.split("#", 1)
+            page = (doc.parent / path).resolve() if path else doc
+            if page.suffix != ".md" or not page.exists():
+                continue
+            anchors = {slug(h) for h in re.findall(r"^#+ (.*)$", page.read_text(), re.M)}
+            if anchor not in anchors:
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
+    assert not broken, "links to headings that do not exist:\n" + "\n".join(broken)
+
+
+def test_the_docs_index_lists_every_page():
+    index = (REPO / "docs" / "README.md").read_text()
+    listed = set(re.findall(r"\]\(([a-z0-9-]+\.md)\)", index))
+    pages = {p.name for p in (REPO / "docs").glob("*.md")} - {"README.md"}
+    assert pages <= listed, f"docs/README.md does not list {sorted(pages - listed)}"
 
 
 def test_the_path_check_sees_a_missing_path(tmp_path):

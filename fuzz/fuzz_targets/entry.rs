@@ -1,71 +1,29 @@
 //! One forwarding-header entry: `addr::parse_entry` on any text. Never panics; the result is an
 //! address (canonical, printable, re-parseable to itself) or an invalid entry, and it is exactly
-//! what a plain reference of the contract's grammar (docs/resolution.md "Entry") says.
+//! what a plain reference of the contract's grammar (docs/resolution.md "Entry") says: the
+//! reference (`fuzz/reference.rs`) uses the standard library only, not the filter's parsing or
+//! trimming.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use client_ip_filter::addr::{parse_entry, trim_ows, AddrText};
+use client_ip_filter::addr::{parse_entry, AddrText};
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code)] // the networks part is the header target's
+#[path = "../reference.rs"]
+mod reference;
+
 fuzz_target!(|data: &[u8]| {
-    // The filter reads header values as bytes and converts them lossily (src/filter.rs).
+    // The filter reads header values as bytes and converts them lossily (src/host.rs `text`).
     let text = String::from_utf8_lossy(data);
     check(&text);
 });
 
-/// The contract's grammar, written plainly: `a.b.c.d`, `a.b.c.d:port`, a bare IPv6 address,
-/// `[ipv6]`, `[ipv6]:port`, an IPv6 address optionally with a `%zone` of unreserved characters;
-/// a port is 1-5 ASCII digits up to 65535 (0 means none); mapped IPv4 is IPv4.
-fn reference(text: &str) -> Option<(IpAddr, Option<u16>)> {
-    let s = text.trim_matches([' ', '\t']);
-    let port = |p: &str| -> Option<u16> {
-        let ok = (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
-        ok.then(|| p.parse::<u16>().ok()).flatten()
-    };
-    let v6 = |a: &str| -> Option<Ipv6Addr> {
-        let (addr, zone) = match a.find('%') {
-            Some(i) => (&a[..i], Some(&a[i + 1..])),
-            None => (a, None),
-        };
-        if let Some(z) = zone {
-            let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
-            if z.is_empty() || !z.bytes().all(unreserved) {
-                return None;
-            }
-        }
-        addr.parse().ok()
-    };
-    let (ip, p) = if let Some(rest) = s.strip_prefix('[') {
-        let (inner, after) = rest.split_at(rest.find(']')?);
-        let after = &after[1..];
-        let p = if after.is_empty() {
-            None
-        } else {
-            Some(port(after.strip_prefix(':')?)?)
-        };
-        (IpAddr::V6(v6(inner)?), p)
-    } else {
-        match s.matches(':').count() {
-            0 => (IpAddr::V4(s.parse().ok()?), None),
-            1 => {
-                let (a, p) = s.split_once(':')?;
-                (IpAddr::V4(a.parse().ok()?), Some(port(p)?))
-            }
-            _ => (IpAddr::V6(v6(s)?), None),
-        }
-    };
-    let ip = match ip {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-        v4 => v4,
-    };
-    Some((ip, p.filter(|&p| p != 0)))
-}
-
 fn check(text: &str) {
-    let trimmed = trim_ows(text);
+    let trimmed = reference::trim(text);
     let got = parse_entry(text).ok().map(|a| (a.ip(), a.port()));
-    assert_eq!(got, reference(text), "{text:?}");
+    assert_eq!(got, reference::entry(text), "{text:?}");
     match parse_entry(text) {
         Ok(addr) => {
             let ip = addr.ip();

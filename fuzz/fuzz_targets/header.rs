@@ -1,7 +1,8 @@
 //! A whole request walked by the resolver (`trusted_proxies` and `trusted_hops`, X-Forwarded-For
 //! and a single-address header, both `on_invalid` settings), compared with a plain, eager
-//! reference implementation of docs/resolution.md written from the text of the spec; then the request is
-//! decided and its header plan built. Never panics; the client is always an address the chain
+//! reference implementation of docs/resolution.md written from the text of the contract, which
+//! parses entries, trims them and matches trusted networks with its own code (`fuzz/reference.rs`,
+//! std only), never the filter's; then the request is decided and its header plan built. Never panics; the client is always an address the chain
 //! holds (never one made up), unknown, or the downstream address.
 //!
 //! Input layout: byte 0 picks trust/header/on_invalid, byte 1 the hop count or trusted set,
@@ -12,11 +13,17 @@
 use std::net::IpAddr;
 
 use client_ip_filter::access::{Lists, Verdict};
-use client_ip_filter::addr::{parse_entry, parse_socket_addr, trim_ows, ClientAddr};
+use client_ip_filter::addr::parse_socket_addr;
 use client_ip_filter::ipset::{parse_net, IpSet};
 use client_ip_filter::policy::{Downstream, Policy, Request};
 use client_ip_filter::resolve::{OnInvalid, Resolver, Trust};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../reference.rs"]
+mod reference;
+
+/// An address and its port, as the reference reads them.
+type Addr = (IpAddr, Option<u16>);
 
 const DOWNSTREAMS: &[&str] = &[
     "10.0.0.2:1",
@@ -63,9 +70,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         OnInvalid::Downstream
     };
-    let downstream = DOWNSTREAMS
-        .get(ds as usize % (DOWNSTREAMS.len() + 1))
-        .map(|s| parse_socket_addr(s).expect("test downstream"));
+    let downstream_text = DOWNSTREAMS.get(ds as usize % (DOWNSTREAMS.len() + 1));
+    let downstream = downstream_text.map(|s| parse_socket_addr(s).expect("test downstream"));
+    let ref_downstream = downstream_text.map(|s| reference::entry(s).expect("test downstream"));
     let lines: Vec<(String, String)> = String::from_utf8_lossy(&data[3..])
         .split('\n')
         .filter(|l| !l.is_empty())
@@ -76,47 +83,51 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
 
-    let trust = if mode & 1 == 0 {
+    let (trust, ref_trust) = if mode & 1 == 0 {
         let nets = TRUSTED_SETS[pick as usize % TRUSTED_SETS.len()];
-        Reference::Proxies(IpSet::from_nets(
-            nets.iter().map(|n| parse_net(n).unwrap().0),
-        ))
+        let set = IpSet::from_nets(nets.iter().map(|n| parse_net(n).unwrap().0));
+        (
+            Trust::Proxies(set),
+            Reference::Proxies(reference::Nets::parse(nets)),
+        )
     } else {
-        Reference::Hops(u32::from(pick % 8) + 1)
+        let n = u32::from(pick % 8) + 1;
+        (Trust::Hops(n), Reference::Hops(n))
     };
-    let resolver = Resolver::new(trust.to_trust(), header, on_invalid);
+    let resolver = Resolver::new(trust, header, on_invalid);
     let got = resolver.resolve(downstream, &lines);
 
     // The reference: build the whole chain eagerly, then apply the rule.
-    let want = reference(&trust, header, on_invalid, downstream, &lines);
+    let want = resolve(&ref_trust, header, on_invalid, ref_downstream, &lines);
+    let got_client = got.client.map(|c| (c.ip(), c.port()));
     assert_eq!(
-        (got.client, got.invalid),
+        (got_client, got.invalid),
         want,
         "lines {lines:?} downstream {downstream:?}"
     );
 
     // The client is the downstream address or an address written in the header: never another.
-    if let Some(client) = got.client {
+    if let Some(client) = got_client {
         let written = lines
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(header))
             .flat_map(|(_, v)| v.split(','))
-            .filter_map(|e| parse_entry(e).ok())
+            .filter_map(reference::entry)
             .any(|e| e == client);
         assert!(
-            Some(client) == downstream || written,
+            Some(client) == ref_downstream || written,
             "{client:?} came from nowhere"
         );
     }
 
     // The whole decision and the header plan, with an allow list in force.
-    let allow =
-        IpSet::from_nets(["203.0.113.0/24", "2001:db8::/32"].map(|n| parse_net(n).unwrap().0));
+    const ALLOW: [&str; 2] = ["203.0.113.0/24", "2001:db8::/32"];
+    let allow = IpSet::from_nets(ALLOW.map(|n| parse_net(n).unwrap().0));
     let mut policy = Policy {
         resolver,
         ..Policy::default()
     };
-    policy.access.lists = Lists::new(allow.clone(), IpSet::empty());
+    policy.access.lists = Lists::new(allow, IpSet::empty());
     let request = Request {
         downstream: Downstream {
             addr: downstream,
@@ -126,36 +137,27 @@ fuzz_target!(|data: &[u8]| {
     };
     let decision = policy.decide(&request);
     assert_eq!(decision.client, got.client);
-    let admitted = got.client.is_some_and(|c| allow.contains(c.ip()));
+    let admitted = want
+        .0
+        .is_some_and(|c| reference::Nets::parse(&ALLOW).contains(c.0));
     assert_eq!(decision.verdict == Verdict::Allow, admitted, "{decision:?}");
     let plan = policy.header_plan(&request, &decision).to_vec();
     // x-real-ip is always rewritten: set to the client, or removed when unknown.
     assert_eq!(
         plan[0],
-        (
-            "x-real-ip".to_string(),
-            got.client.map(|c| c.text().as_str().to_string())
-        )
+        ("x-real-ip".to_string(), want.0.map(|c| c.0.to_string()))
     );
 });
 
+/// The reference's trust: its own networks, or a hop count.
 enum Reference {
-    Proxies(IpSet),
+    Proxies(reference::Nets),
     Hops(u32),
-}
-
-impl Reference {
-    fn to_trust(&self) -> Trust {
-        match self {
-            Reference::Proxies(set) => Trust::Proxies(set.clone()),
-            Reference::Hops(n) => Trust::Hops(*n),
-        }
-    }
 }
 
 /// Spec §1 "Chain" and §2, eagerly: every element left of the downstream address, in wire order
 /// (None for an element that is invalid as a whole: a repeated single-address header).
-fn chain(header: &str, downstream: ClientAddr, lines: &[(String, String)]) -> Vec<Option<String>> {
+fn chain(header: &str, downstream: Addr, lines: &[(String, String)]) -> Vec<Option<String>> {
     let values: Vec<&str> = lines
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(header))
@@ -164,7 +166,7 @@ fn chain(header: &str, downstream: ClientAddr, lines: &[(String, String)]) -> Ve
     let elements: Vec<String> = values
         .iter()
         .flat_map(|v| v.split(','))
-        .map(|e| trim_ows(e).to_string())
+        .map(|e| reference::trim(e).to_string())
         .filter(|e| !e.is_empty())
         .collect();
     if header == "x-forwarded-for" {
@@ -172,8 +174,8 @@ fn chain(header: &str, downstream: ClientAddr, lines: &[(String, String)]) -> Ve
         let last_is_downstream = out
             .last()
             .and_then(|e| e.as_deref())
-            .and_then(|e| parse_entry(e).ok())
-            .is_some_and(|e| e.ip() == downstream.ip());
+            .and_then(reference::entry)
+            .is_some_and(|e| e.0 == downstream.0);
         if last_is_downstream {
             out.pop();
         }
@@ -185,25 +187,24 @@ fn chain(header: &str, downstream: ClientAddr, lines: &[(String, String)]) -> Ve
     }
 }
 
-fn reference(
+fn resolve(
     trust: &Reference,
     header: &str,
     on_invalid: OnInvalid,
-    downstream: Option<ClientAddr>,
+    downstream: Option<Addr>,
     lines: &[(String, String)],
-) -> (Option<ClientAddr>, bool) {
+) -> (Option<Addr>, bool) {
     let Some(downstream) = downstream else {
         return (None, false);
     };
     let chain = chain(header, downstream, lines);
-    let read = |e: &Option<String>| e.as_deref().and_then(|t| parse_entry(t).ok());
-    let found: Option<ClientAddr> = match trust {
-        Reference::Proxies(set) => {
-            let contains = |ip: IpAddr| set.contains(ip);
+    let read = |e: &Option<String>| e.as_deref().and_then(reference::entry);
+    let found: Option<Addr> = match trust {
+        Reference::Proxies(nets) => {
             let mut current = downstream;
             let mut i = chain.len();
             loop {
-                if !contains(current.ip()) || i == 0 {
+                if !nets.contains(current.0) || i == 0 {
                     break Some(current);
                 }
                 i -= 1;

@@ -24,6 +24,8 @@ INSTALLED_BY = {
     "docker-registry": "oci-tools",
     "openssl": "openssl",
     "nginx": "nginx",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
     "redis-server": "redis",
     "ratelimit": "ratelimit-service",
 }
