@@ -64,6 +64,8 @@ impl Walk {
             policy.forwarding.strip.retain(|s| *s != folded);
             policy.forwarding.rate_limit_header = Some(name.clone());
         }
+        // `by_link` reads every identity kind, `exempt` those it lists.
+        policy.link.kinds = policy.link.kinds.union(rl.link_kinds());
         policy.rate_limit = Some(rl);
         Ok(())
     }
