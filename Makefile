@@ -233,9 +233,9 @@ spoof: build envoy
 
 ## rate-limit-load: the per-client local rate limit under loadgen load (accuracy per client) and an
 ## attacker rotating addresses through the shipped max_dynamic_descriptors (tests/reliability/rate_limit.py);
-## the report is recorded in tests/reliability/records/rate-limit.json (RELIABILITY.md's figures).
+## its report is tests/reliability/results/rate-limit.json (figures: tools/figures.py).
 rate-limit-load: build envoy loadgen
-	$(PY) tests/reliability/rate_limit.py --report tests/reliability/records/rate-limit.json
+	$(PY) tests/reliability/rate_limit.py --report $(RESULTS)/rate-limit.json
 
 ## loadgen: the soak's and reconfig's load generator (tools/loadgen), built into target/loadgen.
 loadgen:

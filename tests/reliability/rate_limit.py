@@ -10,7 +10,7 @@ Envoy with the shipped manifest's limiter (envoyfilter/ingress-gateway-rate-limi
 2. **Rotation.** The buckets live in an LRU of ``max_dynamic_descriptors`` keys (the shipped size and
    Envoy's default of 20); a key evicted comes back with a full bucket. An honest client spends its
    bucket (``--rotation-burst`` requests, no refill during the run); an attacker behind a trusted proxy
-   (10.0.0.0/8 in the manifest's configuration, one keep-alive connection, one X-Forwarded-For address
+   (10.0.0.0/8 in the manifest's configuration, 4 keep-alive connections, one X-Forwarded-For address
    per request) then sends from k distinct addresses, and the honest client tries again: still
    limited after k = size - 1, a fresh bucket after k = size. Envoy's memory (admin /memory and RSS)
    is read with the honest client's bucket only and with the LRU full.
@@ -109,7 +109,7 @@ def accuracy(workdir: Path, upstream: UpstreamEnvoy, seconds: float) -> dict:
 
 # -- 2. rotation ------------------------------------------------------------------------------------
 class Attacker:
-    """One keep-alive connection from a trusted proxy; each request names another client in
+    """Keep-alive connections (4) from a trusted proxy; each request names another client in
     X-Forwarded-For (the addresses 100.64.0.0 + i, never reused)."""
 
     def __init__(self, port: int, conns: int = 4):
@@ -196,7 +196,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of the accuracy run")
     ap.add_argument("--sizes", default="20,10000,100000", help="max_dynamic_descriptors values to rotate through")
     ap.add_argument("--rotation-burst", type=int, default=10)
-    ap.add_argument("--report", default=str(REPO / ".work" / "rate-limit" / "report.json"))
+    ap.add_argument("--report", default=str(REPO / "tests" / "reliability" / "results" / "rate-limit.json"))
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="client-ip-rate-limit-"))
     upstream = UpstreamEnvoy(str(workdir), concurrency=1).start()
