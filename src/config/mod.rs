@@ -302,13 +302,9 @@ fn link_kinds(policy: &Policy) -> Kinds {
         return Kinds::ALL;
     }
     let access = &policy.access;
-    let rate_limit = policy
-        .rate_limit
-        .as_ref()
-        .map_or(Kinds::default(), |r| r.link_kinds());
     std::iter::once(&access.lists)
         .chain(access.rules.iter().map(|r| &r.lists))
-        .fold(rate_limit, |k, lists| k.union(lists.links().kinds()))
+        .fold(Kinds::default(), |k, lists| k.union(lists.links().kinds()))
 }
 
 impl Walk {
@@ -349,11 +345,8 @@ impl Walk {
         // Other spellings of the link header and of the forwarding header read are removed too.
         let read = policy.resolver.header().to_string();
         policy.forwarding.spelled = policy.link.header.iter().cloned().chain([read]).collect();
-        if let Some(section) = member(top, "rate_limit") {
-            let rl = self.rate_limit(section, "rate_limit", &policy.forwarding, &policy.link)?;
-            policy.rate_limit = Some(rl);
-        }
         policy.link.kinds = link_kinds(&policy);
+        self.rate_limit_section(top, &mut policy)?;
         Ok(policy)
     }
 
