@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -96,6 +96,25 @@ openssl:
 	@command -v openssl >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl
 	@openssl version
+
+## redis: Debian's redis-server, the store of the rate limit service in the global rate-limit tests
+## (installed when missing; the tests start their own on a free loopback port).
+redis:
+	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+	@redis-server --version
+
+## ratelimit-service: the rate limit service (github.com/envoyproxy/ratelimit, its src/service_cmd) at
+## the commit tests/ratelimit/go.mod pins, built from the Go module proxy into .work/ratelimit with
+## nice (a heavy build; Go 1.25+ needed).
+RATELIMIT_BIN := .work/ratelimit
+ratelimit-service: $(RATELIMIT_BIN)
+$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go
+	@command -v go >/dev/null || { echo "make ratelimit-service: Go 1.25+ is needed (https://go.dev/dl/)"; exit 1; }
+	@mkdir -p $(dir $@)
+	cd tests/ratelimit && nice go build -mod=readonly -trimpath -o $(abspath $@) \
+	  github.com/envoyproxy/ratelimit/src/service_cmd
+	@printf 'built %s\n' "$@"
 
 ## nginx: Debian's nginx (nginx-light where the release has it), the real list server of the sources
 ## tests (it sends ETag/Last-Modified and answers conditional requests); installed when missing.
@@ -236,8 +255,8 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus istio-xds \
-  istio-envoys
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
+  istio-xds istio-envoys
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -251,7 +270,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -291,6 +310,12 @@ fuzz-short: fuzz-build
 ## spoof: the spoofing corpus alone (also part of integration).
 spoof: build envoy
 	$(PY) -m pytest -q tests/test_spoofing_corpus.py
+
+## rate-limit-load: the per-client local rate limit under loadgen load (accuracy per client) and an
+## attacker rotating addresses through the shipped max_dynamic_descriptors (tests/reliability/rate_limit.py);
+## its report is tests/reliability/results/rate-limit.json (figures: tools/figures.py).
+rate-limit-load: build envoy loadgen
+	$(PY) tests/reliability/rate_limit.py --report $(RESULTS)/rate-limit.json
 
 ## loadgen: the soak's and reconfig's load generator (tools/loadgen), built into target/loadgen.
 loadgen:
@@ -366,6 +391,7 @@ docs-figures: venv
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
+	$(PY) demo/rate_limit_demo.py
 
 clean:
 	cargo clean
