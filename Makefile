@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting toolchain binaryen envoy venv haproxy openssl nginx unit integration test demo fmt-check clippy clean
+.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -42,6 +42,14 @@ noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop
 	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## hostile-module: a test-only proxy-wasm module that overwrites the filter's shared-data keys
+## (tests/hostile-module, tests/test_shared_state.py).
+HOSTILE_WASM := target/hostile-module/$(TARGET)/release/hostile_module.wasm
+export CLIENT_IP_HOSTILE_WASM := $(abspath $(HOSTILE_WASM))
+hostile-module: toolchain
+	cargo build --release --target $(TARGET) --manifest-path tests/hostile-module/Cargo.toml \
+	  --target-dir target/hostile-module
 
 ## build-counting: the filter and the no-op filter with the feature count-host-calls (every host
 ## call counted by kind and reported as counters client_ip.host_calls.*), same profile and wasm-opt
@@ -88,6 +96,25 @@ openssl:
 	@command -v openssl >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v openssl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl
 	@openssl version
+
+## redis: Debian's redis-server, the store of the rate limit service in the global rate-limit tests
+## (installed when missing; the tests start their own on a free loopback port).
+redis:
+	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+	@redis-server --version
+
+## ratelimit-service: the rate limit service (github.com/envoyproxy/ratelimit, its src/service_cmd) at
+## the commit tests/ratelimit/go.mod pins, built from the Go module proxy into .work/ratelimit with
+## nice (a heavy build; Go 1.25+ needed).
+RATELIMIT_BIN := .work/ratelimit
+ratelimit-service: $(RATELIMIT_BIN)
+$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go
+	@command -v go >/dev/null || { echo "make ratelimit-service: Go 1.25+ is needed (https://go.dev/dl/)"; exit 1; }
+	@mkdir -p $(dir $@)
+	cd tests/ratelimit && nice go build -mod=readonly -trimpath -o $(abspath $@) \
+	  github.com/envoyproxy/ratelimit/src/service_cmd
+	@printf 'built %s\n' "$@"
 
 ## nginx: Debian's nginx (nginx-light where the release has it), the real list server of the sources
 ## tests (it sends ETag/Last-Modified and answers conditional requests); installed when missing.
@@ -149,7 +176,7 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop envoy haproxy openssl nginx oci prometheus
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -161,7 +188,9 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh
+## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
+RESULTS            := tests/reliability/results
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -169,7 +198,7 @@ cargo-fuzz:
 fuzz-build: cargo-fuzz
 	RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none
 
-fuzz: fuzz-build
+fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
@@ -182,6 +211,8 @@ fuzz: fuzz-build
 	    > .work/fuzz/$$t.merge.log 2>&1; \
 	  grep -E 'MERGE-OUTER: [0-9]+ new files' .work/fuzz/$$t.merge.log || true; \
 	done
+	python3 tools/fuzz_record.py $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	$(PY) tools/figures.py --write
 
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -200,6 +231,12 @@ fuzz-short: fuzz-build
 spoof: build envoy
 	$(PY) -m pytest -q tests/test_spoofing_corpus.py
 
+## rate-limit-load: the per-client local rate limit under loadgen load (accuracy per client) and an
+## attacker rotating addresses through the shipped max_dynamic_descriptors (tests/reliability/rate_limit.py);
+## its report is tests/reliability/results/rate-limit.json (figures: tools/figures.py).
+rate-limit-load: build envoy loadgen
+	$(PY) tests/reliability/rate_limit.py --report $(RESULTS)/rate-limit.json
+
 ## loadgen: the soak's and reconfig's load generator (tools/loadgen), built into target/loadgen.
 loadgen:
 	cargo build --release --manifest-path tools/loadgen/Cargo.toml --target-dir target/loadgen
@@ -207,20 +244,30 @@ loadgen:
 ## soak: loopback clients -> HAProxy (send-proxy-v2) -> Envoy + filter -> upstream, SOAK_SECONDS (default 600).
 SOAK_SECONDS ?= 600
 soak: build envoy haproxy loadgen
-	$(PY) tests/reliability/soak.py --duration $(SOAK_SECONDS)
+	$(PY) tests/reliability/soak.py --duration $(SOAK_SECONDS) --report $(RESULTS)/soak.json
+	$(PY) tools/figures.py --write
 
 ## reconfig: the filter's configuration swapped under load, broken ones included: through file-based LDS
 ## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path).
 reconfig: build envoy haproxy loadgen
-	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
-	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
+	$(PY) tests/reliability/reconfig.py --via lds --report $(RESULTS)/reconfig.json
+	$(PY) tests/reliability/reconfig.py --via ecds --report $(RESULTS)/reconfig-ecds.json
+	$(PY) tools/figures.py --write
 
 ## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
 ## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
 ## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
-	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
+	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS) --report $(RESULTS)/refresh.json
+	$(PY) tools/figures.py --write
+
+## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
+## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+hostile-json: toolchain
+	@mkdir -p tests/reliability/records
+	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration
@@ -228,7 +275,9 @@ test: fmt-check clippy unit fuzz-short integration
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
 ## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
-## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
+## then the native micro-benchmarks (cargo bench) and the host calls counted by the count-host-calls
+## builds; writes the record bench/results/bench.json, BENCHMARKS.md from it, then the docs' figures
+## (make docs-figures). See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
 BENCH_SECONDS ?= 3
 .PHONY: bench wrk
@@ -246,7 +295,15 @@ bench: build noop build-counting envoy wrk
 	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
-	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
+	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
+	$(PY) tools/figures.py --write
+
+## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
+## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);
+## tests/test_figures.py fails when a document and its record disagree.
+.PHONY: docs-figures
+docs-figures: venv
+	$(PY) tools/figures.py --write
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
@@ -254,6 +311,7 @@ bench: build noop build-counting envoy wrk
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
+	$(PY) demo/rate_limit_demo.py
 
 clean:
 	cargo clean

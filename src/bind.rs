@@ -78,6 +78,13 @@ impl SourcePlan {
     pub fn is_used(&self, index: usize) -> bool {
         self.bindings.iter().any(|b| b.sources.contains(&index))
     }
+
+    /// Whether `client_ip.trusted_proxies` names source `index` (its `min_prefix` then applies).
+    pub fn is_trusted(&self, index: usize) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.slot == Slot::TrustedProxies && b.sources.contains(&index))
+    }
 }
 
 /// The template policy with each list naming sources bound to them. `current[i]` is source i's

@@ -362,13 +362,28 @@ def test_on_unavailable_empty_a_deny_list_naming_it_holds_no_address(unavailable
     check(unavailable, echo, "198.51.100.1", "/deny", 200)
 
 
+def request_delta(env, before, want, timeout=3.0):
+    """The request counters (``client_ip.`` but not ``client_ip.source.``: a failing source's
+    retries land whenever its backoff says) that changed since ``before``, polled until they
+    equal ``want`` or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = env.stats()
+        d = {k: v - before.get(k, 0) for k, v in now.items()
+             if k.startswith("client_ip.") and not k.startswith("client_ip.source.")
+             and isinstance(v, int) and v != before.get(k, 0)}
+        if d == want or time.monotonic() >= deadline:
+            return d
+        time.sleep(0.05)
+
+
 def test_on_unavailable_refuse_answers_503_and_counts_it(unavailable, echo):
     before = unavailable.settled_stats()
     ex = check(unavailable, echo, "198.51.100.1", "/refuse", 503, body=b"source unavailable\n")
     assert not ex.reached_upstream
     assert ex.log()["details"] == "client_ip_filter_source_unavailable"
-    delta = E.counter_delta(unavailable, before, {"client_ip.unavailable": 1, "client_ip.denied": 1,
-                                                  "client_ip.rule.refuse.denied": 1})
+    delta = request_delta(unavailable, before, {"client_ip.unavailable": 1, "client_ip.denied": 1,
+                                                "client_ip.rule.refuse.denied": 1})
     assert delta == {"client_ip.unavailable": 1, "client_ip.denied": 1,
                      "client_ip.rule.refuse.denied": 1}
 
@@ -378,7 +393,7 @@ def test_on_unavailable_refuse_in_dry_run_lets_the_request_through_and_counts_it
     check(unavailable, echo, "198.51.100.1", "/dry", 200)
     want = {"client_ip.unavailable": 1, "client_ip.dry_run_denied": 1,
             "client_ip.rule.dry.dry_run_denied": 1}
-    assert E.counter_delta(unavailable, before, want) == want
+    assert request_delta(unavailable, before, want) == want
 
 
 def test_a_request_not_reading_the_list_is_not_refused(unavailable, echo):
@@ -485,3 +500,50 @@ def test_cloudfront_envoyfilter_patches_run_in_envoy_with_their_cluster(envoy_fa
     wait_status(env, echo, "13.33.1.1", "/", 403, 10, xff)
     check(env, echo, "2600:9000::1", "/", 403, headers=xff)
     check(env, echo, "3.5.140.9", "/", 200, headers=xff)
+
+
+# -- a list server is not trusted blindly ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def distrusted(envoy_factory, wasm, faults, echo):
+    """A deny feed and a trusted-proxies feed (min_prefix ipv4 16), both good at first."""
+    faults.set("/deny-feed.txt", "ok", b"192.0.2.66\n")
+    faults.set("/cdn.txt", "ok", b"192.0.2.0/24\n")
+    config = {
+        "sources": {
+            "denyfeed": source("/deny-feed.txt", cluster="faults"),
+            "cdn": source("/cdn.txt", cluster="faults", min_prefix={"ipv4": 16}),
+        },
+        "client_ip": {"trusted_proxies": ["source:cdn"]},
+        "access": {"deny": ["source:denyfeed", "203.0.113.7"]},
+    }
+    env = envoy_factory(E.EnvoyOptions(configuration=config,
+                                       clusters=[L.envoy_cluster("faults", faults.port)]))
+    wait_status(env, echo, "192.0.2.66", "/", 403, 10)
+    wait_status(env, echo, "192.0.2.10", "/", 403, 10, headers=[("x-forwarded-for", "203.0.113.7")])
+    return env
+
+
+def test_a_body_holding_0_0_0_0_slash_0_is_rejected_and_the_last_good_list_stays(distrusted, echo, faults):
+    faults.set("/deny-feed.txt", "ok", b"192.0.2.66\n0.0.0.0/0\n")
+    procs.wait_until(lambda: distrusted.counter("client_ip.source.denyfeed.rejected") >= 1,
+                     REFRESH_WAIT, interval=0.2, what="the /0 body rejected")
+    distrusted.wait_log("source denyfeed: body rejected: it lists 0.0.0.0/0, every address")
+    check(distrusted, echo, "192.0.2.66", "/", 403)
+    check(distrusted, echo, "198.51.100.1", "/", 200)
+
+
+def test_a_trusted_proxies_source_rejects_an_entry_broader_than_its_min_prefix(distrusted, echo, faults):
+    xff = [("x-forwarded-for", "203.0.113.7")]
+    faults.set("/cdn.txt", "ok", b"192.0.2.0/24\n198.50.0.0/15\n")
+    procs.wait_until(lambda: distrusted.counter("client_ip.source.cdn.rejected") >= 1,
+                     REFRESH_WAIT, interval=0.2, what="the broad body rejected")
+    distrusted.wait_log("198.50.0.0/15 is broader than min_prefix.ipv4 (/16)")
+    # The last good list stays: a proxy it lists is believed, an address of the broad entry is not.
+    ex = check(distrusted, echo, "192.0.2.10", "/", 403, headers=xff)
+    assert ex.log()["client_ip"] == "203.0.113.7"
+    ex = check(distrusted, echo, "198.51.100.5", "/", 200, headers=xff)
+    assert ex.log()["client_ip"] == "198.51.100.5"
+    # The same entry in a deny feed is accepted (min_prefix applies to trusted proxies only).
+    faults.set("/deny-feed.txt", "ok", b"198.50.0.0/15\n")
+    wait_status(distrusted, echo, "198.51.100.5", "/", 403, REFRESH_WAIT)

@@ -4,7 +4,7 @@
 //! encodes back to exactly the same bytes (nothing in it is ignored or guessed).
 #![no_main]
 
-use client_ip_filter::source::format::{parse, Rejection};
+use client_ip_filter::source::format::{parse, Accept, Rejection};
 use client_ip_filter::source::table::{decode, encode};
 use client_ip_filter::source::{Format, Select};
 use libfuzzer_sys::fuzz_target;
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     if format == Format::Text && !select.0.is_empty() {
         return; // the configuration refuses select on text
     }
-    match parse(format, &select, body, MAX_ENTRIES) {
+    match parse(format, &select, body, &Accept::entries(MAX_ENTRIES)) {
         Ok(accepted) => {
             assert!((1..=MAX_ENTRIES).contains(&accepted.entries));
             assert!(!accepted.set.is_empty());

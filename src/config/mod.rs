@@ -302,13 +302,9 @@ fn link_kinds(policy: &Policy) -> Kinds {
         return Kinds::ALL;
     }
     let access = &policy.access;
-    let rate_limit = policy
-        .rate_limit
-        .as_ref()
-        .map_or(Kinds::default(), |r| r.link_kinds());
     std::iter::once(&access.lists)
         .chain(access.rules.iter().map(|r| &r.lists))
-        .fold(rate_limit, |k, lists| k.union(lists.links().kinds()))
+        .fold(Kinds::default(), |k, lists| k.union(lists.links().kinds()))
 }
 
 impl Walk {
@@ -326,9 +322,10 @@ impl Walk {
             network::check(top)?;
         }
         if let Some(section) = member(top, "client_ip") {
-            let (resolver, filter_state) = self.client_ip(section, "client_ip")?;
-            policy.resolver = resolver;
-            if let Some(key) = filter_state {
+            let client_ip = self.client_ip(section, "client_ip")?;
+            policy.resolver = client_ip.resolver;
+            policy.on_downstream_from_xff = client_ip.on_downstream_from_xff;
+            if let Some(key) = client_ip.filter_state {
                 policy.downstream_filter_state = key;
             }
         }
@@ -338,12 +335,18 @@ impl Walk {
         if let Some(section) = member(top, "forward") {
             policy.forwarding = self.forward(section, "forward")?;
             policy.link.header = forward::link_header(section, "forward", &policy.forwarding)?;
+            policy.forwarding.strip = forward::strip(
+                section,
+                "forward",
+                &policy.forwarding,
+                policy.link.header.as_deref(),
+            )?;
         }
-        if let Some(section) = member(top, "rate_limit") {
-            let rl = self.rate_limit(section, "rate_limit", &policy.forwarding, &policy.link)?;
-            policy.rate_limit = Some(rl);
-        }
+        // Other spellings of the link header and of the forwarding header read are removed too.
+        let read = policy.resolver.header().to_string();
+        policy.forwarding.spelled = policy.link.header.iter().cloned().chain([read]).collect();
         policy.link.kinds = link_kinds(&policy);
+        self.rate_limit_section(top, &mut policy)?;
         Ok(policy)
     }
 
@@ -491,7 +494,7 @@ mod tests {
         // A key with a line break (or a very long one) is quoted: the error stays one log line.
         assert_eq!(
             error("{\"forward\": {\"a\\nb\": 1}}"),
-            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header"
+            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header, strip"
         );
     }
 

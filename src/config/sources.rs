@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{err, integer, key_path, member, object, one_of, show, string, ConfigError};
 use crate::bind::{Binding, Slot, SourcePlan};
 use crate::source::{
-    is_source_name, Format, OnUnavailable, Select, Source, MIN_REFRESH_S, SOURCE_PREFIX,
+    is_source_name, Format, MinPrefix, OnUnavailable, Select, Source, MIN_REFRESH_S, SOURCE_PREFIX,
 };
 
 const SOURCE_KEYS: &[&str] = &[
@@ -21,6 +21,7 @@ const SOURCE_KEYS: &[&str] = &[
     "max_entries",
     "on_unavailable",
     "max_stale_s",
+    "min_prefix",
 ];
 
 /// A `"source:<name>"` entry met in a list.
@@ -138,7 +139,25 @@ fn source(name: &str, value: &Value, path: &str) -> Result<Source, ConfigError> 
         source.max_stale_s =
             Some(bounded(v, &key_path(path, "max_stale_s"), 1, 315_360_000)? as u64);
     }
+    if let Some(v) = member(map, "min_prefix") {
+        source.min_prefix = min_prefix(v, &key_path(path, "min_prefix"), source.min_prefix)?;
+    }
     Ok(source)
+}
+
+/// `min_prefix`: `{"ipv4": 1-32, "ipv6": 1-128}`, a missing family keeping its default. Read on
+/// every source; applied only where `client_ip.trusted_proxies` names the source (an allow or
+/// deny feed may hold broad networks; no list may hold `/0`).
+fn min_prefix(value: &Value, path: &str, default: MinPrefix) -> Result<MinPrefix, ConfigError> {
+    let map = object(value, path, &["ipv4", "ipv6"])?;
+    let mut out = default;
+    if let Some(v) = member(map, "ipv4") {
+        out.ipv4 = bounded(v, &key_path(path, "ipv4"), 1, 32)? as u8;
+    }
+    if let Some(v) = member(map, "ipv6") {
+        out.ipv6 = bounded(v, &key_path(path, "ipv6"), 1, 128)? as u8;
+    }
+    Ok(out)
 }
 
 fn select(value: &Value, path: &str, format: Format) -> Result<Select, ConfigError> {
@@ -219,7 +238,9 @@ mod tests {
     use crate::config::parse_sourced;
     use crate::ipset::{parse_net, IpSet};
     use crate::policy::{Downstream, Request};
-    use crate::source::{Format, OnUnavailable, Select, DEFAULT_MAX_BYTES};
+    use crate::source::{
+        Format, MinPrefix, OnUnavailable, Select, DEFAULT_MAX_BYTES, DEFAULT_MIN_PREFIX,
+    };
 
     const SRC: &str = r#""cluster": "lists", "authority": "lists.example", "path": "/a.txt""#;
 
@@ -407,6 +428,63 @@ mod tests {
             error(&doc),
             "sources.Feed.1: \"Feed.1\" is not a source name (1-64 characters of a-z 0-9 _ -)"
         );
+    }
+
+    #[test]
+    fn min_prefix_defaults_to_8_and_16_and_is_read_per_family() {
+        let doc = with_source("", r#""client_ip": {"trusted_proxies": ["source:feed"]}"#);
+        let (_, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
+        assert_eq!(plan.sources[0].min_prefix, DEFAULT_MIN_PREFIX);
+        assert!(plan.is_trusted(0));
+        let doc = with_source(
+            r#", "min_prefix": {"ipv4": 24}"#,
+            r#""client_ip": {"trusted_proxies": ["source:feed"]}"#,
+        );
+        let (_, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
+        assert_eq!(plan.sources[0].min_prefix, MinPrefix { ipv4: 24, ipv6: 16 });
+        let doc = with_source(
+            r#", "min_prefix": {"ipv6": 128}"#,
+            r#""access": {"deny": ["source:feed"]}"#,
+        );
+        let (_, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
+        assert!(
+            !plan.is_trusted(0),
+            "read on any source, applied as trusted proxies only"
+        );
+    }
+
+    #[test]
+    fn min_prefix_out_of_range_or_of_the_wrong_shape_is_an_error() {
+        for (extra, want) in [
+            (
+                r#""ipv4": 0"#,
+                "sources.feed.min_prefix.ipv4: 0 is not an integer from 1 to 32",
+            ),
+            (
+                r#""ipv4": 33"#,
+                "sources.feed.min_prefix.ipv4: 33 is not an integer from 1 to 32",
+            ),
+            (
+                r#""ipv6": 129"#,
+                "sources.feed.min_prefix.ipv6: 129 is not an integer from 1 to 128",
+            ),
+            (
+                r#""ipv6": "16""#,
+                "sources.feed.min_prefix.ipv6: \"16\" is not an integer",
+            ),
+            (
+                r#""v4": 8"#,
+                "sources.feed.min_prefix.v4: unknown key; expected one of: ipv4, ipv6",
+            ),
+        ] {
+            let doc = with_source(
+                &format!(r#", "min_prefix": {{{extra}}}"#),
+                r#""client_ip": {"trusted_proxies": ["source:feed"]}"#,
+            );
+            assert_eq!(error(&doc), want);
+        }
+        let doc = with_source(r#", "min_prefix": 8"#, r#""access": {}"#);
+        assert_eq!(error(&doc), "sources.feed.min_prefix: 8 is not an object");
     }
 
     #[test]

@@ -61,14 +61,16 @@ pub fn step(now: u64, vm: &Vm, current: Option<Lease>, idle_other: bool) -> Step
         if vm.fetching && vm.serves && idle_other && !vm.in_flight {
             return Step::HandOver;
         }
-        let confirmed = vm.taken_ms.is_none_or(|t| now >= t + CONFIRM_MS);
+        let confirmed = vm
+            .taken_ms
+            .is_none_or(|t| now >= t.saturating_add(CONFIRM_MS));
         return Step::Renew {
             start: !vm.fetching && confirmed,
         };
     }
     let free_since = current.map_or(vm.created_ms, |l| l.expires_ms);
     let free = current.is_none_or(|l| now > l.expires_ms);
-    let eligible = !vm.serves || now > free_since + GRACE_MS;
+    let eligible = !vm.serves || now > free_since.saturating_add(GRACE_MS);
     if free && eligible {
         Step::Take
     } else {
@@ -80,7 +82,7 @@ pub fn step(now: u64, vm: &Vm, current: Option<Lease>, idle_other: bool) -> Step
 pub fn held(now: u64, token: u64) -> Lease {
     Lease {
         holder: token,
-        expires_ms: now + LEASE_MS,
+        expires_ms: now.saturating_add(LEASE_MS),
     }
 }
 

@@ -1,16 +1,22 @@
 //! Lists from a list server (docs/sources.md): the `sources` of a configuration, compiled once.
 //!
-//! - [`format`]: a fetched body → the networks it lists, or why it is refused.
+//! - [`format`]: a fetched body → the networks it lists, or why it is refused (the JSON formats
+//!   are read in one streaming pass, `json`).
 //! - [`schedule`]: when to fetch next (refresh with jitter, backoff after a failure) and when a
 //!   source is unavailable (never loaded, or older than `max_stale_s`).
 //! - [`table`]: the compact, checked encoding in which one VM publishes a parsed list to the others.
 //! - [`lease`]: which VM fetches for the whole Envoy.
+//! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
+//! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
 //!
-//! All of it is plain Rust; the fetching and sharing is the adapter's (`adapter/sources.rs`).
+//! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
 pub mod format;
+mod json;
 pub mod lease;
+pub mod machine;
 pub mod schedule;
+pub mod seal;
 pub mod table;
 
 /// The formats a list server's body may have.
@@ -79,6 +85,20 @@ pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Default `max_entries`.
 pub const DEFAULT_MAX_ENTRIES: usize = 2_000_000;
 
+/// `min_prefix`: the broadest network a source used in `client_ip.trusted_proxies` may list, per
+/// family (a body with a broader entry is rejected: a list server cannot make every client a
+/// trusted proxy that names its own address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinPrefix {
+    /// Smallest IPv4 prefix length accepted (1–32).
+    pub ipv4: u8,
+    /// Smallest IPv6 prefix length accepted (1–128).
+    pub ipv6: u8,
+}
+
+/// Default `min_prefix`: `{"ipv4": 8, "ipv6": 16}`.
+pub const DEFAULT_MIN_PREFIX: MinPrefix = MinPrefix { ipv4: 8, ipv6: 16 };
+
 /// One named source, as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
@@ -106,6 +126,8 @@ pub struct Source {
     pub on_unavailable: OnUnavailable,
     /// Seconds after the last good body at which the source becomes unavailable (None: never).
     pub max_stale_s: Option<u64>,
+    /// The broadest entry accepted, applied only where the source is used as trusted proxies.
+    pub min_prefix: MinPrefix,
 }
 
 impl Source {
@@ -124,6 +146,7 @@ impl Source {
             max_entries: DEFAULT_MAX_ENTRIES,
             on_unavailable: OnUnavailable::Empty,
             max_stale_s: None,
+            min_prefix: DEFAULT_MIN_PREFIX,
         }
     }
 }

@@ -48,7 +48,7 @@ impl Schedule {
         self.failures = 0;
         let window = self.refresh_ms * MAX_JITTER_PERMILLE / 1000;
         let early = window * u64::from(jitter.min(1000)) / 1000;
-        self.next_ms = now + self.refresh_ms - early;
+        self.next_ms = now.saturating_add(self.refresh_ms - early);
     }
 
     /// A fetch failed or its body was refused: retry sooner, backing off: 2 s, 4 s, 8 s, …,
@@ -57,14 +57,14 @@ impl Schedule {
         let shift = self.failures.min(32);
         self.failures = self.failures.saturating_add(1);
         let delay = FIRST_RETRY_MS.saturating_mul(1u64 << shift);
-        self.next_ms = now + delay.min(self.refresh_ms);
+        self.next_ms = now.saturating_add(delay.min(self.refresh_ms));
     }
 
     /// Starts again from a known last good time (another VM fetched until now): the next fetch
     /// is `refresh_s` after it, or at once when there is none.
     pub fn resume(&mut self, last_good_ms: Option<u64>) {
         self.failures = 0;
-        self.next_ms = last_good_ms.map_or(0, |t| t + self.refresh_ms);
+        self.next_ms = last_good_ms.map_or(0, |t| t.saturating_add(self.refresh_ms));
     }
 }
 

@@ -6,6 +6,9 @@
 //! response (`ETag`, `Last-Modified`), the IPv4 and IPv6 ranges (inclusive, sorted, merged,
 //! little-endian) and a checksum over everything before it. A value that is torn, truncated, of
 //! another version or otherwise not exactly that decodes to an error, never to a wrong list.
+//!
+//! The checksum only catches accidents: every value is also sealed (`seal`, a keyed tag appended
+//! by `machine`), so what another module writes under our keys does not even reach [`decode`].
 
 use crate::ipset::IpSet;
 

@@ -82,6 +82,7 @@ class EnvoyOptions:
     clusters: list = field(default_factory=list)   # extra static clusters (list servers)
     # the manifest's other HTTP filters (a rate limiter) replaced by name with these values
     http_filter_overrides: dict = field(default_factory=dict)
+    http_filters_before: list = field(default_factory=list)  # HTTP filters ahead of all others
 
     def resolved_use_remote_address(self) -> bool:
         if self.use_remote_address is not None:
@@ -142,7 +143,7 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
 
     # The manifest's HTTP filters in its order (the wasm filter, then e.g. a rate limiter), the
     # wasm one with this test's module and configuration; an option may replace another filter.
-    http_filters = []
+    http_filters = list(opts.http_filters_before)
     for f in frags.http_filters:
         if f.get("typed_config", {}).get("@type") == manifests.WASM_TYPE:
             if opts.wasm:
