@@ -169,7 +169,7 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -236,6 +236,15 @@ hostile-json: toolchain
 	@mkdir -p tests/reliability/records
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
 	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
+
+## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
+## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
+## tests/reliability/records/retired.txt (RELIABILITY.md, "Retired shared-data values").
+RETIRED_RECONFIGS ?= 50
+retired: build envoy nginx
+	@mkdir -p tests/reliability/records
+	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
+	  --label "commit $$(git rev-parse --short HEAD)" --out tests/reliability/records/retired.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration

@@ -3,6 +3,7 @@
 //! (ticks, responses, write outcomes) and performs the actions it returns — host calls only; every
 //! decision (lease, schedule, acceptance, versions, integrity, logs) is the machine's.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
@@ -14,6 +15,16 @@ use crate::policy::Policy;
 use crate::source::machine::{
     Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
 };
+use crate::source::retire::Retired;
+
+/// How often a fetching VM looks at the retired configurations' leases.
+const RETIRED_CHECK_MS: u64 = 5_000;
+
+thread_local! {
+    /// The configurations whose sources went away in this VM, until their values are emptied
+    /// (`source::retire`). A VM is single-threaded: this is the VM's own list.
+    static RETIRED: RefCell<Vec<Retired>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The tick while settling (see [`Machine::settling`]).
 pub(super) const SETTLING_TICK_MS: u32 = 100;
@@ -103,6 +114,22 @@ pub(super) struct Feeds {
     metrics: Vec<FeedMetrics>,
     /// The lists changed since the last [`Feeds::take_changed`].
     changed: bool,
+    /// When the retired configurations were last looked at.
+    retired_checked_ms: u64,
+}
+
+impl Drop for Feeds {
+    /// The configuration's sources go away in this VM: remember it, so that its shared values
+    /// are emptied once no VM uses it.
+    fn drop(&mut self) {
+        let retired = self.machine.retired();
+        RETIRED.with(|r| {
+            let mut r = r.borrow_mut();
+            if !r.iter().any(|x| x.prefix == retired.prefix) {
+                r.push(retired);
+            }
+        });
+    }
 }
 
 impl Feeds {
@@ -117,6 +144,8 @@ impl Feeds {
             })
             .collect();
         let machine = Machine::new(config, uses, now, random(now))?;
+        // The same configuration applied again is current, not retired.
+        RETIRED.with(|r| r.borrow_mut().retain(|x| x.prefix != machine.prefix()));
         let metrics = (0..plan.sources.len())
             .map(|i| {
                 if plan.is_used(i) {
@@ -132,6 +161,7 @@ impl Feeds {
             plan,
             metrics,
             changed: false,
+            retired_checked_ms: now,
         })
     }
 
@@ -177,7 +207,37 @@ impl Feeds {
         };
         let actions = self.machine.tick(now, serves, configuring, &seen);
         self.perform(actions);
+        if self.machine.fetching() && now >= self.retired_checked_ms + RETIRED_CHECK_MS {
+            self.retired_checked_ms = now;
+            self.empty_retired(now);
+        }
         self.take_changed()
+    }
+
+    /// Empties the shared values of the retired configurations no VM uses any more.
+    fn empty_retired(&self, now: u64) {
+        let own = self.machine.prefix();
+        RETIRED.with(|r| {
+            r.borrow_mut().retain_mut(|retired| {
+                if retired.prefix == own {
+                    return false;
+                }
+                let lease = read(&retired.lease_key()).map(|(b, _)| b);
+                let Some(keys) = retired.step(now, lease.as_deref()) else {
+                    return true;
+                };
+                for key in &keys {
+                    if let Err(e) = host::set_shared_data(key, &[], 0) {
+                        debug!("cannot empty {key}: {e:?}");
+                    }
+                }
+                info!(
+                    "sources: emptied the shared lists of a replaced configuration ({})",
+                    retired.prefix
+                );
+                false
+            })
+        });
     }
 
     /// The response to one of this VM's fetches. True when the policy changes.

@@ -328,6 +328,25 @@ impl Machine {
         self.feeds[i].used
     }
 
+    /// This configuration as retired, for when its sources go away in this VM.
+    pub fn retired(&self) -> super::retire::Retired {
+        super::retire::Retired::new(
+            self.prefix.clone(),
+            self.seal,
+            self.sources
+                .iter()
+                .zip(&self.feeds)
+                .filter(|(_, f)| f.used)
+                .map(|(s, _)| s.name.clone())
+                .collect(),
+        )
+    }
+
+    /// Its shared-data key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The lease's shared-data key.
     pub fn lease_key(&self) -> String {
         format!("{}lease", self.prefix)
