@@ -3,7 +3,7 @@
 //! (ticks, responses, write outcomes) and performs the actions it returns — host calls only; every
 //! decision (lease, schedule, acceptance, versions, integrity, logs) is the machine's.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
@@ -24,6 +24,9 @@ thread_local! {
     /// The configurations whose sources went away in this VM, until their values are emptied
     /// (`source::retire`). A VM is single-threaded: this is the VM's own list.
     static RETIRED: RefCell<Vec<Retired>> = const { RefCell::new(Vec::new()) };
+    /// When this VM last looked at them (across configurations: under fast reconfiguration no
+    /// configuration lives long enough to wait for them on its own).
+    static RETIRED_CHECKED_MS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The tick while settling (see [`Machine::settling`]).
@@ -114,8 +117,6 @@ pub(super) struct Feeds {
     metrics: Vec<FeedMetrics>,
     /// The lists changed since the last [`Feeds::take_changed`].
     changed: bool,
-    /// When the retired configurations were last looked at.
-    retired_checked_ms: u64,
 }
 
 impl Drop for Feeds {
@@ -161,7 +162,6 @@ impl Feeds {
             plan,
             metrics,
             changed: false,
-            retired_checked_ms: now,
         })
     }
 
@@ -207,8 +207,9 @@ impl Feeds {
         };
         let actions = self.machine.tick(now, serves, configuring, &seen);
         self.perform(actions);
-        if self.machine.fetching() && now >= self.retired_checked_ms + RETIRED_CHECK_MS {
-            self.retired_checked_ms = now;
+        let due = RETIRED_CHECKED_MS.with(|t| now >= t.get().saturating_add(RETIRED_CHECK_MS));
+        if self.machine.fetching() && due {
+            RETIRED_CHECKED_MS.with(|t| t.set(now));
             self.empty_retired(now);
         }
         self.take_changed()

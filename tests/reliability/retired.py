@@ -92,8 +92,11 @@ def main() -> int:
             last = memory(f"configuration {i} loaded")
         time.sleep(args.settle)
         settled = memory(f"{args.settle:.0f} s after the last")
-        emptied = env.log_text().count("emptied the shared lists of a replaced configuration")
-        say(f"replaced configurations emptied: {emptied} of {args.reconfigs}")
+        needle = "emptied the shared lists of a replaced configuration ("
+        lines_emptied = [l for l in env.log_text().splitlines() if needle in l]
+        emptied = {l.split(needle, 1)[1].split(")", 1)[0] for l in lines_emptied}
+        say(f"replaced configurations emptied: {len(emptied)} of {args.reconfigs} "
+            f"({len(lines_emptied)} log lines: a configuration may be emptied by more than one VM)")
         say(f"rss: {first['vmrss_kb'] / 1024:.1f} MiB after the first load, "
             f"{last['vmrss_kb'] / 1024:.1f} MiB after {args.reconfigs} reconfigurations, "
             f"{settled['vmrss_kb'] / 1024:.1f} MiB {args.settle:.0f} s later")
