@@ -169,6 +169,8 @@ FUZZ_TARGETS       := entry header config source
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
+## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
+RESULTS            := tests/reliability/results
 .PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
@@ -177,7 +179,7 @@ cargo-fuzz:
 fuzz-build: cargo-fuzz
 	RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none
 
-fuzz: fuzz-build
+fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
@@ -190,6 +192,8 @@ fuzz: fuzz-build
 	    > .work/fuzz/$$t.merge.log 2>&1; \
 	  grep -E 'MERGE-OUTER: [0-9]+ new files' .work/fuzz/$$t.merge.log || true; \
 	done
+	python3 tools/fuzz_record.py $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	$(PY) tools/figures.py --write
 
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -215,20 +219,23 @@ loadgen:
 ## soak: loopback clients -> HAProxy (send-proxy-v2) -> Envoy + filter -> upstream, SOAK_SECONDS (default 600).
 SOAK_SECONDS ?= 600
 soak: build envoy haproxy loadgen
-	$(PY) tests/reliability/soak.py --duration $(SOAK_SECONDS)
+	$(PY) tests/reliability/soak.py --duration $(SOAK_SECONDS) --report $(RESULTS)/soak.json
+	$(PY) tools/figures.py --write
 
 ## reconfig: the filter's configuration swapped under load, broken ones included: through file-based LDS
 ## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path).
 reconfig: build envoy haproxy loadgen
-	$(PY) tests/reliability/reconfig.py --via lds --report .work/reconfig/report.json
-	$(PY) tests/reliability/reconfig.py --via ecds --report .work/reconfig/report-ecds.json
+	$(PY) tests/reliability/reconfig.py --via lds --report $(RESULTS)/reconfig.json
+	$(PY) tests/reliability/reconfig.py --via ecds --report $(RESULTS)/reconfig-ecds.json
+	$(PY) tools/figures.py --write
 
 ## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
 ## under steady load for REFRESH_SECONDS (default 300): every response agrees with one version, no
 ## request fails, worst latency <= 50 ms, one request per refresh (tests/reliability/refresh.py).
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
-	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS)
+	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS) --report $(RESULTS)/refresh.json
+	$(PY) tools/figures.py --write
 
 ## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
 ## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
@@ -252,7 +259,9 @@ test: fmt-check clippy unit fuzz-short integration
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
 ## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
-## then the native micro-benchmarks (cargo bench); writes BENCHMARKS.md. See bench/envoy_bench.py.
+## then the native micro-benchmarks (cargo bench) and the host calls counted by the count-host-calls
+## builds; writes the record bench/results/bench.json, BENCHMARKS.md from it, then the docs' figures
+## (make docs-figures). See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
 BENCH_SECONDS ?= 3
 .PHONY: bench wrk
@@ -270,7 +279,15 @@ bench: build noop build-counting envoy wrk
 	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
-	  --sizes .work/bench/sizes.json --out BENCHMARKS.md
+	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
+	$(PY) tools/figures.py --write
+
+## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
+## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);
+## tests/test_figures.py fails when a document and its record disagree.
+.PHONY: docs-figures
+docs-figures: venv
+	$(PY) tools/figures.py --write
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:

@@ -22,7 +22,7 @@ Cases:
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
          costs per request (goal ≥ 0.95×)
-  B-calls  the do-nothing filter making exactly (C)'s three host calls per request and nothing else:
+  B-calls  the do-nothing filter making exactly (C)'s four host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
          request: the price of each kind (get_property, increment_metric, set_property, set_map_value)
@@ -45,7 +45,10 @@ The N- cases carry set_filter_state as deployed, the filter and RBAC sit before 
 Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load; and (S1M),
 (I1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a source's
 list is parsed once and copied into each VM; inline, each VM parses the configuration itself).
-Writes BENCHMARKS.md (and the raw figures as JSON next to the work files). Standard library only.
+Then the host calls of every wasm case, counted by the `count-host-calls` builds (bench/host_calls.py).
+Writes the run's record, bench/results/bench.json (committed), and BENCHMARKS.md rendered from it
+alone (`report`; tools/figures.py regenerates and checks it, and the docs' figures that come from it);
+the per-round figures stay in the work directory. Standard library only.
 """
 from __future__ import annotations
 
@@ -244,7 +247,7 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         {"name": "A", "what": "no filter", "filters": []},
         {"name": "B", "what": "wasm filter that does nothing",
          "filters": [wasm_filter(noop_wasm, "noop-filter", "", "")]},
-        {"name": "B-calls", "what": "(B) making (C)'s three host calls, nothing else", "sfs": True,
+        {"name": "B-calls", "what": "(B) making (C)'s four host calls, nothing else", "sfs": True,
          "probe": True, "filters": [wasm_filter(noop_wasm, "noop-filter", "", "host-calls")]},
         {"name": "C", "what": "client-ip-filter, default configuration", "filters": ours(""), "sfs": True},
         {"name": "D", "what": "client-ip-filter: trusted proxies, allow+deny, a rule, 2 headers",
@@ -665,6 +668,8 @@ def main() -> int:
     ap.add_argument("--sizes", help="JSON {label: bytes} of the .wasm builds to report")
     ap.add_argument("--workdir", default=str(REPO / ".work" / "bench"))
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--record", default=str(REPO / "bench" / "results" / "bench.json"),
+                    help="the run's record (committed): BENCHMARKS.md and the docs' figures come from it")
     ap.add_argument("--command", default="make bench")
     ap.add_argument("--only", default="", help="comma-separated case names (exploration)")
     ap.add_argument("--no-alone", action="store_true", help="skip the per-case RSS / time-to-ready pass")
@@ -877,9 +882,20 @@ def main() -> int:
            "rbac": rbac, "load_before": load_before, "load_after": load_after,
            "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
            "steal_pct": steal_pct, "elapsed_s": elapsed}
+    # Everything the report shows, so that it is a function of the record alone (tools/figures.py
+    # regenerates BENCHMARKS.md from it, tests/test_figures.py checks the two agree).
+    raw["cases"] = [{k: c[k] for k in ("name", "what", "call", "calls", "tcp") if k in c}
+                    for c in all_cases]
+    raw["envoy_version"] = version([args.envoy, "--version"]).split("version:")[-1].strip()
+    raw["wrk_version"] = version(["wrk", "-v"])
+    raw["sizes"] = json.loads(Path(args.sizes).read_text()) if args.sizes else None
+    raw["native_text"] = Path(args.native_text).read_text().rstrip() if args.native_text else None
     (workdir / "results.json").write_text(json.dumps(raw, indent=1))
-    Path(args.out).write_text(report(raw, all_cases, args))
-    print(f"bench: wrote {args.out} ({elapsed:.0f} s)")
+    record = dict(raw, results=None)  # the per-round figures stay in the work directory
+    Path(args.record).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.record).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    Path(args.out).write_text(report(record))
+    print(f"bench: wrote {args.record} and {args.out} ({elapsed:.0f} s)")
     bad = [n for n in names if summary[n]["errors"]]
     if bad:
         print(f"bench: errors in cases {bad}", file=sys.stderr)
@@ -908,7 +924,11 @@ def calls_text(raw: dict, name: str) -> str:
     return ", ".join(f"`{k}` {HC.fmt(v)}" for k, v in counted.items()) or "none"
 
 
-def report(raw: dict, all_cases: list[dict], args) -> str:
+def report(raw: dict) -> str:
+    """BENCHMARKS.md, from a run's record alone (bench/results/bench.json)."""
+    from types import SimpleNamespace
+    args = SimpleNamespace(**raw["args"])
+    all_cases = raw["cases"]
     s, alone, m = raw["summary"], raw["alone"], raw["machine"]
     L = []
     L.append("# Benchmarks")
@@ -919,7 +939,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
     L.append("")
     L.append("## Envoy: throughput and cost per request")
     L.append("")
-    L.append(f"Envoy {version([args.envoy, '--version']).split('version:')[-1].strip()}, one worker "
+    L.append(f"Envoy {raw['envoy_version']}, one worker "
              f"(`--concurrency 1`) pinned to CPU 0; wrk, 1 thread and {args.connections} keep-alive connections "
              "pinned to CPU 1; a direct-response route (no upstream). Each request: `GET "
              f"{PATH}` with `X-Forwarded-For: {XFF}`; the HTTP connection manager has "
@@ -956,8 +976,8 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         L.append(f"| {t['what']} | {t['value']:.{digits}f}{unit} | {sign} {goal}{unit} | "
                  f"{'met' if t['met'] else 'MISSED'} |")
     L.append("")
-    if args.sizes:
-        sizes = json.loads(Path(args.sizes).read_text())
+    if raw.get("sizes"):
+        sizes = raw["sizes"]
         L.append("## The `.wasm`")
         L.append("")
         L.append("| build | bytes | KiB |")
@@ -1000,7 +1020,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                          f"{(three['rss_kib'] - one['rss_kib']) / 2048:.1f} | "
                          f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
         L.append("")
-    if args.native_text:
+    if raw.get("native_text"):
         L.append("## Native micro-benchmarks of the core (`cargo bench`)")
         L.append("")
         L.append("Same run, same machine (not pinned; other processes may run). Lookups use random addresses, "
@@ -1009,13 +1029,13 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                  "list swapped for one of the given size, and 1,024 different clients.")
         L.append("")
         L.append("```")
-        L.append(Path(args.native_text).read_text().rstrip())
+        L.append(raw["native_text"])
         L.append("```")
         L.append("")
     L.append("## The machine")
     L.append("")
     L.append(f"- {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, {m['virtualization']}.")
-    L.append(f"- wrk: {version(['wrk', '-v'])}.")
+    L.append(f"- wrk: {raw['wrk_version']}.")
     L.append(f"- Load average before / after: {raw['load_before'][0]:.2f} / {raw['load_after'][0]:.2f}. "
              f"During the throughput rounds other processes used {raw['others_cpu_s']:.0f} CPU-seconds of the "
              f"machine's {raw['wall_s'] * (m['cores'] or 1):.0f} (benchmark's own Envoy and wrk excluded); "
@@ -1045,7 +1065,7 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
         if "B-calls" in cpu:
             calls = cpu["B-calls"] - cpu["B"]
             own = cpu["C"] - cpu["B-calls"]
-            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s three host calls and nothing "
+            per_call = (f" Case B-calls, the no-op filter making exactly (C)'s four host calls and nothing "
                         f"else, costs {calls:.0f} µs over (B) ({s['B-calls']['vs_B']:.2f}× its requests/s)")
             if own > 2:
                 per_call += (f": of (C)'s {cpu['C'] - cpu['B']:.0f} µs, about {calls:.0f} µs are host calls "
@@ -1060,9 +1080,9 @@ def report(raw: dict, all_cases: list[dict], args) -> str:
                  + (f" Host calls per request, counted by the `count-host-calls` builds (the column above): "
                     f"(C) {calls_text(raw, 'C')}; (D) {calls_text(raw, 'D')}. Counters are counted in the "
                     "VM and flushed from the root's tick (not counted: the root's own calls), and "
-                    "`wasm.client_ip_decision` is written only for refusals. (D) reads X-Forwarded-For "
-                    "(its downstream address is a trusted proxy) and `:authority` (it has a host rule; "
-                    "`:path` is not read because the rule's host does not match)."
+                    "`wasm.client_ip_decision` is written only for refusals. The header lines are read once "
+                    "(`get_map`), to remove `forward.strip` and other spellings of the filter's headers "
+                    "(wrk sends none); in (D) the same read serves X-Forwarded-For and `:authority`."
                     if raw.get("host_calls", {}).get("C") and raw["host_calls"].get("D") else ""))
     if {"A", "E10k", "F10k"} <= cpu.keys():
         L.append(f"- (F) with 10,000 principals costs {cpu['F10k'] - cpu['A']:.0f} µs per request over (A) "

@@ -1,10 +1,10 @@
 //! Access control (docs/access.md): allow and deny lists, per-host and per-path rules, enforce or dry run.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::identity::{Identity, LinkLists};
 use crate::ipset::IpSet;
+use crate::path::{self, PathCase};
 
 /// What a refusal does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +179,8 @@ pub struct Rule {
     pub hosts: Vec<HostPattern>,
     /// Empty: any path.
     pub path_prefixes: Vec<String>,
+    /// How `path_prefixes` compare with a path (`path_case`).
+    pub path_case: PathCase,
     /// The rule's own lists (replacing the top-level ones).
     pub lists: Lists,
     /// The rule's own mode.
@@ -191,14 +193,15 @@ impl Rule {
         self.hosts.is_empty() || self.hosts.iter().any(|p| p.matches(host))
     }
 
-    /// Whether the rule applies to a request with this host (see [`host_of`]) and path.
+    /// Whether the rule applies to a request with this host (see [`host_of`]) and this form of
+    /// its path (see [`path::Forms`]).
     pub fn applies(&self, host: &str, path: &str) -> bool {
         self.matches_host(host)
             && (self.path_prefixes.is_empty()
                 || self
                     .path_prefixes
                     .iter()
-                    .any(|p| path.starts_with(p.as_str())))
+                    .any(|p| self.path_case.starts_with(path, p)))
     }
 }
 
@@ -246,6 +249,11 @@ impl Access {
     }
 
     /// [`Access::decide`] for a connection that carried a private-link identity (docs/private-link.md).
+    ///
+    /// With rules, the request is decided for each form of its path (see [`path::Forms`]): the
+    /// first form whose decision refuses decides (an enforced refusal before a dry-run one),
+    /// else the path as sent. A list naming an unavailable source with `on_unavailable:
+    /// "refuse"` refuses in its deciding mode.
     pub fn decide_linked(
         &self,
         client: Option<IpAddr>,
@@ -258,18 +266,43 @@ impl Access {
             MatchOn::Client => client,
             MatchOn::Downstream => downstream,
         };
-        let (lists, mode, rule) = match self.deciding_rule(authority, path) {
-            Some(i) => (&self.rules[i].lists, self.rules[i].mode, Some(i)),
-            None => (&self.lists, self.mode, None),
+        if self.rules.is_empty() {
+            return (self.verdict(None, addr, link), None);
+        }
+        let host = host_of(authority);
+        let forms = path::Forms::of(path);
+        let mut decided: Option<(Verdict, Option<usize>)> = None;
+        for form in forms.iter() {
+            let rule = self.rules.iter().position(|r| r.applies(host, form));
+            let verdict = self.verdict(rule, addr, link);
+            if decided.is_none_or(|(v, _)| severity(verdict) > severity(v)) {
+                decided = Some((verdict, rule));
+            }
+            if verdict == Verdict::Deny {
+                break;
+            }
+        }
+        decided.unwrap_or((Verdict::Allow, None))
+    }
+
+    /// The verdict of the lists and mode of `rule` (None: the top level) for `addr` and `link`.
+    fn verdict(
+        &self,
+        rule: Option<usize>,
+        addr: Option<IpAddr>,
+        link: Option<&Identity>,
+    ) -> Verdict {
+        let (lists, mode) = match rule.and_then(|i| self.rules.get(i)) {
+            Some(r) => (&r.lists, r.mode),
+            None => (&self.lists, self.mode),
         };
-        let verdict = if lists.admits_linked(addr, link) {
+        if !lists.unavailable && lists.admits_linked(addr, link) {
             Verdict::Allow
         } else if mode == Mode::Enforce {
             Verdict::Deny
         } else {
             Verdict::DryRunDeny
-        };
-        (verdict, rule)
+        }
     }
 
     /// Whether the lists that decided (`rule`, or the top level) name an unavailable source
@@ -289,110 +322,30 @@ impl Access {
             .iter()
             .any(|r| !r.path_prefixes.is_empty() && r.matches_host(host))
     }
+}
 
-    fn deciding_rule(&self, authority: &str, path: &str) -> Option<usize> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        let host = host_of(authority);
-        let path = rule_path(path);
-        self.rules.iter().position(|r| r.applies(host, &path))
+/// How much a verdict refuses: an enforced refusal over a dry-run one over none.
+fn severity(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Allow => 0,
+        Verdict::DryRunDeny => 1,
+        Verdict::Deny => 2,
     }
 }
 
 /// The host of an authority: without its port and without a trailing dot
-/// (`Admin.Example.com.:8443` → `Admin.Example.com`; `[::1]:80` → `[::1]`).
+/// (`Admin.Example.com.:8443` → `Admin.Example.com`; `[::1]:80` → `[::1]`). The port is whatever
+/// follows the last `:` outside brackets, digits or not, as Envoy strips it when it matches a
+/// virtual host with `ignore_port_in_host_matching` (`admin.example.com:x` is
+/// `admin.example.com` there, so it is here).
 pub fn host_of(authority: &str) -> &str {
-    let host = if authority.starts_with('[') {
-        match authority.find(']') {
-            Some(i) => &authority[..=i],
-            None => authority,
+    let host = match authority.rfind(':') {
+        Some(colon) if authority.rfind(']').is_none_or(|close| close < colon) => {
+            &authority[..colon]
         }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port))
-                if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                host
-            }
-            _ => authority,
-        }
+        _ => authority,
     };
     host.strip_suffix('.').unwrap_or(host)
-}
-
-/// The path without its query string or fragment.
-pub fn path_of(path: &str) -> &str {
-    match path.find(['?', '#']) {
-        Some(i) => &path[..i],
-        None => path,
-    }
-}
-
-/// The path rules match against: without its query string, and normalised the way an upstream
-/// may read it, so that `//admin`, `/./admin`, `/public/../admin`, `/%61dmin` and `/admin%2F` cannot
-/// step around an `/admin` prefix even when Envoy's own `normalize_path`/`merge_slashes` are off.
-/// Percent-escapes of printable ASCII are decoded (once), `\` counts as `/`, empty and `.` segments
-/// are dropped and `..` removes the segment before it. Matching stays case-sensitive. A path that
-/// needs none of this (the common case) is returned as it is, without allocating.
-pub fn rule_path(path: &str) -> Cow<'_, str> {
-    let path = path_of(path);
-    // One pass over the bytes (no `%`, no `\\`, no `/` followed by `/` or `.`).
-    let bytes = path.as_bytes();
-    let plain = bytes.iter().enumerate().all(|(i, &b)| match b {
-        b'%' | b'\\' => false,
-        b'/' => !matches!(bytes.get(i + 1), Some(b'/' | b'.')),
-        _ => true,
-    });
-    if plain {
-        return Cow::Borrowed(path);
-    }
-    let decoded = percent_decode_printable(path).replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for segment in &segments {
-        out.push('/');
-        out.push_str(segment);
-    }
-    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    if trailing || out.is_empty() {
-        out.push('/');
-    }
-    Cow::Owned(out)
-}
-
-/// Decodes `%XX` escapes whose byte is printable ASCII (0x21–0x7E); others stay as written.
-fn percent_decode_printable(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let byte = (hi * 16 + lo) as u8;
-                if (0x21..=0x7E).contains(&byte) {
-                    out.push(byte as char);
-                    i += 3;
-                    continue;
-                }
-            }
-        }
-        // Copy one whole character (the path is UTF-8; only ASCII is ever decoded).
-        let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
-        out.push(ch);
-        i += ch.len_utf8().max(1);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -487,6 +440,7 @@ mod tests {
             path_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             lists: Lists::new(set(allow), IpSet::empty()),
             mode,
+            path_case: PathCase::Sensitive,
         }
     }
 
@@ -569,10 +523,16 @@ mod tests {
     #[test]
     fn rules_path_prefixes_are_plain_prefixes_without_the_query() {
         let r = rule("r", &[], &["/admin"], &[], Mode::Enforce);
-        assert!(r.applies("h", path_of("/admin")));
-        assert!(r.applies("h", path_of("/administrator?x=1")));
-        assert!(!r.applies("h", path_of("/public?next=/admin")));
-        assert!(!r.applies("h", path_of("/Admin")));
+        assert!(r.applies("h", path::path_of("/admin")));
+        assert!(r.applies("h", path::path_of("/administrator?x=1")));
+        assert!(!r.applies("h", path::path_of("/public?next=/admin")));
+        assert!(!r.applies("h", path::path_of("/Admin")));
+    }
+
+    fn some_form_applies(r: &Rule, path: &str) -> bool {
+        path::Forms::of(path)
+            .iter()
+            .any(|form| r.applies("h", form))
     }
 
     #[test]
@@ -591,11 +551,7 @@ mod tests {
             "/x/%2e%2e/admin",
             "/a/b/../../admin/",
         ] {
-            assert!(
-                r.applies("h", &rule_path(trick)),
-                "{trick} -> {}",
-                rule_path(trick)
-            );
+            assert!(some_form_applies(&r, trick), "{trick}");
         }
         for other in [
             "/Admin",
@@ -606,19 +562,8 @@ mod tests {
             "/",
             "/%",
         ] {
-            assert!(
-                !r.applies("h", &rule_path(other)),
-                "{other} -> {}",
-                rule_path(other)
-            );
+            assert!(!some_form_applies(&r, other), "{other}");
         }
-        assert!(matches!(
-            rule_path("/plain/path?q=//x"),
-            Cow::Borrowed("/plain/path")
-        ));
-        assert_eq!(rule_path("/a/./b/../c/"), "/a/c/");
-        assert_eq!(rule_path("/.."), "/");
-        assert_eq!(rule_path("/%e2%82%ac/%zz/é"), "/%e2%82%ac/%zz/é");
     }
 
     #[test]
@@ -637,5 +582,101 @@ mod tests {
         assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
         assert_eq!(host_of("example.com"), "example.com");
         assert_eq!(host_of(""), "");
+    }
+
+    #[test]
+    fn the_port_is_whatever_follows_the_last_colon_outside_brackets_digits_or_not() {
+        assert_eq!(host_of("admin.example.com:x"), "admin.example.com");
+        assert_eq!(host_of("admin.example.com:443x"), "admin.example.com");
+        assert_eq!(host_of("admin.example.com:"), "admin.example.com");
+        assert_eq!(host_of("admin.example.com.:x"), "admin.example.com");
+        assert_eq!(host_of("admin.example.com:80:80"), "admin.example.com:80");
+        assert_eq!(host_of("[2001:db8::1]:x"), "[2001:db8::1]");
+        assert_eq!(host_of("[2001:db8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("[::1"), "[:");
+        let mut a = access(&["203.0.113.0/24"], &[]);
+        a.rules = vec![rule(
+            "admin",
+            &["admin.example.com"],
+            &[],
+            &["203.0.113.10"],
+            Mode::Enforce,
+        )];
+        for authority in [
+            "admin.example.com:x",
+            "admin.example.com:443x",
+            "ADMIN.example.com.:",
+        ] {
+            assert_eq!(
+                a.decide(ip("203.0.113.5"), None, authority, "/"),
+                (Verdict::Deny, Some(0)),
+                "{authority}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_is_decided_for_each_form_of_its_path_and_any_refusing_form_refuses() {
+        let mut a = access(&["203.0.113.0/24"], &[]);
+        a.rules = vec![
+            rule("public", &[], &["/public"], &["0.0.0.0/0"], Mode::Enforce),
+            rule("admin", &[], &["/admin"], &["203.0.113.10"], Mode::Enforce),
+        ];
+        let client = ip("203.0.113.5");
+        for path in [
+            "/admin/users",
+            "/;x/admin/users",
+            "/.;/admin",
+            "/x/..;/admin",
+            "/admin%2F..%2Fpublic",
+            "/public/..%2Fadmin",
+            "//admin",
+            "/admin;a=b/x",
+        ] {
+            assert_eq!(
+                a.decide(client, None, "h", path),
+                (Verdict::Deny, Some(1)),
+                "{path}"
+            );
+        }
+        for path in ["/public/x", "/other", "/Admin/users", "/x/admin"] {
+            let (v, _) = a.decide(client, None, "h", path);
+            assert_eq!(v, Verdict::Allow, "{path}");
+        }
+        // The rule admits its own client in every form.
+        assert_eq!(
+            a.decide(ip("203.0.113.10"), None, "h", "/x/..;/admin").0,
+            Verdict::Allow
+        );
+        // An enforced refusal in a later form wins over a dry-run one in an earlier form.
+        a.rules[0].mode = Mode::DryRun;
+        a.rules[0].lists = Lists::new(set(&["198.51.100.1"]), IpSet::empty());
+        assert_eq!(
+            a.decide(client, None, "h", "/admin%2F..%2Fpublic"),
+            (Verdict::Deny, Some(1))
+        );
+        assert_eq!(
+            a.decide(client, None, "h", "/public/%2e%2e/x"),
+            (Verdict::DryRunDeny, Some(0))
+        );
+    }
+
+    #[test]
+    fn path_case_insensitive_rules_match_every_case_of_their_prefixes() {
+        let mut a = access(&["203.0.113.0/24"], &[]);
+        let mut admin = rule("admin", &[], &["/admin"], &["203.0.113.10"], Mode::Enforce);
+        admin.path_case = PathCase::Insensitive;
+        a.rules = vec![admin];
+        for path in ["/Admin/users", "/ADMIN", "/%41dmin", "/x/..;/aDmIn"] {
+            assert_eq!(
+                a.decide(ip("203.0.113.5"), None, "h", path).0,
+                Verdict::Deny,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            a.decide(ip("203.0.113.5"), None, "h", "/public").0,
+            Verdict::Allow
+        );
     }
 }

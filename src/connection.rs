@@ -50,6 +50,7 @@ impl Policy {
             rule,
             link: connection.link,
             unavailable,
+            unverified_downstream: false,
         }
     }
 

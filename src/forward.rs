@@ -1,5 +1,13 @@
 //! Forwarding (docs/forwarding.md): the header plan, i.e. which request headers to set or remove so that
 //! the app sees the resolved client and never a value the client wrote itself.
+//!
+//! An app may read a header under another spelling than the one the filter writes: CGI, WSGI
+//! and Rack servers fold `X_Real_IP` and `x-real-ip` into the same `HTTP_X_REAL_IP`, and Envoy
+//! forwards header names with underscores by default. So besides setting its own headers, the
+//! plan removes every other spelling of them (any case, `_` for `-`) and every header of
+//! `forward.strip` (headers naming a client that the filter does not write), in every spelling.
+//! It finds them in the request's header lines, read once (one host call serves the resolver's
+//! header too); a request carrying none of them costs no edit beyond the filter's own headers.
 
 use crate::addr::{AddrText, ClientAddr};
 use crate::chain::{ends_with, HeaderLines};
@@ -18,6 +26,17 @@ pub enum XffMode {
     Replace,
 }
 
+/// The default `forward.strip`: headers that name a client address, which apps and frameworks
+/// read (Spring's `ForwardedHeaderFilter`, chi's `RealIP`, …) and the filter does not write.
+pub const DEFAULT_STRIP: [&str; 6] = [
+    "forwarded",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "x-client-ip",
+    "fastly-client-ip",
+];
+
 /// The compiled `forward` section.
 #[derive(Clone, Debug)]
 pub struct Forwarding {
@@ -27,6 +46,11 @@ pub struct Forwarding {
     pub port_header: Option<String>,
     /// X-Forwarded-For handling.
     pub xff: XffMode,
+    /// Headers removed from every request (lower case), none of them one the filter writes.
+    pub strip: Vec<String>,
+    /// Other headers whose other spellings are removed (lower case): the link header and the
+    /// resolver's header, which the configuration adds.
+    pub spelled: Vec<String>,
 }
 
 impl Default for Forwarding {
@@ -35,8 +59,21 @@ impl Default for Forwarding {
             headers: vec!["x-real-ip".to_string()],
             port_header: None,
             xff: XffMode::Keep,
+            strip: DEFAULT_STRIP.iter().map(|h| h.to_string()).collect(),
+            spelled: Vec::new(),
         }
     }
+}
+
+/// Whether the header name `name` folds to `canonical` (lower case, `-`) as an app may fold it:
+/// ASCII case ignored, `_` read as `-`.
+#[inline]
+pub fn folds_to(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name.bytes().zip(canonical.bytes()).all(|(n, c)| {
+            let n = n.to_ascii_lowercase();
+            n == c || (n == b'_' && c == b'-')
+        })
 }
 
 /// One header edit. `Set` replaces every line of the header with one line.
@@ -56,6 +93,8 @@ pub struct HeaderPlan<'p> {
     client: Option<AddrText>,
     port: Option<AddrText>,
     xff: XffEdit,
+    /// Header lines to remove, by their name as sent (each once).
+    removals: Vec<&'p str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -67,13 +106,57 @@ enum XffEdit {
 }
 
 impl Forwarding {
+    /// Whether requests are sanitised at all: the filter writes a header or strips some. Then
+    /// every request's header lines are read (all of them), to find the spellings to remove.
+    pub fn sanitises(&self) -> bool {
+        !self.headers.is_empty() || self.port_header.is_some() || !self.strip.is_empty()
+    }
+
+    /// The names whose other spellings are removed (lower case); the strip list's are removed
+    /// in every spelling.
+    fn spelled_names(&self) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .chain(&self.port_header)
+            .chain(&self.spelled)
+            .map(String::as_str)
+            .chain(std::iter::once(X_FORWARDED_FOR))
+    }
+
+    /// The header lines of a request to remove: a header of `strip` in any spelling, and any
+    /// other spelling of the filter's own headers and of the forwarding header. `headers` must
+    /// be every line of the request (see [`Forwarding::sanitises`]). No allocation when the
+    /// request holds none.
+    pub fn removals<'h>(&self, headers: &'h HeaderLines) -> Vec<&'h str> {
+        let mut out: Vec<&'h str> = Vec::new();
+        if !self.sanitises() {
+            return out;
+        }
+        for (name, _) in headers {
+            let name = name.as_str();
+            if name.starts_with(':') {
+                continue;
+            }
+            let strip = self.strip.iter().any(|s| folds_to(name, s));
+            let other_spelling = || {
+                self.spelled_names()
+                    .any(|own| folds_to(name, own) && name != own)
+            };
+            if (strip || other_spelling()) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// Plans the edits for a request whose client (when known) and downstream address are given.
-    pub fn plan(
-        &self,
+    /// With [`Forwarding::sanitises`], `headers` must be every line of the request.
+    pub fn plan<'p>(
+        &'p self,
         client: Option<ClientAddr>,
         downstream: Option<ClientAddr>,
-        headers: &HeaderLines,
-    ) -> HeaderPlan<'_> {
+        headers: &'p HeaderLines,
+    ) -> HeaderPlan<'p> {
         let xff = match (self.xff, client, downstream) {
             (XffMode::Keep, _, _) => XffEdit::Keep,
             (XffMode::Replace, Some(_), _) => XffEdit::SetClient,
@@ -89,6 +172,7 @@ impl Forwarding {
             client: client.map(|c| c.text()),
             port: client.and_then(|c| c.port()).map(AddrText::port),
             xff,
+            removals: self.removals(headers),
         }
     }
 }
@@ -111,29 +195,46 @@ fn appended(headers: &HeaderLines, downstream: ClientAddr) -> String {
 }
 
 impl HeaderPlan<'_> {
-    /// Calls `edit` once per header edit, in a fixed order: the client headers, the port header,
-    /// then X-Forwarded-For.
+    /// Calls `edit` once per header edit, in a fixed order: the removals (strip list and other
+    /// spellings), the client headers, the port header, then X-Forwarded-For.
     pub fn for_each<'a>(&'a self, mut edit: impl FnMut(HeaderOp<'a>)) {
+        let _ = self.try_for_each(|op| {
+            edit(op);
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// [`HeaderPlan::for_each`] with edits that may fail: stops at the first failure and
+    /// returns it with its edit. A request whose plan failed must not be forwarded (it may
+    /// still carry a header the client wrote).
+    pub fn try_for_each<'a, E>(
+        &'a self,
+        mut edit: impl FnMut(HeaderOp<'a>) -> Result<(), E>,
+    ) -> Result<(), (HeaderOp<'a>, E)> {
+        let mut apply = |op: HeaderOp<'a>| edit(op).map_err(|e| (op, e));
+        for name in &self.removals {
+            apply(HeaderOp::Remove(name))?;
+        }
         let client = self.client_text();
         for name in &self.forwarding.headers {
-            edit(match client {
+            apply(match client {
                 Some(text) => HeaderOp::Set(name, text),
                 None => HeaderOp::Remove(name),
-            });
+            })?;
         }
         if let Some(name) = &self.forwarding.port_header {
-            edit(match &self.port {
+            apply(match &self.port {
                 Some(text) => HeaderOp::Set(name, text.as_str()),
                 None => HeaderOp::Remove(name),
-            });
+            })?;
         }
         match (&self.xff, client) {
-            (XffEdit::Keep, _) => {}
+            (XffEdit::Keep, _) => Ok(()),
             (XffEdit::Remove, _) | (XffEdit::SetClient, None) => {
-                edit(HeaderOp::Remove(X_FORWARDED_FOR))
+                apply(HeaderOp::Remove(X_FORWARDED_FOR))
             }
-            (XffEdit::SetClient, Some(text)) => edit(HeaderOp::Set(X_FORWARDED_FOR, text)),
-            (XffEdit::Set(value), _) => edit(HeaderOp::Set(X_FORWARDED_FOR, value)),
+            (XffEdit::SetClient, Some(text)) => apply(HeaderOp::Set(X_FORWARDED_FOR, text)),
+            (XffEdit::Set(value), _) => apply(HeaderOp::Set(X_FORWARDED_FOR, value)),
         }
     }
 
@@ -274,5 +375,117 @@ mod tests {
             f.plan(None, addr("10.0.0.9:2"), &hs).to_vec(),
             vec![remove("x-forwarded-for")]
         );
+    }
+
+    #[test]
+    fn strip_headers_are_removed_in_every_spelling() {
+        let f = Forwarding::default();
+        let hs = h(&[
+            (":authority", "example.com"),
+            ("forwarded", "for=6.6.6.6"),
+            ("true_client_ip", "6.6.6.6"),
+            ("CF-Connecting-IP", "6.6.6.6"),
+            ("x-cluster_client-ip", "6.6.6.6"),
+            ("fastly-client-ip", "6.6.6.6"),
+            ("fastly-client-ip", "7.7.7.7"),
+            ("x-client-ip", "6.6.6.6"),
+            ("user-agent", "x"),
+        ]);
+        assert_eq!(
+            f.plan(addr("1.1.1.1:2"), None, &hs).to_vec(),
+            vec![
+                remove("forwarded"),
+                remove("true_client_ip"),
+                remove("CF-Connecting-IP"),
+                remove("x-cluster_client-ip"),
+                remove("fastly-client-ip"),
+                remove("x-client-ip"),
+                set("x-real-ip", "1.1.1.1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_spellings_of_the_filters_own_headers_are_removed() {
+        let f = Forwarding {
+            headers: vec!["x-real-ip".into()],
+            port_header: Some("x-client-port".into()),
+            spelled: vec!["x-client-link".into()],
+            ..Forwarding::default()
+        };
+        let hs = h(&[
+            ("x-real-ip", "6.6.6.6"),
+            ("x_real_ip", "6.6.6.6"),
+            ("X_Real-IP", "6.6.6.6"),
+            ("x_client_port", "1"),
+            ("x_client_link", "aws-vpce:vpce-1"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x_real_ipx", "6.6.6.6"),
+            ("x-real-ip-extra", "6.6.6.6"),
+        ]);
+        assert_eq!(
+            f.plan(addr("1.1.1.1:2"), None, &hs).to_vec(),
+            vec![
+                remove("x_real_ip"),
+                remove("X_Real-IP"),
+                remove("x_client_port"),
+                remove("x_client_link"),
+                remove("x_forwarded_for"),
+                set("x-real-ip", "1.1.1.1"),
+                set("x-client-port", "2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_without_such_headers_gets_only_the_filters_own_edits_without_allocating() {
+        let f = Forwarding::default();
+        let hs = h(&[
+            (":authority", "example.com"),
+            (":path", "/"),
+            ("user-agent", "wrk"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        let removals = f.removals(&hs);
+        assert!(removals.is_empty() && removals.capacity() == 0);
+        assert_eq!(
+            f.plan(addr("1.1.1.1"), None, &hs).to_vec(),
+            vec![set("x-real-ip", "1.1.1.1")]
+        );
+        // Nothing written, nothing stripped: nothing removed either.
+        let quiet = Forwarding {
+            headers: vec![],
+            strip: vec![],
+            ..Forwarding::default()
+        };
+        assert!(!quiet.sanitises());
+        assert!(quiet.removals(&h(&[("x_forwarded_for", "1")])).is_empty());
+    }
+
+    #[test]
+    fn folding_ignores_case_and_reads_underscore_as_dash_only() {
+        assert!(folds_to("X_Real_IP", "x-real-ip"));
+        assert!(folds_to("x-real-ip", "x-real-ip"));
+        assert!(!folds_to("x.real.ip", "x-real-ip"));
+        assert!(!folds_to("x-real-i", "x-real-ip"));
+        assert!(!folds_to("x-real-ip", "x_real_ip"));
+    }
+
+    #[test]
+    fn a_failing_edit_stops_the_plan_and_is_returned() {
+        let f = Forwarding::default();
+        let hs = h(&[("forwarded", "x")]);
+        let plan = f.plan(addr("1.1.1.1"), None, &hs);
+        let mut seen = 0;
+        let r = plan.try_for_each(|op| {
+            seen += 1;
+            match op {
+                HeaderOp::Remove("forwarded") => Err(7),
+                _ => Ok(()),
+            }
+        });
+        assert_eq!(r, Err((HeaderOp::Remove("forwarded"), 7)));
+        assert_eq!(seen, 1);
     }
 }

@@ -15,6 +15,7 @@
 //! - [`chain`]: the forwarding chain, read right to left, lazily.
 //! - [`resolve`]: which address of the chain is the client.
 //! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
+//! - [`path`]: the forms of a request path that path rules are decided on.
 //! - [`access`]: allow/deny lists, rules, verdicts.
 //! - [`forward`]: the header plan.
 //! - [`rate_limit`]: the per-client rate-limit key (Envoy's limiters count).
@@ -37,6 +38,7 @@ pub mod forward;
 pub mod host;
 pub mod identity;
 pub mod ipset;
+pub mod path;
 pub mod policy;
 pub mod rate_limit;
 pub mod resolve;

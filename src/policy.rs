@@ -6,7 +6,7 @@ use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::filter_type::FilterType;
-use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
+use crate::forward::{Forwarding, HeaderOp, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
 use crate::rate_limit::{Keying, RateLimit};
 use crate::resolve::Resolver;
@@ -26,6 +26,17 @@ pub enum Origin {
     SourceAddressFromXff,
     /// Neither held an address.
     Missing,
+}
+
+/// What to do with a request whose downstream address came from X-Forwarded-For
+/// ([`Origin::SourceAddressFromXff`]): `client_ip.on_downstream_from_xff`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnDownstreamFromXff {
+    /// Refuse it (the default): the filter cannot know who connected.
+    #[default]
+    Refuse,
+    /// Take that address anyway (a client may have written it).
+    Use,
 }
 
 /// Who opened the connection to Envoy, as Envoy recovered it (the PROXY protocol source, or the
@@ -159,6 +170,37 @@ pub struct Decision {
     /// The decision read a list naming an unavailable source with `on_unavailable: "refuse"`
     /// (docs/sources.md): the verdict is then a refusal (503 when enforced).
     pub unavailable: bool,
+    /// The downstream address came from X-Forwarded-For and `on_downstream_from_xff` is
+    /// `"refuse"`: the verdict is a refusal in the deciding mode, whatever the lists say.
+    pub unverified_downstream: bool,
+}
+
+/// A local reply refusing a request: its status, body and `%RESPONSE_CODE_DETAILS%`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal<'a> {
+    /// The HTTP status.
+    pub status: u32,
+    /// The body (`content-type: text/plain`).
+    pub body: &'a str,
+    /// What Envoy's access log shows as `%RESPONSE_CODE_DETAILS%`.
+    pub details: &'static str,
+}
+
+impl Refusal<'static> {
+    /// A header edit of the plan failed: the request may still carry a header the client
+    /// wrote, so it is refused, never forwarded (the proxy is at fault: 500).
+    pub const EDIT_FAILED: Refusal<'static> = Refusal {
+        status: 500,
+        body: "client-ip-filter: cannot sanitise the request headers\n",
+        details: "client_ip_filter_header_edit_failed",
+    };
+}
+
+/// A header edit the host refused, which refuses the request ([`Refusal::EDIT_FAILED`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditFailed {
+    /// The edit and the host's status, for the warning.
+    pub detail: String,
 }
 
 /// The compiled configuration: immutable, shared by every stream.
@@ -178,6 +220,8 @@ pub struct Policy {
     pub link: LinkPolicy,
     /// `trusted_proxies` names an unavailable source with `on_unavailable: "refuse"`.
     pub trust_unavailable: bool,
+    /// `client_ip.on_downstream_from_xff`.
+    pub on_downstream_from_xff: OnDownstreamFromXff,
     /// The `rate_limit` section: None when absent (no key is made).
     pub rate_limit: Option<RateLimit>,
 }
@@ -192,6 +236,7 @@ impl Default for Policy {
             forwarding: Forwarding::default(),
             link: LinkPolicy::default(),
             trust_unavailable: false,
+            on_downstream_from_xff: OnDownstreamFromXff::Refuse,
             rate_limit: None,
         }
     }
@@ -222,7 +267,9 @@ impl Policy {
             path,
         );
         let unavailable = self.trust_unavailable || self.access.reads_unavailable(rule);
-        if unavailable {
+        let unverified_downstream = request.downstream.origin == Origin::SourceAddressFromXff
+            && self.on_downstream_from_xff == OnDownstreamFromXff::Refuse;
+        if unavailable || unverified_downstream {
             verdict = self.unavailable_verdict(rule);
         }
         Decision {
@@ -233,11 +280,13 @@ impl Policy {
             rule,
             link,
             unavailable,
+            unverified_downstream,
         }
     }
 
     /// The verdict of a decision that read a list naming an unavailable source with
-    /// `on_unavailable: "refuse"` (docs/sources.md): a refusal in the deciding mode.
+    /// `on_unavailable: "refuse"` (docs/sources.md), or whose downstream address came from
+    /// X-Forwarded-For (`on_downstream_from_xff: "refuse"`): a refusal in the deciding mode.
     pub fn unavailable_verdict(&self, rule: Option<usize>) -> Verdict {
         match rule.map_or(self.access.mode, |i| self.access.rules[i].mode) {
             Mode::Enforce => Verdict::Deny,
@@ -245,15 +294,66 @@ impl Policy {
         }
     }
 
+    /// The local reply of a refused request (an enforced [`Verdict::Deny`]): 503 when a list it
+    /// read names an unavailable source, else the deny status and body.
+    pub fn refusal(&self, decision: &Decision) -> Refusal<'_> {
+        let (status, body, details) = if decision.unavailable {
+            (
+                503,
+                "source unavailable\n",
+                "client_ip_filter_source_unavailable",
+            )
+        } else if decision.unverified_downstream {
+            let a = &self.access;
+            (
+                a.deny_status,
+                a.deny_body.as_str(),
+                "client_ip_filter_downstream_from_xff",
+            )
+        } else {
+            let a = &self.access;
+            (
+                a.deny_status,
+                a.deny_body.as_str(),
+                "client_ip_filter_denied",
+            )
+        };
+        Refusal {
+            status,
+            body,
+            details,
+        }
+    }
+
+    /// Applies an admitted request's header plan through `edit` (the host's header calls, in
+    /// the adapter). The first edit that fails stops it: the request must then be refused
+    /// with [`Refusal::EDIT_FAILED`], never forwarded half sanitised.
+    pub fn sanitise<'a, E: std::fmt::Debug>(
+        plan: &'a HeaderPlan<'_>,
+        edit: impl FnMut(HeaderOp<'a>) -> Result<(), E>,
+    ) -> Result<(), EditFailed> {
+        plan.try_for_each(edit).map_err(|(op, status)| EditFailed {
+            detail: match op {
+                HeaderOp::Set(name, _) => format!("set {name}: {status:?}"),
+                HeaderOp::Remove(name) => format!("remove {name}: {status:?}"),
+            },
+        })
+    }
+
     /// The header edits for an admitted request.
-    pub fn header_plan<'p>(&'p self, request: &Request<'_>, decision: &Decision) -> HeaderPlan<'p> {
+    pub fn header_plan<'p>(&'p self, request: &Request<'p>, decision: &Decision) -> HeaderPlan<'p> {
         self.forwarding
             .plan(decision.client, request.downstream.addr, request.headers)
     }
 
     /// The request headers [`Policy::decide`] and [`Policy::header_plan`] read. Given only
     /// those (as [`HeaderReads`] describes), they decide and plan exactly as with all of them.
+    /// A policy that sanitises requests (see [`Forwarding::sanitises`]) reads every line, once:
+    /// that one read also serves the forwarding header, `:authority` and `:path`.
     pub fn header_reads(&self) -> HeaderReads {
+        if self.forwarding.sanitises() {
+            return HeaderReads::AllLines;
+        }
         let mut names: Vec<&str> = Vec::new();
         match self.resolver.reads() {
             None => {}
@@ -334,7 +434,8 @@ impl Policy {
 
     /// With [`HeaderReads::AllLines`]: whether a request from `downstream` needs any line.
     fn reads_lines_now(&self, downstream: &Downstream) -> bool {
-        self.resolver.reads_header_from(downstream.addr)
+        self.forwarding.sanitises()
+            || self.resolver.reads_header_from(downstream.addr)
             || self.forwarding.xff == XffMode::Append
             || !self.access.rules.is_empty()
     }
@@ -446,12 +547,14 @@ mod tests {
     }
 
     #[test]
-    fn default_configuration_reads_no_header() {
+    fn a_sanitising_configuration_reads_every_line_once_and_one_that_does_not_reads_none() {
+        // The default writes x-real-ip and strips forward.strip: every line is read, once, to
+        // find the spellings to remove (the same read serves every other header).
         let (policy, _) = parse(b"").unwrap();
-        assert_eq!(policy.header_reads(), HeaderReads::Nothing);
+        assert_eq!(policy.header_reads(), HeaderReads::AllLines);
         let (policy, _) = parse(
             br#"{"access": {"allow": ["10.0.0.0/8"]},
-                                     "forward": {"x_forwarded_for": "replace"}}"#,
+                 "forward": {"x_forwarded_for": "replace", "headers": [], "strip": []}}"#,
         )
         .unwrap();
         assert_eq!(policy.header_reads(), HeaderReads::Nothing);
@@ -459,27 +562,44 @@ mod tests {
 
     #[test]
     fn header_reads_name_what_the_configuration_uses() {
+        // Without sanitising (no header written, none stripped), only what the decision needs.
+        const QUIET: &str = r#""headers": [], "strip": []"#;
         let reads = |json: &str| parse(json.as_bytes()).unwrap().0.header_reads();
         let values =
             |names: &[&str]| HeaderReads::Values(names.iter().map(|n| n.to_string()).collect());
         assert_eq!(
-            reads(r#"{"client_ip": {"trusted_hops": 1}}"#),
+            reads(&format!(
+                r#"{{"client_ip": {{"trusted_hops": 1}}, "forward": {{{QUIET}}}}}"#
+            )),
             values(&["x-forwarded-for"])
         );
         assert_eq!(
-            reads(
-                r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}, "forward": {"x_forwarded_for": "append"}}"#
-            ),
+            reads(&format!(
+                r#"{{"client_ip": {{"trusted_proxies": ["10.0.0.0/8"]}},
+                    "forward": {{{QUIET}, "x_forwarded_for": "append"}}}}"#
+            )),
             values(&["x-forwarded-for"])
         );
         assert_eq!(
-            reads(
-                r#"{"access": {"rules": [{"name": "a", "hosts": ["a.example"]}, {"name": "b", "path_prefixes": ["/b"]}]}}"#
-            ),
+            reads(&format!(
+                r#"{{"access": {{"rules": [{{"name": "a", "hosts": ["a.example"]}},
+                    {{"name": "b", "path_prefixes": ["/b"]}}]}}, "forward": {{{QUIET}}}}}"#
+            )),
             values(&[":authority", ":path"])
         );
         assert_eq!(
-            reads(r#"{"client_ip": {"trusted_hops": 1, "header": "X-Real-IP"}}"#),
+            reads(&format!(
+                r#"{{"client_ip": {{"trusted_hops": 1, "header": "X-Real-IP"}}, "forward": {{{QUIET}}}}}"#
+            )),
+            HeaderReads::AllLines
+        );
+        // Sanitising: every line, whatever else is configured.
+        assert_eq!(
+            reads(r#"{"client_ip": {"trusted_hops": 1}}"#),
+            HeaderReads::AllLines
+        );
+        assert_eq!(
+            reads(r#"{"forward": {"headers": [], "strip": ["forwarded"]}}"#),
             HeaderReads::AllLines
         );
     }
@@ -501,8 +621,11 @@ mod tests {
                 "rules": [{"name": "admin", "hosts": ["admin.example.com"], "path_prefixes": ["/admin"], "allow": ["203.0.113.5"]},
                           {"name": "api", "path_prefixes": ["/api"], "deny": ["10.1.2.3"], "mode": "dry_run"},
                           {"name": "any", "hosts": ["*.example.com"]}]}}"#,
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}, "forward": {"headers": [], "strip": [], "x_forwarded_for": "append"}}"#,
+            r#"{"client_ip": {"trusted_hops": 1}, "forward": {"headers": [], "strip": []},
+                "access": {"rules": [{"name": "b", "hosts": ["admin.example.com"], "path_prefixes": ["/admin"], "path_case": "insensitive", "allow": ["10.0.0.0/8"]}]}}"#,
         ];
-        let requests: [&[(&str, &str)]; 7] = [
+        let requests: [&[(&str, &str)]; 8] = [
             &[],
             &[
                 (":authority", "admin.example.com"),
@@ -533,6 +656,13 @@ mod tests {
                 ("X-Forwarded-For", "203.0.113.5"),
                 (":authority", "ADMIN.example.com."),
                 (":path", "/admin"),
+            ],
+            &[
+                (":authority", "admin.example.com:x"),
+                (":path", "/x/..;/Admin"),
+                ("x_real_ip", "203.0.113.9"),
+                ("forwarded", "for=203.0.113.9"),
+                ("x_forwarded_for", "203.0.113.9"),
             ],
         ];
         let downstreams = ["10.1.2.3:5000", "203.0.113.5:6000", "[2001:db8::1]:7"];
@@ -624,13 +754,109 @@ mod tests {
         };
         assert_eq!(
             per_request(&c),
-            (0, 1),
-            "(C): no header read, x-real-ip set"
+            (1, 1),
+            "(C): the header lines read once, x-real-ip set"
         );
         assert_eq!(
             per_request(&d),
-            (2, 2),
-            "(D): X-Forwarded-For and :authority read, x-real-ip and x-client-ip set"
+            (1, 2),
+            "(D): the header lines read once (X-Forwarded-For and :authority among them), \
+             x-real-ip and x-client-ip set"
         );
+    }
+
+    #[test]
+    fn a_failed_header_edit_refuses_the_request_and_stops_the_edits() {
+        let (p, _) = parse(br#"{"forward": {"headers": ["x-real-ip", "x-client-ip"]}}"#).unwrap();
+        let lines = h(&[("x_real_ip", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let request = Request {
+            downstream: Downstream::from_filter_state("203.0.113.5:1"),
+            headers: &lines,
+        };
+        let decision = p.decide(&request);
+        let plan = p.header_plan(&request, &decision);
+        // Every edit succeeds: forwarded.
+        let mut done = Vec::new();
+        let ok = Policy::sanitise(&plan, |op| {
+            done.push(format!("{op:?}"));
+            Ok::<(), &str>(())
+        });
+        assert_eq!(ok, Ok(()));
+        assert_eq!(done.len(), 4, "{done:?}");
+        // Each edit failing in turn: refused, nothing edited after it.
+        for fail_at in 0..done.len() {
+            let mut attempted = 0;
+            let failed = Policy::sanitise(&plan, |_| {
+                attempted += 1;
+                if attempted == fail_at + 1 {
+                    Err("InternalFailure")
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(failed.is_err(), "edit {fail_at}");
+            assert_eq!(attempted, fail_at + 1);
+        }
+        let failed = Policy::sanitise(&plan, |op| match op {
+            HeaderOp::Set("x-real-ip", _) => Err("BadArgument"),
+            _ => Ok(()),
+        });
+        assert_eq!(
+            failed,
+            Err(EditFailed {
+                detail: "set x-real-ip: \"BadArgument\"".into()
+            })
+        );
+        assert_eq!(Refusal::EDIT_FAILED.status, 500);
+    }
+
+    #[test]
+    fn a_refusal_replies_with_the_deny_status_or_503_for_an_unavailable_source() {
+        let (p, _) = parse(br#"{"access": {"deny_status": 451, "deny_body": "no\n"}}"#).unwrap();
+        let xff = Downstream::read(None, || Some(b"203.0.113.5:0".to_vec()));
+        let d = p.decide(&Request {
+            downstream: xff,
+            headers: &[],
+        });
+        assert_eq!(
+            p.refusal(&d),
+            Refusal {
+                status: 451,
+                body: "no\n",
+                details: "client_ip_filter_downstream_from_xff"
+            }
+        );
+        let mut d2 = d;
+        d2.unverified_downstream = false;
+        assert_eq!(p.refusal(&d2).details, "client_ip_filter_denied");
+        d2.unavailable = true;
+        assert_eq!(p.refusal(&d2).status, 503);
+    }
+
+    #[test]
+    fn on_downstream_from_xff_use_takes_the_address_and_dry_run_lets_it_through() {
+        let xff = Downstream::read(None, || Some(b"203.0.113.5:0".to_vec()));
+        let decide = |json: &str| {
+            parse(json.as_bytes()).unwrap().0.decide(&Request {
+                downstream: xff,
+                headers: &[],
+            })
+        };
+        let d = decide(r#"{"client_ip": {"on_downstream_from_xff": "use"}}"#);
+        assert_eq!(
+            (d.verdict, d.unverified_downstream),
+            (Verdict::Allow, false)
+        );
+        assert_eq!(
+            d.client.map(|c| c.ip().to_string()).as_deref(),
+            Some("203.0.113.5")
+        );
+        let d = decide(r#"{"access": {"mode": "dry_run"}}"#);
+        assert_eq!(
+            (d.verdict, d.unverified_downstream),
+            (Verdict::DryRunDeny, true)
+        );
+        let d = decide("{}");
+        assert_eq!((d.verdict, d.unverified_downstream), (Verdict::Deny, true));
     }
 }

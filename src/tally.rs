@@ -5,8 +5,13 @@
 //! adapter flushes it to the host's counters from the root context's tick (every
 //! [`FLUSH_PERIOD_MS`]) and when the VM stops, one host call per counter that changed. `/stats`
 //! therefore lags a decision by at most one flush period.
+//!
+//! Events an operator must hear of but that may come with every request (a downstream address
+//! taken from X-Forwarded-For, a header edit the host refused) are also gathered here and logged
+//! from the tick, at most one warning per kind a minute ([`ALARM_PERIOD_MS`]), with the count
+//! since the last one: never a log line per request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use crate::access::Verdict;
 use crate::policy::{Decision, Origin, Policy};
@@ -25,8 +30,9 @@ const INVALID: Slot = 3;
 const DOWNSTREAM_FROM_XFF: Slot = 4;
 const LINK_INVALID: Slot = 5;
 const UNAVAILABLE: Slot = 6;
+const HEADER_EDIT_FAILED: Slot = 7;
 /// The counters every configuration has, in slot order; each rule's three follow.
-const FIXED: [&str; 7] = [
+const FIXED: [&str; 8] = [
     "client_ip.allowed",
     "client_ip.denied",
     "client_ip.dry_run_denied",
@@ -34,8 +40,47 @@ const FIXED: [&str; 7] = [
     "client_ip.downstream_from_xff",
     "client_ip.link_invalid",
     "client_ip.unavailable",
+    "client_ip.header_edit_failed",
 ];
 
+/// The least time between two warnings of one kind, in milliseconds.
+pub const ALARM_PERIOD_MS: u64 = 60_000;
+
+/// An event worth a warning, gathered until the next one is due.
+#[derive(Debug, Default)]
+struct Alarm {
+    /// Events since the last warning.
+    pending: Cell<u64>,
+    /// When the last warning was logged (None: never).
+    last_ms: Cell<Option<u64>>,
+    /// What the first event since the last warning was about.
+    detail: RefCell<Option<String>>,
+}
+
+impl Alarm {
+    fn raise(&self, detail: impl FnOnce() -> Option<String>) {
+        self.pending.set(self.pending.get().saturating_add(1));
+        let mut first = self.detail.borrow_mut();
+        if first.is_none() {
+            *first = detail();
+        }
+    }
+
+    /// The count and detail to warn about at `now_ms`, when a warning is due; resets them.
+    fn due(&self, now_ms: u64) -> Option<(u64, Option<String>)> {
+        let n = self.pending.get();
+        let due = self
+            .last_ms
+            .get()
+            .is_none_or(|last| now_ms.saturating_sub(last) >= ALARM_PERIOD_MS);
+        if n == 0 || !due {
+            return None;
+        }
+        self.pending.set(0);
+        self.last_ms.set(Some(now_ms));
+        Some((n, self.detail.borrow_mut().take()))
+    }
+}
 /// The rate-limit counters (docs/rate-limits.md), after the rules' when configured.
 const RATE_LIMIT_KEYED: &str = "client_ip.rate_limit.keyed";
 const RATE_LIMIT_EXEMPT: &str = "client_ip.rate_limit.exempt";
@@ -45,6 +90,10 @@ const RATE_LIMIT_EXEMPT: &str = "client_ip.rate_limit.exempt";
 pub struct Tally {
     names: Vec<String>,
     counts: Vec<Cell<u64>>,
+    /// Requests refused because their downstream address came from X-Forwarded-For.
+    unverified_downstream: Alarm,
+    /// Requests refused because a header edit failed.
+    edit_failed: Alarm,
     /// The slot of `client_ip.rate_limit.keyed` (`.exempt` follows), with a `rate_limit` section.
     rate_limit: Option<Slot>,
 }
@@ -69,6 +118,8 @@ impl Tally {
         Tally {
             names,
             counts,
+            unverified_downstream: Alarm::default(),
+            edit_failed: Alarm::default(),
             rate_limit,
         }
     }
@@ -109,12 +160,50 @@ impl Tally {
         if decision.downstream.origin == Origin::SourceAddressFromXff {
             self.bump(DOWNSTREAM_FROM_XFF);
         }
+        if decision.unverified_downstream {
+            self.unverified_downstream.raise(|| None);
+        }
         if decision.link.invalid {
             self.bump(LINK_INVALID);
         }
         if decision.unavailable {
             self.bump(UNAVAILABLE);
         }
+    }
+
+    /// Counts a request refused because a header edit failed (`client_ip.header_edit_failed`);
+    /// `detail` (which header, the host's status) is kept for the next warning.
+    pub fn count_edit_failure(&self, detail: impl FnOnce() -> String) {
+        self.bump(HEADER_EDIT_FAILED);
+        self.edit_failed.raise(|| Some(detail()));
+    }
+
+    /// Whether some warning waits for [`Tally::warnings`] (the adapter then reads the clock).
+    pub fn alarms_pending(&self) -> bool {
+        self.unverified_downstream.pending.get() != 0 || self.edit_failed.pending.get() != 0
+    }
+
+    /// The warnings due at `now_ms` (milliseconds of any monotonic or wall clock): at most one
+    /// per kind every [`ALARM_PERIOD_MS`], each with the count of events since the last one.
+    pub fn warnings(&self, now_ms: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((n, _)) = self.unverified_downstream.due(now_ms) {
+            out.push(format!(
+                "{n} request(s) refused since the last warning: their downstream address came \
+                 from X-Forwarded-For (no client_ip.downstream_filter_state value, and Envoy's \
+                 source.address held what the header says), so who connected is unknown; \
+                 install set_filter_state as the shipped manifests do, or set \
+                 client_ip.on_downstream_from_xff: \"use\""
+            ));
+        }
+        if let Some((n, detail)) = self.edit_failed.due(now_ms) {
+            out.push(format!(
+                "{n} request(s) refused (500) since the last warning: a client-IP header could \
+                 not be edited ({}); no request is forwarded unsanitised",
+                detail.as_deref().unwrap_or("no detail")
+            ));
+        }
+        out
     }
 
     #[inline]
@@ -185,6 +274,7 @@ mod tests {
                 "client_ip.downstream_from_xff",
                 "client_ip.link_invalid",
                 "client_ip.unavailable",
+                "client_ip.header_edit_failed",
                 "client_ip.rule.admin.allowed",
                 "client_ip.rule.admin.denied",
                 "client_ip.rule.admin.dry_run_denied",
@@ -267,7 +357,9 @@ mod tests {
 
     #[test]
     fn counters_count_invalid_entries_and_downstream_from_xff() {
-        let p = policy(r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}}"#);
+        let p = policy(
+            r#"{"client_ip": {"trusted_proxies": ["10.0.0.0/8"], "on_downstream_from_xff": "use"}}"#,
+        );
         let tally = Tally::for_policy(&p);
         let xff_derived = Downstream::read(None, || Some(b"10.0.0.1:0".to_vec()));
         tally.count(&decide(
@@ -301,5 +393,64 @@ mod tests {
         assert_eq!(flushed(&tally), [("client_ip.allowed".to_string(), 3)]);
         assert!(tally.is_empty());
         assert_eq!(flushed(&tally), []);
+    }
+
+    #[test]
+    fn a_downstream_from_xff_is_refused_by_default_and_warned_about_once_a_minute() {
+        let p = policy("{}");
+        let tally = Tally::for_policy(&p);
+        let xff_derived = Downstream::read(None, || Some(b"203.0.113.5:0".to_vec()));
+        for _ in 0..3 {
+            let d = decide(&p, xff_derived, &[]);
+            assert_eq!(d.verdict, Verdict::Deny);
+            assert!(d.unverified_downstream);
+            tally.count(&d);
+        }
+        let mut got = flushed(&tally);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("client_ip.denied".to_string(), 3),
+                ("client_ip.downstream_from_xff".to_string(), 3),
+            ]
+        );
+        assert!(tally.alarms_pending());
+        let w = tally.warnings(1_000);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("3 request(s) refused"), "{}", w[0]);
+        assert!(!tally.alarms_pending());
+        // More within the minute: gathered, not logged.
+        tally.count(&decide(&p, xff_derived, &[]));
+        assert_eq!(
+            tally.warnings(1_000 + ALARM_PERIOD_MS - 1),
+            Vec::<String>::new()
+        );
+        tally.count(&decide(&p, xff_derived, &[]));
+        let w = tally.warnings(1_000 + ALARM_PERIOD_MS);
+        assert!(w.len() == 1 && w[0].starts_with("2 request(s)"), "{w:?}");
+        // Nothing new: no warning, however late.
+        assert!(tally.warnings(10 * ALARM_PERIOD_MS).is_empty());
+        // A real downstream address is never refused for it.
+        let d = decide(&p, Downstream::from_filter_state("203.0.113.5:1"), &[]);
+        assert!(!d.unverified_downstream && d.verdict == Verdict::Allow);
+    }
+
+    #[test]
+    fn a_failed_header_edit_is_counted_and_warned_about_once_a_minute_with_its_first_detail() {
+        let tally = Tally::for_policy(&Policy::default());
+        tally.count_edit_failure(|| "set x-real-ip: InternalFailure".into());
+        tally.count_edit_failure(|| "remove x_real_ip: BadArgument".into());
+        assert_eq!(
+            flushed(&tally),
+            [("client_ip.header_edit_failed".to_string(), 2)]
+        );
+        let w = tally.warnings(5);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("2 request(s) refused (500)"), "{}", w[0]);
+        assert!(w[0].contains("set x-real-ip: InternalFailure"), "{}", w[0]);
+        tally.count_edit_failure(|| "later".into());
+        assert!(tally.warnings(6).is_empty());
+        assert!(tally.warnings(5 + ALARM_PERIOD_MS)[0].contains("later"));
     }
 }

@@ -44,7 +44,7 @@ if not CRD_FILE.exists():  # a clone with shared/ beside it
 # Kubernetes versions the core objects must be valid for: Istio 1.21 (our minimum, for
 # set_filter_state's factory_key) supports Kubernetes 1.26+; the newest is the package's latest.
 K8S_VERSIONS = ("1.26", "1.37")
-CORE_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1"}
+CORE_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1"}
 
 
 # -- files ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""docs/resolution.md "Downstream address": the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP peer,
-read from the set_filter_state object first, else from source.address (counted in
-client_ip.downstream_from_xff when the HCM took it from X-Forwarded-For)."""
+"""The downstream address (docs/resolution.md): the PROXY source (v1/v2, IPv4/IPv6/mapped) or the TCP
+peer, read from the set_filter_state object first, else from source.address. When the HCM took that
+from X-Forwarded-For (port 0) it is counted in client_ip.downstream_from_xff and, by default
+(client_ip.on_downstream_from_xff "refuse"), refused with one warning a minute; "use" takes it."""
 import pytest
 
 from harness import envoy as E
@@ -9,6 +10,15 @@ from harness.client import exchange, exchange_h2
 
 # Default resolution (no header believed): the client is the downstream address; show it and its port.
 FORWARD = {"forward": {"headers": ["x-real-ip"], "port_header": "x-client-port"}}
+# The same, taking a downstream address derived from X-Forwarded-For (the behaviour before issue 20).
+FORWARD_USE = {"client_ip": {"on_downstream_from_xff": "use"}, **FORWARD}
+WARNING = "refused since the last warning: their downstream address came from X-Forwarded-For"
+
+
+def assert_refused_from_xff(ex):
+    assert ex.status == 403, ex.response
+    assert not ex.reached_upstream
+    assert ex.log()["details"] == "client_ip_filter_downstream_from_xff"
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +144,41 @@ def gw_no_sfs_xff(envoy_factory, wasm):
                                         use_remote_address=False))
 
 
-def test_downstream_from_xff_is_counted_when_source_address_came_from_xff(gw_no_sfs_xff, echo):
+@pytest.fixture(scope="module")
+def gw_no_sfs_xff_use(envoy_factory, wasm):
+    """As ``gw_no_sfs_xff``, with on_downstream_from_xff "use"."""
+    return envoy_factory(E.EnvoyOptions(configuration=FORWARD_USE, set_filter_state=False,
+                                        use_remote_address=False))
+
+
+def test_downstream_from_xff_is_refused_counted_and_warned_about_once_by_default(gw_no_sfs_xff, echo):
     before = gw_no_sfs_xff.settled_stats()
     ex = exchange(gw_no_sfs_xff, echo, proxy=pp.v1("203.0.113.7", sport=40000),
                   headers=[("X-Forwarded-For", "192.0.2.1, 198.51.100.1")])
+    assert_refused_from_xff(ex)
+    want = {"client_ip.denied": 1, "client_ip.downstream_from_xff": 1}
+    assert E.counter_delta(gw_no_sfs_xff, before, want) == want
+    line = gw_no_sfs_xff.wait_log(WARNING)
+    assert "[warning]" in line, line
+    # A second one within the minute: refused and counted, no second warning (the tick that
+    # flushed its count would have logged one).
+    before = gw_no_sfs_xff.settled_stats()
+    assert_refused_from_xff(exchange(gw_no_sfs_xff, echo, proxy=pp.v1("203.0.113.7", sport=40001),
+                                     headers=[("X-Forwarded-For", "198.51.100.1")]))
+    assert E.counter_delta(gw_no_sfs_xff, before, want) == want
+    assert gw_no_sfs_xff.log_text().count(WARNING) == 1
+
+
+def test_downstream_from_xff_is_used_and_counted_with_use(gw_no_sfs_xff_use, echo):
+    gw = gw_no_sfs_xff_use
+    before = gw.settled_stats()
+    ex = exchange(gw, echo, proxy=pp.v1("203.0.113.7", sport=40000),
+                  headers=[("X-Forwarded-For", "192.0.2.1, 198.51.100.1")])
     # Envoy reports the last XFF entry with port 0: that is all the filter can see; no port to show.
     assert_client(ex, "198.51.100.1", None)
-    assert E.counter_delta(gw_no_sfs_xff, before, {"client_ip.allowed": 1, "client_ip.downstream_from_xff": 1}) \
-        == {"client_ip.allowed": 1, "client_ip.downstream_from_xff": 1}
+    want = {"client_ip.allowed": 1, "client_ip.downstream_from_xff": 1}
+    assert E.counter_delta(gw, before, want) == want
+    assert WARNING not in gw.log_text()
 
 
 def test_downstream_from_xff_is_not_counted_when_there_is_no_xff(gw_no_sfs_xff, echo):
@@ -158,13 +195,13 @@ def gw_hops_no_sfs(envoy_factory, wasm):
                                         xff_num_trusted_hops=1))
 
 
-def test_downstream_from_xff_is_counted_with_xff_num_trusted_hops(gw_hops_no_sfs, echo):
+def test_downstream_from_xff_is_refused_with_xff_num_trusted_hops(gw_hops_no_sfs, echo):
     before = gw_hops_no_sfs.settled_stats()
     ex = exchange(gw_hops_no_sfs, echo, proxy=pp.v1("203.0.113.7", sport=40000),
                   headers=[("X-Forwarded-For", "198.51.100.2")])
     assert ex.log()["downstream_remote"] == "198.51.100.2:0"
-    assert_client(ex, "198.51.100.2", None)
-    want = {"client_ip.allowed": 1, "client_ip.downstream_from_xff": 1}
+    assert_refused_from_xff(ex)
+    want = {"client_ip.denied": 1, "client_ip.downstream_from_xff": 1}
     assert E.counter_delta(gw_hops_no_sfs, before, want) == want
 
 
@@ -199,6 +236,7 @@ def test_downstream_filter_state_under_another_name_is_not_read(gw_custom_fs_nam
     before = gw_custom_fs_name.settled_stats()
     ex = exchange(gw_custom_fs_name, echo, proxy=pp.v1("203.0.113.7", sport=40000),
                   headers=[("X-Forwarded-For", "198.51.100.3")])
-    assert_client(ex, "198.51.100.3", None)
-    want = {"client_ip.allowed": 1, "client_ip.downstream_from_xff": 1}
+    # It fell back to source.address, which came from X-Forwarded-For: refused.
+    assert_refused_from_xff(ex)
+    want = {"client_ip.denied": 1, "client_ip.downstream_from_xff": 1}
     assert E.counter_delta(gw_custom_fs_name, before, want) == want

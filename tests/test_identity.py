@@ -37,7 +37,7 @@ VPCE_DENIED = "vpce-0badbadbadbadbad0"  # denied
 VPCE_OTHER = "vpce-0000111122223333f"   # not listed
 AZURE_LINK = 123456                     # allowed in the fs manifest
 GCP_PSC = 49477946121388034             # allowed in the fs manifest
-LISTED_NET_ADDR = "203.0.113.7"         # inside the allow list's 203.0.113.0/24
+LISTED_NET_ADDR = "203.0.113.7"         # inside LISTED_NET, allowed beside the identities (below)
 UNLISTED_ADDR = "198.51.100.20"         # in no list
 DENIED_ADDR = "203.0.113.66"
 
@@ -67,6 +67,20 @@ def md64_fragments() -> manifests.Fragments:
     return frags
 
 
+LISTED_NET = "203.0.113.0/24"
+
+
+def with_addresses(frags: manifests.Fragments) -> dict:
+    """The manifest's configuration with an allowed CIDR and a denied address beside its identities,
+    to show how addresses and identities combine in one list. The shipped private-link manifests list
+    endpoint ids only (behind an endpoint the source address is the consumer's choice, see
+    docs/private-link.md)."""
+    cfg = frags.configuration()
+    cfg["access"]["allow"].append(LISTED_NET)
+    cfg["access"]["deny"].append(DENIED_ADDR)
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def routes(envoy_factory, wasm):
     """One Envoy per reading route, started on first use."""
@@ -75,12 +89,14 @@ def routes(envoy_factory, wasm):
     def get(route: str) -> E.Envoy:
         if route not in started:
             if route == "fs":
-                opts = E.EnvoyOptions(fragments=manifests.load(FS_MANIFEST))
+                frags = manifests.load(FS_MANIFEST)
+                opts = E.EnvoyOptions(fragments=frags, configuration=with_addresses(frags))
             elif route == "md":
-                opts = E.EnvoyOptions(fragments=manifests.load(MD_MANIFEST))
+                frags = manifests.load(MD_MANIFEST)
+                opts = E.EnvoyOptions(fragments=frags, configuration=with_addresses(frags))
             else:
                 opts = E.EnvoyOptions(fragments=md64_fragments(),
-                                      configuration=manifests.load(FS_MANIFEST).configuration())
+                                      configuration=with_addresses(manifests.load(FS_MANIFEST)))
             started[route] = envoy_factory(opts)
         return started[route]
     return get

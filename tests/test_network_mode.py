@@ -18,6 +18,7 @@ from harness import envoy as E
 from harness import haproxy as H
 from harness import manifests
 from harness import network as N
+from harness import procs
 from harness import proxyproto as pp
 
 ALPHA, BETA, GAMMA = "alpha.example.com", "beta.example.com", "gamma.example.com"
@@ -115,12 +116,13 @@ def dry_run(start, gateway_frags, upstreams):
     return start([spec], clusters(gateway_frags, upstreams), name="dry_run")
 
 
-def exchange_counted(upstream: N.Upstream, fn):
-    """Runs the client exchange ``fn``; returns (outcome, connections the upstream accepted)."""
-    before = upstream.accepted
+def exchange_counted(env, upstream: N.Upstream, fn):
+    """Runs the client exchange ``fn`` with ``env``; returns (outcome, connections the upstream
+    accepted), counted once Envoy has closed the exchange's connections and the upstream has
+    accepted every one Envoy opened to it (N.settled_count)."""
+    opened, accepted = N.upstream_connections(env, upstream.name), upstream.accepted
     outcome = fn()
-    N.settle()
-    return outcome, upstream.accepted - before
+    return outcome, N.settled_count(env, upstream, opened, accepted)
 
 
 # -- allowed and refused: v4, v6, mapped; PROXY v1 and v2 --------------------------------------------
@@ -135,7 +137,7 @@ REFUSED = [("v4", "198.51.100.9", "198.51.100.9"), ("v6", "2001:db9::9", "2001:d
 @pytest.mark.parametrize("kind,src,text", ALLOWED, ids=[a[0] for a in ALLOWED])
 def test_allowed_connection_reaches_the_upstream(gateway, upstreams, version, kind, src, text):
     port = N.unique_port()
-    out, accepted = exchange_counted(
+    out, accepted = exchange_counted(gateway,
         upstreams["plain"], lambda: N.tcp_exchange(gateway.port, header(version, src, port)))
     assert out.reply == "plain proxy=- got=ping", out
     assert accepted == 1
@@ -150,7 +152,7 @@ def test_allowed_connection_reaches_the_upstream(gateway, upstreams, version, ki
 def test_refused_connection_is_closed_before_the_upstream_sees_a_connection(gateway, upstreams, version,
                                                                             kind, src, text):
     port = N.unique_port()
-    out, accepted = exchange_counted(
+    out, accepted = exchange_counted(gateway,
         upstreams["plain"], lambda: N.tcp_exchange(gateway.port, header(version, src, port)))
     assert not out.served, out
     assert accepted == 0, "the upstream accepted a connection for a refused client"
@@ -161,7 +163,7 @@ def test_refused_connection_is_closed_before_the_upstream_sees_a_connection(gate
 
 def test_refused_tls_connection_never_reaches_the_tls_upstream(gateway, upstreams, certs):
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["alpha"], lambda: N.tls_exchange(
+    out, accepted = exchange_counted(gateway, upstreams["alpha"], lambda: N.tls_exchange(
         gateway.port, ALPHA, certs.client_context(), pp.v2("203.0.113.66", sport=port)))
     assert not out.served and out.error, out
     assert accepted == 0
@@ -174,7 +176,7 @@ def test_tls_passthrough_routes_by_sni_to_the_app_that_terminates_tls(gateway, u
     for name, sni in (("alpha", ALPHA), ("beta", BETA)):
         port = N.unique_port()
         src = "203.0.113.10"
-        out, accepted = exchange_counted(upstreams[name], lambda: N.tls_exchange(
+        out, accepted = exchange_counted(gateway, upstreams[name], lambda: N.tls_exchange(
             gateway.port, sni, certs.client_context(), pp.v2(src, sport=port)))
         assert out.reply == f"{name} proxy=- got=ping", out
         assert accepted == 1
@@ -185,13 +187,13 @@ def test_tls_passthrough_routes_by_sni_to_the_app_that_terminates_tls(gateway, u
 def test_rule_hosts_match_the_tls_sni(gateway, upstreams, certs):
     # 203.0.113.7 passes the top level and the alpha rule, but the beta rule allows .10 only.
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["beta"], lambda: N.tls_exchange(
+    out, accepted = exchange_counted(gateway, upstreams["beta"], lambda: N.tls_exchange(
         gateway.port, BETA, certs.client_context(), pp.v2("203.0.113.7", sport=port)))
     assert not out.served and accepted == 0, out
     entry = gateway.log_entry(key("203.0.113.7", port))
     assert (entry["sni"], entry["decision"], entry["rule"]) == (BETA, "deny", "beta")
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["alpha"], lambda: N.tls_exchange(
+    out, accepted = exchange_counted(gateway, upstreams["alpha"], lambda: N.tls_exchange(
         gateway.port, ALPHA, certs.client_context(), pp.v2("203.0.113.7", sport=port)))
     assert out.reply == "alpha proxy=- got=ping" and accepted == 1, out
     assert gateway.log_entry(key("203.0.113.7", port))["rule"] == "alpha"
@@ -200,7 +202,7 @@ def test_rule_hosts_match_the_tls_sni(gateway, upstreams, certs):
 def test_a_connection_without_sni_is_decided_by_the_top_level(gateway, upstreams):
     # 127.0.0.1 is in the alpha rule's allow list only: without SNI the top level refuses it.
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(gateway, upstreams["plain"], lambda: N.tcp_exchange(
         gateway.port, pp.v2("127.0.0.1", sport=port)))
     assert not out.served and accepted == 0, out
     entry = gateway.log_entry(key("127.0.0.1", port))
@@ -214,7 +216,7 @@ def test_openssl_s_client_through_haproxy_send_proxy_v2(gateway, upstreams, cert
     client is 127.0.0.1, which the alpha rule allows and the beta rule does not."""
     with H.HAProxy(backend_port=gateway.port, mode="tcp", send_proxy="v2", workdir=str(workdir),
                    name=f"haproxy-{upstream}") as hap:
-        out, accepted = exchange_counted(upstreams[upstream], lambda: N.s_client(hap.port, sni, certs.ca))
+        out, accepted = exchange_counted(gateway, upstreams[upstream], lambda: N.s_client(hap.port, sni, certs.ca))
     if allowed:
         assert out.reply and f"{upstream} proxy=- got=ping" in out.reply, out
         assert accepted == 1
@@ -228,7 +230,7 @@ def test_openssl_s_client_through_haproxy_send_proxy_v2(gateway, upstreams, cert
 @pytest.mark.parametrize("src", ["203.0.113.9", "2001:db8::9"])
 def test_upstream_proxy_protocol_tells_the_tls_app_the_client_address(gateway, upstreams, certs, src):
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["gamma"], lambda: N.tls_exchange(
+    out, accepted = exchange_counted(gateway, upstreams["gamma"], lambda: N.tls_exchange(
         gateway.port, GAMMA, certs.client_context(), pp.v1(src, sport=port)))
     assert out.reply == f"gamma proxy={key(src, port)} got=ping", out
     assert accepted == 1
@@ -239,7 +241,7 @@ def test_upstream_proxy_protocol_tells_the_tls_app_the_client_address(gateway, u
 def test_dry_run_lets_a_refused_connection_through_and_counts_it(dry_run, upstreams):
     before = dry_run.settled_stats()
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(dry_run, upstreams["plain"], lambda: N.tcp_exchange(
         dry_run.port, pp.v2("198.51.100.9", sport=port)))
     assert out.reply == "plain proxy=- got=ping" and accepted == 1, out
     entry = dry_run.log_entry(key("198.51.100.9", port))
@@ -333,7 +335,7 @@ def mismatch_lines(env, configured: str) -> list:
 def test_http_configuration_loaded_as_a_network_filter_closes_every_connection(mismatch, upstreams, echo_http):
     good, as_network, _, good_http = mismatch.ports
     for _ in range(3):
-        out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+        out, accepted = exchange_counted(mismatch, upstreams["plain"], lambda: N.tcp_exchange(
             as_network, pp.v2("203.0.113.7", sport=N.unique_port())))
         assert not out.served and accepted == 0, out
     lines = mismatch_lines(mismatch, "http")
@@ -368,10 +370,10 @@ def test_gateway_passthrough_manifest_runs_with_its_own_configuration(start, gat
                 {"plain": (upstreams["plain"].port, None)}, name="gateway_manifest")
     shipped = N.manifest_configuration(gateway_frags)
     assert shipped["filter_type"] == "network"
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(
         env.port, pp.v2("198.51.100.7", sport=N.unique_port())))
     assert out.served and accepted == 1, out
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(
         env.port, pp.v2("203.0.113.66", sport=N.unique_port())))
     assert not out.served and accepted == 0, out
 
@@ -384,16 +386,18 @@ def test_sidecar_tcp_manifest_decides_on_the_tcp_peer(start, upstreams):
     assert frags.proxy_protocol is None and frags.context == "SIDECAR_INBOUND"
     shipped = start([N.NetworkListener(frags, None, proxy_protocol=False)],
                     {"plain": (upstreams["plain"].port, None)}, name="sidecar_manifest")
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(shipped.port, source="127.0.0.2"))
+    out, accepted = exchange_counted(shipped, upstreams["plain"], lambda: N.tcp_exchange(shipped.port, source="127.0.0.2"))
     assert not out.served and accepted == 0, out
     local = {"filter_type": "network", "access": {"allow": ["127.0.0.2"]}}
     env = start([N.NetworkListener(frags, local, proxy_protocol=False)],
                 {"plain": (upstreams["plain"].port, None)}, name="sidecar_local")
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, source="127.0.0.2"))
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(env.port, source="127.0.0.2"))
     assert out.reply == "plain proxy=- got=ping" and accepted == 1, out
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, source="127.0.0.3"))
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(env.port, source="127.0.0.3"))
     assert not out.served and accepted == 0, out
-    assert [e["client_ip"] for e in env.access_log_lines()] == ["127.0.0.2", "127.0.0.3"]
+    lines = procs.wait_until(lambda: len(env.access_log_lines()) >= 2 and env.access_log_lines(), 5,
+                             what="both connections in the access log")
+    assert [e["client_ip"] for e in lines] == ["127.0.0.2", "127.0.0.3"]
 
 
 def test_network_wasmplugin_config_runs_in_a_network_filter(start, upstreams):
@@ -412,11 +416,11 @@ def test_network_wasmplugin_config_runs_in_a_network_filter(start, upstreams):
     config = json.dumps(plugin["spec"]["pluginConfig"], separators=(",", ":"))
     env = start([N.NetworkListener(frags, config)], {"plain": (upstreams["plain"].port, None)},
                 name="wasmplugin_network")
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(
         env.port, pp.v2("203.0.113.7", sport=N.unique_port())))
     assert out.served and accepted == 1, out
     port = N.unique_port()
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(
         env.port, pp.v2("198.51.100.1", sport=port)))
     assert not out.served and accepted == 0, out
     assert env.log_entry(key("198.51.100.1", port))["decision"] == "deny"
@@ -428,12 +432,12 @@ def test_without_proxy_protocol_the_tcp_peer_is_the_client_ipv6_too(start, gatew
     config = {"filter_type": "network", "access": {"allow": ["::1"]}}
     env = start([N.NetworkListener(gateway_frags, config, proxy_protocol=False, listen_address="::1")],
                 {"plain": (upstreams["plain"].port, None)}, name="ipv6_peer")
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
     assert out.reply == "plain proxy=- got=ping" and accepted == 1, out
-    (entry,) = env.access_log_lines()
+    (entry,) = procs.wait_until(env.access_log_lines, 5, what="the connection in the access log")
     assert (entry["client_ip"], entry["decision"]) == ("::1", None)  # absent: allowed
     v4_only = {"filter_type": "network", "access": {"allow": ["127.0.0.0/8"]}}
     env = start([N.NetworkListener(gateway_frags, v4_only, proxy_protocol=False, listen_address="::1")],
                 {"plain": (upstreams["plain"].port, None)}, name="ipv6_peer_refused")
-    out, accepted = exchange_counted(upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
+    out, accepted = exchange_counted(env, upstreams["plain"], lambda: N.tcp_exchange(env.port, host="::1"))
     assert not out.served and accepted == 0, out

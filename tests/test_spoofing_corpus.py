@@ -26,6 +26,17 @@ header, sends malformed TLVs claiming the endpoint, and connects without a PROXY
 a client that writes its own PROXY header (and TLVs) to such a listener: a filter chain that only
 accepts the load balancer's direct address.
 
+Issue 20 (sections 7-10): a host rule's authority with a port that is not all digits (Envoy strips
+whatever follows the last colon when it matches a virtual host, and the corpus Envoy routes
+``admin.example.com`` to its own virtual host with ``ignore_port_in_host_matching``, as Istio's
+gateways do); headers naming a client that the app would still read (``X_Real_IP``, which CGI, WSGI
+and Rack fold into ``x-real-ip``, ``Forwarded``, ``CF-Connecting-IP``, …): every admitted case checks
+that the app gets none of ``forward.strip`` and no other spelling of the filter's own headers; a path
+rule escaped by another form of the path (``;`` parameters, dot segments, ``%2F``, case); and, on an
+Envoy without ``set_filter_state`` whose HTTP connection manager takes the downstream address from
+X-Forwarded-For, a client naming an allowed address there. Each failed against the build before its
+fix (see the commit that added it).
+
 Leading zeros (``010.0.0.1``) are decided: not an address, neither 8.0.0.1 (octal) nor 10.0.0.1
 (decimal); the same for every inet_aton form (``3405803781``, ``0xcb.0.113.5``, ``203.0.29445``).
 """
@@ -58,14 +69,22 @@ VPCE = "vpce-0a1b2c3d4e5f60718"   # the allowed VPC endpoint
 LINK_HEADER = "x-client-link"
 PRIVATE_LINK = manifests.REPO / "envoyfilter" / "ingress-gateway-private-link.yaml"
 
+ADMIN = "203.0.113.10"            # the one client the admin rules allow
 CONFIG = {
     "client_ip": {"trusted_proxies": ["10.0.0.0/8", "fd00::/8", H2_PROXY]},
     "access": {"allow": ["203.0.113.0/24", "2001:db8::/32", PROXY_OK, H2_CLIENT, f"aws-vpce:{VPCE}"],
-               "deny": [DENIED]},
+               "deny": [DENIED],
+               "rules": [{"name": "admin-host", "hosts": ["admin.example.com"], "allow": [ADMIN]},
+                         {"name": "admin-path", "path_prefixes": ["/admin"], "path_case": "insensitive",
+                          "allow": [ADMIN]}]},
     "forward": {"headers": ["x-real-ip", "x-client-ip", "true-client-ip"],
                 "port_header": "x-client-port", "link_header": LINK_HEADER},
 }
 CLIENT_IP_HEADERS = ("x-real-ip", "x-client-ip", "true-client-ip")
+# The filter's own headers (and X-Forwarded-For): the app may get them only spelled so.
+OWN_HEADERS = CLIENT_IP_HEADERS + ("x-client-port", LINK_HEADER, "x-forwarded-for")
+# forward.strip's default, less the headers this configuration writes: never reach the app.
+STRIPPED = ("forwarded", "cf-connecting-ip", "x-cluster-client-ip", "fastly-client-ip")
 FORGED = ("X-Real-IP", TARGET), ("X-Client-IP", TARGET), ("True-Client-IP", TARGET), ("X-Client-Port", "1")
 BIG = ", ".join([TARGET] * 4600)  # ~60 KB, 4,600 entries
 
@@ -90,6 +109,10 @@ class Case:
     link: Optional[str] = None          # the link header the app must get (None: none)
     link_invalid: bool = False          # a TLV of the wrong shape is read (counted)
     bare: bool = False                  # no PROXY header at all (the listener allows that)
+    host: str = "example.com"           # the Host header (HTTP/1.x)
+    path: str = "/spoof"                # the request target (HTTP/1.x)
+    rule: Optional[str] = None          # the rule that decides (its counters move)
+    xff_downstream: bool = False        # Envoy took the downstream address from X-Forwarded-For
 
 
 def xff(value: Value) -> tuple:
@@ -232,6 +255,36 @@ CASES = [
     Case("admitted-endpoint-forges-another-link", ((LINK_HEADER, "aws-vpce:vpce-0000000000000000f"),
                                                    (LINK_HEADER, "x")),
          tlvs=((0xEA, b"\x01" + VPCE.encode()),), client=A, port="40123", link=f"aws-vpce:{VPCE}"),
+    # -- 7. issue 20: a host rule's port is whatever follows the last colon (Envoy routes it so) ----
+    Case("host-rule-non-numeric-port", (), src=CLIENT, host="admin.example.com:x", rule="admin-host"),
+    Case("host-rule-port-with-trailing-letters", (), src=CLIENT, host="admin.example.com:443x",
+         rule="admin-host"),
+    # -- 8. issue 20: headers naming a client that the app still reads, in any spelling ------------
+    Case("admitted-x_real_ip-underscores", (("X_Real_IP", T),), src=CLIENT, client=CLIENT, port="40123"),
+    Case("admitted-own-headers-underscored", (("x_client-ip", T), ("True_Client_IP", T),
+                                              ("X_Client_Port", "1"), ("x_client_link", f"aws-vpce:{VPCE}"),
+                                              ("X_Forwarded_For", T)),
+         src=CLIENT, client=CLIENT, port="40123"),
+    Case("admitted-forwarded-rfc7239", (("Forwarded", f"for={T};proto=https"),), src=CLIENT,
+         client=CLIENT, port="40123"),
+    Case("admitted-cf-connecting-ip", (("CF-Connecting-IP", T),), src=CLIENT, client=CLIENT, port="40123"),
+    Case("admitted-x-cluster-client-ip", (("X-Cluster-Client-IP", T),), src=CLIENT, client=CLIENT,
+         port="40123"),
+    Case("admitted-strip-list-underscored", (("CF_Connecting_IP", T), ("Fastly_Client_IP", T),
+                                             ("x_cluster_client_ip", T), ("FORWARDED", f"for={T}")),
+         src=CLIENT, client=CLIENT, port="40123"),
+    Case("admitted-behind-proxy-forwarded", xff(f"{A}, {T}") + (("Forwarded", f"for={A}"),), src=PROXY,
+         client=T),
+    Case("admitted-h2-strip-list", (("forwarded", f"for={A}"), ("cf-connecting-ip", A)), src=H2_CLIENT,
+         via="h2", client=H2_CLIENT, port="*"),
+    # -- 9. issue 20: a path rule decided for every form of the path an upstream may route --------
+    Case("path-rule-leading-parameter-segment", (), src=CLIENT, path="/;x/admin/users", rule="admin-path"),
+    Case("path-rule-dot-segment-with-parameter", (), src=CLIENT, path="/.;/admin", rule="admin-path"),
+    Case("path-rule-dot-dot-segment-with-parameter", (), src=CLIENT, path="/x/..;/admin",
+         rule="admin-path"),
+    Case("path-rule-other-case", (), src=CLIENT, path="/Admin/users", rule="admin-path"),
+    Case("path-rule-encoded-slashes-normalising-away", (), src=CLIENT, path="/admin%2F..%2Fpublic",
+         rule="admin-path"),
 ]
 IDS = [c.id for c in CASES]
 assert len(set(IDS)) == len(IDS), "case ids must be unique"
@@ -242,7 +295,7 @@ HCM = {"max_request_headers_kb": 96}
 
 
 def request_bytes(case: Case, test_id: str) -> bytes:
-    lines = [f"GET /spoof HTTP/{case.version.split('/')[1]}".encode(), b"Host: example.com",
+    lines = [f"GET {case.path} HTTP/{case.version.split('/')[1]}".encode(), b"Host: " + case.host.encode(),
              b"x-test-id: " + test_id.encode()]
     for name, value in case.headers:
         value = value if isinstance(value, bytes) else value.encode("utf-8")
@@ -291,6 +344,11 @@ def problems(case: Case, echo, tid: str, resp) -> list:
     got = {}
     for name, value in seen[0]["headers"]:
         got.setdefault(name, []).append(value)
+        folded = name.lower().replace("_", "-")
+        if folded in STRIPPED:
+            out.append(f"app got {name}: {value!r} (forward.strip)")
+        elif folded in OWN_HEADERS and name != folded:
+            out.append(f"app got {name}: {value!r}, another spelling of {folded}")
     for name in CLIENT_IP_HEADERS:
         if got.get(name) != [case.client]:
             out.append(f"app got {name}: {got.get(name)}, expected [{case.client!r}]")
@@ -308,7 +366,12 @@ def problems(case: Case, echo, tid: str, resp) -> list:
 def expected_counters(case: Case) -> dict:
     if not case.filter_decides:
         return {}
-    out = {"client_ip.allowed" if case.client else "client_ip.denied": 1}
+    outcome = "allowed" if case.client else "denied"
+    out = {f"client_ip.{outcome}": 1}
+    if case.rule:
+        out[f"client_ip.rule.{case.rule}.{outcome}"] = 1
+    if case.xff_downstream:
+        out["client_ip.downstream_from_xff"] = 1
     if case.invalid:
         out["client_ip.invalid"] = 1
     if case.link_invalid:
@@ -316,11 +379,33 @@ def expected_counters(case: Case) -> dict:
     return out
 
 
-def start(workdir, echo, configuration=CONFIG, wasm=True, use_remote_address=True, name="envoy"):
+# Two virtual hosts: admin.example.com (marked for the app by x-vhost) and every other name, matched
+# without the port as Istio's gateways do (``ignore_port_in_host_matching``).
+ROUTES = {"name": "local", "ignore_port_in_host_matching": True, "virtual_hosts": [
+    {"name": "admin", "domains": ["admin.example.com"],
+     "request_headers_to_add": [{"header": {"key": "x-vhost", "value": "admin"}}],
+     "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo", "timeout": "5s"}}]},
+    {"name": "all", "domains": ["*"],
+     "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo", "timeout": "5s"}}]}]}
+
+
+def start(workdir, echo, configuration=CONFIG, wasm=True, use_remote_address=True, name="envoy",
+          set_filter_state=None):
     opts = E.EnvoyOptions(fragments=manifests.load(PRIVATE_LINK), configuration=configuration, wasm=wasm,
                           accept_http_10=True, use_remote_address=use_remote_address,
-                          allow_requests_without_proxy_protocol=True)
-    return TunedEnvoy(opts, upstream_port=echo.port, workdir=str(workdir), name=name, hcm=HCM).start()
+                          allow_requests_without_proxy_protocol=True, set_filter_state=set_filter_state)
+    return TunedEnvoy(opts, upstream_port=echo.port, workdir=str(workdir), name=name,
+                      hcm={**HCM, "route_config": ROUTES}).start()
+
+
+def decided(env, tid: str) -> dict:
+    """What reached the upstream and what the filter decided, from the access log (for messages)."""
+    try:
+        entry = env.access_log_entry(tid, timeout=3.0)
+    except Exception as e:  # noqa: BLE001 - only for a failure message
+        return {"access_log": repr(e)}
+    return {k: entry.get(k) for k in ("status", "details", "decision", "rule", "client_ip", "authority",
+                                      "path", "upstream_host")}
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["use_remote_address=true",
@@ -336,9 +421,41 @@ def gateway(request, echo, wasm, tmp_path_factory):
 def test_spoofing_case(gateway, echo, case):
     before = gateway.settled_stats()
     tid, resp = send(gateway, case)
-    assert problems(case, echo, tid, resp) == []
+    found = problems(case, echo, tid, resp)
+    assert found == [], (found, echo.find("x-test-id", tid)[:1], decided(gateway, tid))
     want = expected_counters(case)
     assert counter_delta(gateway, before, expected=want) == want
+
+
+# -- 10. issue 20: an Envoy without set_filter_state whose HTTP connection manager takes the downstream
+# address from X-Forwarded-For (use_remote_address false, e.g. a WasmPlugin alone on a sidecar): the
+# filter cannot know who connected, and refuses (client_ip.on_downstream_from_xff "refuse", the default).
+XFF_DOWNSTREAM_CASES = [
+    Case("xff-downstream-names-an-allowed-client", xff(T), xff_downstream=True),
+    Case("xff-downstream-names-the-allowed-proxy", xff(f"{A}, {PROXY_OK}"), xff_downstream=True),
+    Case("xff-downstream-names-an-allowed-client-h2", xff(H2_CLIENT), src=H2_ATTACKER, via="h2",
+         xff_downstream=True),
+]
+
+
+@pytest.fixture(scope="module")
+def sidecar_without_filter_state(echo, wasm, tmp_path_factory):
+    env = start(tmp_path_factory.mktemp("spoof-xff-downstream"), echo, use_remote_address=False,
+                set_filter_state=False, name="spoof-xff-downstream")
+    yield env
+    env.stop()
+
+
+@pytest.mark.parametrize("case", XFF_DOWNSTREAM_CASES, ids=[c.id for c in XFF_DOWNSTREAM_CASES])
+def test_downstream_address_from_xff_is_refused(sidecar_without_filter_state, echo, case):
+    env = sidecar_without_filter_state
+    before = env.settled_stats()
+    tid, resp = send(env, case)
+    found = problems(case, echo, tid, resp)
+    assert found == [], (found, echo.find("x-test-id", tid)[:1], decided(env, tid))
+    want = expected_counters(case)
+    assert counter_delta(env, before, expected=want) == want
+    assert decided(env, tid)["details"] == "client_ip_filter_downstream_from_xff"
 
 
 def test_corpus_size():
@@ -399,10 +516,23 @@ def test_corpus_detects_trusting_every_forwarder(echo, wasm, tmp_path_factory):
         env.stop()
 
 
+LB_ONLY = manifests.REPO / "envoyfilter" / "ingress-gateway-load-balancer-only.yaml"
+
+
+def load_balancer_only_match(load_balancer: str) -> dict:
+    """The shipped FILTER_CHAIN MERGE value of envoyfilter/ingress-gateway-load-balancer-only.yaml, its
+    placeholder ranges filled in with ``load_balancer`` (a /32), as an operator fills in theirs."""
+    (value,) = [v for apply_to, op, v in manifests.load(LB_ONLY).others
+                if apply_to == "FILTER_CHAIN" and op == "MERGE"]
+    match = value["filter_chain_match"]
+    match["direct_source_prefix_ranges"] = [{"address_prefix": load_balancer, "prefix_len": 32}]
+    return match
+
+
 class LoadBalancerOnlyEnvoy(TunedEnvoy):
     """The corpus Envoy whose filter chain accepts only connections whose direct (TCP) peer is the
-    load balancer (``filter_chain_match.direct_source_prefix_ranges``): listener filters run first, so
-    the PROXY header is read, but a connection from any other host finds no filter chain."""
+    load balancer (the shipped ``filter_chain_match.direct_source_prefix_ranges``): listener filters run
+    first, so the PROXY header is read, but a connection from any other host finds no filter chain."""
 
     def __init__(self, *args, load_balancer: str, **kw):
         super().__init__(*args, **kw)
@@ -411,8 +541,7 @@ class LoadBalancerOnlyEnvoy(TunedEnvoy):
     def patch_listener(self, lst: dict) -> dict:
         lst = super().patch_listener(lst)
         for chain in lst["filter_chains"]:
-            chain["filter_chain_match"] = {"direct_source_prefix_ranges": [
-                {"address_prefix": self.load_balancer, "prefix_len": 32}]}
+            chain.setdefault("filter_chain_match", {}).update(load_balancer_only_match(self.load_balancer))
         return lst
 
 
@@ -441,7 +570,7 @@ def test_proxy_header_from_a_host_other_than_the_load_balancer_is_refused(echo, 
         env.stop()
 
 
-# -- 7. rate limits (docs/rate-limits.md): a forged header never buys a fresh bucket -----------------
+# -- 11. rate limits (docs/rate-limits.md): a forged header never buys a fresh bucket -----------------
 # The Envoy of envoyfilter/ingress-gateway-rate-limit.yaml (the filter writes the key header, the local
 # rate limit filter counts per key) with a bucket of RL_BURST requests and no refill during the run.
 # The attacker spends its bucket once; then every case, whatever it forges, must still get 429. The

@@ -1,13 +1,21 @@
 //! The HTTP stream context: reads the downstream address and the headers this request's decision
 //! needs, asks the core for a [`Decision`] and applies it (a local refusal, or the header plan).
 //!
-//! Per request the default configuration makes three host calls: one property read (the
-//! downstream address), one filter-state write (`wasm.client_ip`) and one header write
-//! (`x-real-ip`). Counters are counted in the VM and flushed from the root's tick;
-//! `wasm.client_ip_decision` is written only for a refusal (an allowed request leaves it absent,
-//! as the contract allows), `wasm.client_ip_rule` only when a rule decided. A request header is
-//! read only when this request's decision can depend on it: X-Forwarded-For only from a trusted
-//! downstream address, `:path` only when a path rule can apply.
+//! Per request the default configuration makes four host calls: one property read (the
+//! downstream address), one read of the request's header lines (to find the headers of
+//! `forward.strip` and other spellings of the filter's own, in any case and with `_` for `-`;
+//! the same read serves the forwarding header, `:authority` and `:path`), one filter-state
+//! write (`wasm.client_ip`) and one header write (`x-real-ip`); a header to remove is one more
+//! call, only when the request has it. Counters are counted in the VM and flushed from the
+//! root's tick; `wasm.client_ip_decision` is written only for a refusal (an allowed request
+//! leaves it absent, as the contract allows), `wasm.client_ip_rule` only when a rule decided.
+//! A configuration that writes and strips no header reads a header only when this request's
+//! decision can depend on it: X-Forwarded-For only from a trusted downstream address, `:path`
+//! only when a path rule can apply.
+//!
+//! A header edit the host refuses refuses the request (500, [`Refusal::EDIT_FAILED`]), counted
+//! in `client_ip.header_edit_failed` and warned about from the tick at most once a minute: a
+//! request is never forwarded with a client-IP header the filter could not sanitise.
 
 #[cfg(target_arch = "wasm32")]
 use std::rc::Rc;
@@ -24,7 +32,7 @@ use crate::addr::AddrText;
 use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath, StreamHost};
 use crate::identity::Link;
-use crate::policy::{Decision, Downstream, HeaderSource, Request};
+use crate::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
 use crate::rate_limit::Keying;
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
@@ -35,11 +43,6 @@ const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
 const CLIENT_IP_KEY: PropertyPath = PropertyPath::fixed(b"client_ip_key");
 /// Read when the `set_filter_state` value is missing.
 const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
-
-/// The local reply's `%RESPONSE_CODE_DETAILS%` when access control refuses a request.
-const DENIED_DETAILS: &str = "client_ip_filter_denied";
-/// The same when a list it needs names an unavailable source (docs/sources.md, `on_unavailable`).
-const UNAVAILABLE_DETAILS: &str = "client_ip_filter_source_unavailable";
 
 /// One HTTP stream, holding the configuration current when it started.
 #[cfg(target_arch = "wasm32")]
@@ -110,32 +113,21 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
             &decision,
             client.as_ref().map(AddrText::as_str),
         );
-        // A list naming an unavailable source refuses with 503 (counted in
-        // `client_ip.unavailable` with the decision); any other refusal with the deny status.
-        let access = &policy.access;
-        let (status, body, details) = if decision.unavailable {
-            (503, "source unavailable\n", UNAVAILABLE_DETAILS)
-        } else {
-            (
-                access.deny_status,
-                access.deny_body.as_str(),
-                DENIED_DETAILS,
-            )
-        };
-        return local_reply(host, status, body, &compiled.reply_headers, details);
+        // The core chooses the reply: 503 for an unavailable source, else the deny status.
+        return refuse(host, compiled, policy.refusal(&decision));
     }
     // The plan formats the client's text once, for the headers and the filter state.
     let plan = policy.header_plan(&request, &decision);
     record(host, compiled, &decision, plan.client_text());
-    plan.for_each(|op| {
-        let (name, result) = match op {
-            HeaderOp::Set(name, value) => (name, host.set_request_header(name, value)),
-            HeaderOp::Remove(name) => (name, host.remove_request_header(name)),
-        };
-        if let Err(status) = result {
-            debug!("cannot edit request header {name}: {status:?}");
-        }
+    let edited = Policy::sanitise(&plan, |op| match op {
+        HeaderOp::Set(name, value) => host.set_request_header(name, value),
+        HeaderOp::Remove(name) => host.remove_request_header(name),
     });
+    if let Err(failed) = edited {
+        // Fail closed: the request may still carry a header the client wrote.
+        compiled.metrics.count_edit_failure(|| failed.detail);
+        return refuse(host, compiled, Refusal::EDIT_FAILED);
+    }
     if let Some(reader) = &compiled.link {
         reader.forward(host, link_text.as_deref());
     }
@@ -145,6 +137,17 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
         apply_key(host, &keying, header);
     }
     Action::Continue
+}
+
+/// Answers a refused request locally.
+fn refuse(host: &mut impl StreamHost, compiled: &Compiled, refusal: Refusal<'_>) -> Action {
+    local_reply(
+        host,
+        refusal.status,
+        refusal.body,
+        &compiled.reply_headers,
+        refusal.details,
+    )
 }
 
 /// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when

@@ -2,7 +2,7 @@
 //! counted in the VM by a [`Tally`] and flushed from the root context's tick.
 
 #[cfg(target_arch = "wasm32")]
-use log::debug;
+use log::{debug, warn};
 
 #[cfg(target_arch = "wasm32")]
 use crate::host::{self, HostError};
@@ -54,6 +54,31 @@ impl Metrics {
     #[inline]
     pub(super) fn count(&self, decision: &Decision) {
         self.tally.count(decision);
+    }
+
+    /// Counts a request refused because a header edit failed (no host call); `detail` goes
+    /// into the next warning.
+    pub(super) fn count_edit_failure(&self, detail: impl FnOnce() -> String) {
+        self.tally.count_edit_failure(detail);
+    }
+
+    /// Logs the warnings that are due (at most one per kind a minute, see [`Tally::warnings`]);
+    /// reads the clock only when one is pending.
+    #[cfg(target_arch = "wasm32")]
+    pub(super) fn warn(&self) {
+        if !self.tally.alarms_pending() {
+            return;
+        }
+        let now = match host::now_ms() {
+            Ok(now) => now,
+            Err(status) => {
+                debug!("cannot read the clock: {status:?}");
+                return;
+            }
+        };
+        for message in self.tally.warnings(now) {
+            warn!("{message}");
+        }
     }
 
     /// Counts a request's rate-limit keying, in the VM (no host call).

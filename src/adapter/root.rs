@@ -62,9 +62,11 @@ impl Root {
     fn flush_counters(&mut self) {
         if let Some(compiled) = &self.compiled {
             compiled.metrics.flush();
+            compiled.metrics.warn();
         }
         self.retired.retain(|old| {
             old.metrics.flush();
+            old.metrics.warn();
             Rc::strong_count(old) > 1
         });
     }

@@ -220,6 +220,79 @@ fn a_filter_state_write_that_fails_does_not_stop_an_allowed_request() {
     assert_eq!(host.header("x-real-ip"), Some("203.0.113.5"));
 }
 
+#[test]
+fn a_request_whose_header_set_fails_is_refused_with_500_counted_and_never_goes_on() {
+    let c = compiled(r#"{"access": {"allow": ["203.0.113.0/24"]}}"#);
+    let mut host =
+        Fake::with("203.0.113.5:5000", &[("x-real-ip", "6.6.6.6")]).failing("set_request_header");
+    assert_eq!(request_headers(&mut host, Some(&c)), Action::Pause);
+    let (status, _, details) = host.reply.clone().expect("a local reply");
+    assert_eq!(
+        (status, details.as_str()),
+        (500, "client_ip_filter_header_edit_failed")
+    );
+    // The forged value is still on the request: that is why it must not go on.
+    assert_eq!(host.header("x-real-ip"), Some("6.6.6.6"));
+    let mut pending = c.metrics.pending();
+    pending.sort();
+    assert_eq!(
+        pending,
+        [
+            ("client_ip.allowed".to_string(), 1),
+            ("client_ip.header_edit_failed".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn a_request_whose_header_removal_fails_is_refused_before_any_other_edit() {
+    let c = compiled("{}");
+    let mut host = Fake::with("203.0.113.5:5000", &[("x_real_ip", "6.6.6.6")])
+        .failing("remove_request_header");
+    assert_eq!(request_headers(&mut host, Some(&c)), Action::Pause);
+    assert_eq!(host.made("remove_request_header"), ["x_real_ip"]);
+    assert!(
+        host.made("set_request_header").is_empty(),
+        "{:?}",
+        host.calls
+    );
+    assert_eq!(host.reply.as_ref().map(|r| r.0), Some(500));
+}
+
+#[test]
+fn the_default_request_reads_its_header_lines_once_and_removes_only_what_it_carries() {
+    // The control of the two tests above, and the default's host calls.
+    let c = compiled("");
+    let mut host = Fake::with(
+        "203.0.113.5:5000",
+        &[
+            (":path", "/"),
+            ("x_real_ip", "6.6.6.6"),
+            ("forwarded", "for=x"),
+        ],
+    );
+    assert_eq!(request_headers(&mut host, Some(&c)), Action::Continue);
+    assert_eq!(host.made("request_header_lines").len(), 1);
+    assert!(host.made("request_header").is_empty());
+    assert_eq!(
+        host.made("remove_request_header"),
+        ["x_real_ip", "forwarded"]
+    );
+    assert_eq!(host.made("set_request_header"), ["x-real-ip: 203.0.113.5"]);
+    let mut plain = Fake::with("203.0.113.5:5000", &[(":path", "/")]);
+    assert_eq!(request_headers(&mut plain, Some(&c)), Action::Continue);
+    let names: Vec<&str> = plain.calls.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "property",
+            "request_header_lines",
+            "set_property",
+            "set_request_header"
+        ]
+    );
+}
+
 const NETWORK: &str = r#"{"filter_type": "network", "access": {"allow": ["203.0.113.0/24"]}}"#;
 
 #[test]

@@ -8,6 +8,7 @@ use super::{
     array, err, integer, key_path, member, object, one_of, show, string, ConfigError, Walk,
 };
 use crate::access::{Access, HostPattern, MatchOn, Mode, Rule};
+use crate::path::PathCase;
 
 const ACCESS_KEYS: &[&str] = &[
     "mode",
@@ -19,7 +20,15 @@ const ACCESS_KEYS: &[&str] = &[
     "rules",
 ];
 /// The keys of one rule (`access.rules[i]`).
-pub(super) const RULE_KEYS: &[&str] = &["name", "hosts", "path_prefixes", "allow", "deny", "mode"];
+pub(super) const RULE_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "path_prefixes",
+    "path_case",
+    "allow",
+    "deny",
+    "mode",
+];
 
 impl Walk {
     /// The `access` section.
@@ -130,12 +139,24 @@ impl Walk {
             Some(v) => mode(v, &key_path(path, "mode"))?,
             None => default_mode,
         };
+        let path_case = match member(map, "path_case") {
+            Some(v) => one_of(
+                v,
+                &key_path(path, "path_case"),
+                &[
+                    ("sensitive", PathCase::Sensitive),
+                    ("insensitive", PathCase::Insensitive),
+                ],
+            )?,
+            None => PathCase::Sensitive,
+        };
         Ok(Rule {
             name: name.to_string(),
             hosts,
             path_prefixes,
             lists: self.lists(map, path)?,
             mode,
+            path_case,
         })
     }
 }
@@ -199,6 +220,7 @@ fn host_pattern(value: &Value, path: &str) -> Result<HostPattern, ConfigError> {
 mod tests {
     use crate::access::Mode;
     use crate::config::parse;
+    use crate::path::PathCase;
     use crate::testutil::config_error as error;
 
     #[test]
@@ -274,6 +296,25 @@ mod tests {
                 .starts_with("access.rules[0].path_prefixes[0]: \"admin\"")
         );
         assert!(parse(br#"{"access": {"rules": [{"name": "r", "hosts": ["[2001:db8::1]", "Admin.Example.COM.", "*.a-b.io"]}]}}"#).is_ok());
+    }
+
+    #[test]
+    fn path_case_is_sensitive_or_insensitive() {
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"name": "a", "path_case": "ignore"}]}}"#),
+            "access.rules[0].path_case: \"ignore\" is not one of \"sensitive\", \"insensitive\""
+        );
+        assert_eq!(
+            error(r#"{"access": {"rules": [{"name": "a", "path_case": false}]}}"#),
+            "access.rules[0].path_case: false is not a string"
+        );
+        let (p, _) = parse(
+            br#"{"access": {"rules": [{"name": "a", "path_prefixes": ["/a"]},
+            {"name": "b", "path_prefixes": ["/b"], "path_case": "insensitive"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.access.rules[0].path_case, PathCase::Sensitive);
+        assert_eq!(p.access.rules[1].path_case, PathCase::Insensitive);
     }
 
     #[test]

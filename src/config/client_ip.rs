@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::{err, header_name, integer, key_path, member, object, one_of, show, string};
 use super::{ConfigError, Walk};
 use crate::forward::X_FORWARDED_FOR;
+use crate::policy::OnDownstreamFromXff;
 use crate::resolve::{OnInvalid, Resolver, Trust};
 
 const CLIENT_IP_KEYS: &[&str] = &[
@@ -14,15 +15,20 @@ const CLIENT_IP_KEYS: &[&str] = &[
     "trusted_hops",
     "header",
     "on_invalid",
+    "on_downstream_from_xff",
 ];
 
+/// The compiled `client_ip` section.
+pub(super) struct ClientIp {
+    pub(super) resolver: Resolver,
+    /// `downstream_filter_state`, when set.
+    pub(super) filter_state: Option<String>,
+    pub(super) on_downstream_from_xff: OnDownstreamFromXff,
+}
+
 impl Walk {
-    /// The resolver, and the downstream filter-state key when one is set.
-    pub(super) fn client_ip(
-        &mut self,
-        value: &Value,
-        path: &str,
-    ) -> Result<(Resolver, Option<String>), ConfigError> {
+    /// The `client_ip` section.
+    pub(super) fn client_ip(&mut self, value: &Value, path: &str) -> Result<ClientIp, ConfigError> {
         let map = object(value, path, CLIENT_IP_KEYS)?;
         let filter_state = match member(map, "downstream_filter_state") {
             None => None,
@@ -75,13 +81,29 @@ impl Walk {
             )?,
             None => OnInvalid::Unknown,
         };
-        Ok((Resolver::new(trust, &header, on_invalid), filter_state))
+        let on_downstream_from_xff = match member(map, "on_downstream_from_xff") {
+            Some(v) => one_of(
+                v,
+                &key_path(path, "on_downstream_from_xff"),
+                &[
+                    ("refuse", OnDownstreamFromXff::Refuse),
+                    ("use", OnDownstreamFromXff::Use),
+                ],
+            )?,
+            None => OnDownstreamFromXff::Refuse,
+        };
+        Ok(ClientIp {
+            resolver: Resolver::new(trust, &header, on_invalid),
+            filter_state,
+            on_downstream_from_xff,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
+    use crate::policy::OnDownstreamFromXff;
     use crate::testutil::config_error as error;
 
     #[test]
@@ -104,5 +126,23 @@ mod tests {
             .starts_with("client_ip.trusted_hops: 1.5 is not an integer"));
         // A whole number written as a double (Istio's pluginConfig) is fine.
         assert!(parse(br#"{"client_ip": {"trusted_hops": 2.0}}"#).is_ok());
+    }
+
+    #[test]
+    fn on_downstream_from_xff_is_refuse_by_default_or_use() {
+        let p = |json: &str| parse(json.as_bytes()).unwrap().0.on_downstream_from_xff;
+        assert_eq!(p("{}"), OnDownstreamFromXff::Refuse);
+        assert_eq!(
+            p(r#"{"client_ip": {"on_downstream_from_xff": "refuse"}}"#),
+            OnDownstreamFromXff::Refuse
+        );
+        assert_eq!(
+            p(r#"{"client_ip": {"on_downstream_from_xff": "use"}}"#),
+            OnDownstreamFromXff::Use
+        );
+        assert_eq!(
+            error(r#"{"client_ip": {"on_downstream_from_xff": "allow"}}"#),
+            "client_ip.on_downstream_from_xff: \"allow\" is not one of \"refuse\", \"use\""
+        );
     }
 }

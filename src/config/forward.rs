@@ -3,9 +3,15 @@
 use serde_json::Value;
 
 use super::{array, err, header_name, key_path, member, object, one_of, show, ConfigError, Walk};
-use crate::forward::{Forwarding, XffMode, X_FORWARDED_FOR};
+use crate::forward::{Forwarding, XffMode, DEFAULT_STRIP, X_FORWARDED_FOR};
 
-const FORWARD_KEYS: &[&str] = &["headers", "port_header", "x_forwarded_for", "link_header"];
+const FORWARD_KEYS: &[&str] = &[
+    "headers",
+    "port_header",
+    "x_forwarded_for",
+    "link_header",
+    "strip",
+];
 
 /// Headers the filter will not overwrite with an address: they frame or route the request.
 const RESERVED_HEADERS: &[&str] = &[
@@ -63,6 +69,56 @@ pub(super) fn link_header(
     Ok(Some(name))
 }
 
+/// `forward.strip`: header names (lower case, `_` as `-`: every spelling is removed), none of
+/// them one the filter writes or frames the request with. Absent: [`DEFAULT_STRIP`] without the
+/// headers the filter writes.
+pub(super) fn strip(
+    section: &Value,
+    path: &str,
+    forwarding: &Forwarding,
+    link_header: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let written = |name: &str| {
+        forwarding
+            .headers
+            .iter()
+            .any(|h| h.replace('_', "-") == name)
+            || forwarding
+                .port_header
+                .as_ref()
+                .is_some_and(|h| h.replace('_', "-") == name)
+            || link_header.is_some_and(|h| h.replace('_', "-") == name)
+    };
+    let Some(v) = section.as_object().and_then(|m| member(m, "strip")) else {
+        return Ok(DEFAULT_STRIP
+            .iter()
+            .filter(|h| !written(h))
+            .map(|h| h.to_string())
+            .collect());
+    };
+    let p = key_path(path, "strip");
+    let mut strip: Vec<String> = Vec::new();
+    for (i, item) in array(v, &p)?.iter().enumerate() {
+        let ip = format!("{p}[{i}]");
+        let name = forwarded_header_name(item, &ip)?.replace('_', "-");
+        if written(&name) {
+            return Err(err(
+                &ip,
+                format!(
+                    "{} is written by the filter ({path}.headers, port_header or link_header): \
+                     it cannot also be stripped",
+                    show(item)
+                ),
+            ));
+        }
+        if strip.contains(&name) {
+            return Err(err(&ip, format!("{} is listed twice", show(item))));
+        }
+        strip.push(name);
+    }
+    Ok(strip)
+}
+
 impl Walk {
     /// The `forward` section.
     pub(super) fn forward(&mut self, value: &Value, path: &str) -> Result<Forwarding, ConfigError> {
@@ -111,7 +167,61 @@ impl Walk {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::parse;
     use crate::testutil::config_error as error;
+
+    #[test]
+    fn strip_defaults_to_the_client_naming_headers_the_filter_does_not_write() {
+        let strip = |json: &str| parse(json.as_bytes()).unwrap().0.forwarding.strip;
+        let all = [
+            "forwarded",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-cluster-client-ip",
+            "x-client-ip",
+            "fastly-client-ip",
+        ];
+        assert_eq!(strip("{}"), all);
+        assert_eq!(strip(r#"{"forward": {}}"#), all);
+        assert_eq!(
+            strip(
+                r#"{"forward": {"headers": ["x-real-ip", "True-Client-IP"], "link_header": "x-client-ip"}}"#
+            ),
+            [
+                "forwarded",
+                "cf-connecting-ip",
+                "x-cluster-client-ip",
+                "fastly-client-ip"
+            ]
+        );
+        assert_eq!(
+            strip(r#"{"forward": {"strip": ["X-Custom_Client", "forwarded"]}}"#),
+            ["x-custom-client", "forwarded"]
+        );
+        assert!(strip(r#"{"forward": {"strip": []}}"#).is_empty());
+    }
+
+    #[test]
+    fn bad_strip_entries_are_refused() {
+        assert_eq!(
+            error(r#"{"forward": {"strip": "forwarded"}}"#),
+            "forward.strip: \"forwarded\" is not a list"
+        );
+        assert_eq!(
+            error(r#"{"forward": {"strip": ["forwarded", "x y"]}}"#),
+            "forward.strip[1]: \"x y\" is not a valid HTTP header name"
+        );
+        assert!(error(r#"{"forward": {"strip": ["x-forwarded-for"]}}"#)
+            .contains("managed by forward.x_forwarded_for"));
+        assert!(
+            error(r#"{"forward": {"strip": ["host"]}}"#).starts_with("forward.strip[0]: \"host\"")
+        );
+        assert_eq!(
+            error(r#"{"forward": {"strip": ["X_Real_IP"]}}"#),
+            "forward.strip[0]: \"X_Real_IP\" is written by the filter (forward.headers, port_header or link_header): it cannot also be stripped"
+        );
+        assert!(error(r#"{"forward": {"strip": ["a-b", "A_B"]}}"#).contains("listed twice"));
+    }
 
     #[test]
     fn bad_header_name_is_refused() {

@@ -326,9 +326,10 @@ impl Walk {
             network::check(top)?;
         }
         if let Some(section) = member(top, "client_ip") {
-            let (resolver, filter_state) = self.client_ip(section, "client_ip")?;
-            policy.resolver = resolver;
-            if let Some(key) = filter_state {
+            let client_ip = self.client_ip(section, "client_ip")?;
+            policy.resolver = client_ip.resolver;
+            policy.on_downstream_from_xff = client_ip.on_downstream_from_xff;
+            if let Some(key) = client_ip.filter_state {
                 policy.downstream_filter_state = key;
             }
         }
@@ -338,7 +339,16 @@ impl Walk {
         if let Some(section) = member(top, "forward") {
             policy.forwarding = self.forward(section, "forward")?;
             policy.link.header = forward::link_header(section, "forward", &policy.forwarding)?;
+            policy.forwarding.strip = forward::strip(
+                section,
+                "forward",
+                &policy.forwarding,
+                policy.link.header.as_deref(),
+            )?;
         }
+        // Other spellings of the link header and of the forwarding header read are removed too.
+        let read = policy.resolver.header().to_string();
+        policy.forwarding.spelled = policy.link.header.iter().cloned().chain([read]).collect();
         if let Some(section) = member(top, "rate_limit") {
             let rl = self.rate_limit(section, "rate_limit", &policy.forwarding, &policy.link)?;
             policy.rate_limit = Some(rl);
@@ -491,7 +501,7 @@ mod tests {
         // A key with a line break (or a very long one) is quoted: the error stays one log line.
         assert_eq!(
             error("{\"forward\": {\"a\\nb\": 1}}"),
-            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header"
+            "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header, strip"
         );
     }
 

@@ -17,6 +17,10 @@ const CLIENT_IP_HTTP_ONLY: &[(&str, &str)] = &[
         "a connection has no forwarding header: its client is the downstream address",
     ),
     ("header", "a connection has no HTTP headers"),
+    (
+        "on_downstream_from_xff",
+        "a connection's downstream address never comes from X-Forwarded-For",
+    ),
 ];
 const ACCESS_HTTP_ONLY: &[(&str, &str)] = &[
     (
@@ -61,12 +65,14 @@ pub(super) fn check(top: &Map<String, Value>) -> Result<(), ConfigError> {
             for (i, rule) in array(rules, "access.rules")?.iter().enumerate() {
                 let path = format!("access.rules[{i}]");
                 let rule = object(rule, &path, RULE_KEYS)?;
-                if let Some(v) = member(rule, "path_prefixes") {
-                    return Err(refused(
-                        &key_path(&path, "path_prefixes"),
-                        v,
-                        "a connection has no path; hosts match the TLS SNI",
-                    ));
+                for key in ["path_prefixes", "path_case"] {
+                    if let Some(v) = member(rule, key) {
+                        return Err(refused(
+                            &key_path(&path, key),
+                            v,
+                            "a connection has no path; hosts match the TLS SNI",
+                        ));
+                    }
                 }
             }
         }
@@ -137,6 +143,22 @@ mod tests {
             e.starts_with(
                 r#"client_ip.trusted_hops: 2 is not available with filter_type "network""#
             ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn on_downstream_from_xff_and_path_case_are_network_mode_errors() {
+        let e = error(&net(r#""client_ip": {"on_downstream_from_xff": "use"}"#));
+        assert!(
+            e.starts_with(r#"client_ip.on_downstream_from_xff: "use" is not available with filter_type "network""#),
+            "{e}"
+        );
+        let e = error(&net(
+            r#""access": {"rules": [{"name": "a", "path_case": "insensitive"}]}"#,
+        ));
+        assert!(
+            e.starts_with(r#"access.rules[0].path_case: "insensitive" is not available with filter_type "network""#),
             "{e}"
         );
     }
@@ -216,7 +238,7 @@ mod tests {
         );
         assert_eq!(
             error(&net(r#""access": {"rules": [{"name": "x", "pathprefix": ["/"]}]}"#)),
-            "access.rules[0].pathprefix: unknown key; expected one of: name, hosts, path_prefixes, allow, deny, mode"
+            "access.rules[0].pathprefix: unknown key; expected one of: name, hosts, path_prefixes, path_case, allow, deny, mode"
         );
     }
 }

@@ -485,6 +485,24 @@ def wait_counter(env: E.Envoy, name: str, at_least: int, timeout: float = 3.0) -
                             what=f"{name} >= {at_least}")
 
 
-def settle(seconds: float = 0.2) -> None:
-    """Give Envoy a moment to open (or not) an upstream connection after the client's exchange."""
-    time.sleep(seconds)
+def upstream_connections(env: E.Envoy, cluster: str) -> int:
+    """How many connections Envoy has opened to ``cluster`` (its ``upstream_cx_total``)."""
+    return int(env.stats().get(f"cluster.{cluster}.upstream_cx_total", 0))
+
+
+def settled_count(env: E.Envoy, upstream: "Upstream", opened_before: int, accepted_before: int,
+                  timeout: float = 5.0) -> int:
+    """The connections ``upstream`` accepted since ``accepted_before``, once it agrees with Envoy:
+    Envoy has no downstream connection left open (so it will open no more upstream connections for
+    the exchange just made), and the upstream has accepted every connection Envoy opened to its
+    cluster since ``opened_before``. Fails after ``timeout`` rather than guessing."""
+    def agreed():
+        stats = env.stats()
+        active = sum(v for k, v in stats.items()
+                     if k.startswith("listener.") and k.endswith(".downstream_cx_active")
+                     and not k.startswith("listener.admin."))
+        opened = int(stats.get(f"cluster.{upstream.name}.upstream_cx_total", 0)) - opened_before
+        accepted = upstream.accepted - accepted_before
+        return active == 0 and accepted == opened and (accepted,)
+    return procs.wait_until(agreed, timeout,
+                            what=f"Envoy's connections to {upstream.name} to close and be accepted")[0]

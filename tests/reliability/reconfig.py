@@ -113,7 +113,7 @@ def main() -> int:
         if load.returncode != 0:
             raise RuntimeError(f"loadgen failed: {err}")
         classes = json.loads((work / "load.json").read_text())["classes"]
-        counters = {k: v for k, v in env.stats().items() if k.startswith("client_ip.")}
+        counters = {k: v for k, v in env.settled_stats().items() if k.startswith("client_ip.")}
         alive = env.running
         log = env.log_text()
     finally:

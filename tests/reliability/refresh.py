@@ -37,11 +37,17 @@ sys.path.insert(0, str(HERE.parent))
 
 from harness import envoy as E  # noqa: E402
 from harness import listserver as L  # noqa: E402
+from harness import procs  # noqa: E402
+from harness import proxyproto as pp  # noqa: E402
 from reliability.envoy_ext import TunedEnvoy, UpstreamEnvoy  # noqa: E402
 from reliability.soak import LOADGEN, REPO  # noqa: E402
 
 X, Y = "127.0.0.11", "127.0.0.12"
 ENTRIES = 1_000_000
+# Fresh connections that must all be refused before the load starts: with 2 workers taking new
+# connections in turn (or at random), 20 in a row miss a worker that has not adopted with
+# probability at most 2^-20.
+ADOPTED_CONNECTIONS = 20
 
 
 def version(listed_client: str, base: str) -> bytes:
@@ -97,8 +103,12 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise RuntimeError("the source never loaded:\n" + env.log_tail())
             time.sleep(0.1)
-        time.sleep(2)
-        loaded = env.stats()
+        # Every worker adopted it: X refused on ADOPTED_CONNECTIONS fresh connections in a row
+        # (Envoy spreads new connections over the workers), instead of a guessed pause.
+        procs.wait_until(lambda: all(pp.request(env.port, source=X).status == 403
+                                     for _ in range(ADOPTED_CONNECTIONS)), 30,
+                         what="every worker refusing X (version A adopted)")
+        loaded = env.settled_stats()
         argv = [LOADGEN, "--target", f"127.0.0.1:{env.port}", "--duration-s", str(args.duration),
                 "--max-requests", "100000000", "--report", str(work / "load.json")]
         for name, src in (("X", X), ("Y", Y)):

@@ -3,9 +3,9 @@
 //!
 //! With the configuration `host-calls` it makes, per request, exactly the host calls that
 //! client-ip-filter makes in its default configuration (case C), and nothing else: `get_property`
-//! of the connection filter state `client_ip.downstream_address`, `set_property` of
-//! `wasm.client_ip` and `set_map_value` of `x-real-ip` (its counters are counted in the VM and
-//! flushed every 250 ms). Case (B-calls): the price of those calls alone, to tell it from the
+//! of the connection filter state `client_ip.downstream_address`, `get_map` of the request
+//! headers, `set_property` of `wasm.client_ip` and `set_map_value` of `x-real-ip` (its counters
+//! are counted in the VM and flushed every 250 ms). Case (B-calls): the price of those calls alone, to tell it from the
 //! filter's own work inside the VM.
 //!
 //! With `calls:<name>,<name>,...` it makes the named host calls, in that order, per request: the
@@ -88,7 +88,12 @@ impl Call {
 
 /// The calls of `host-calls`: what client-ip-filter makes per request in its default
 /// configuration.
-const HOST_CALLS: [Call; 3] = [Call::FilterState, Call::SetProperty, Call::SetHeader];
+const HOST_CALLS: [Call; 4] = [
+    Call::FilterState,
+    Call::Map,
+    Call::SetProperty,
+    Call::SetHeader,
+];
 
 #[derive(Default)]
 struct Root {

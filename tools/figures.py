@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""The documents' figures, from the runs recorded in the repository.
+
+Every measured figure in BENCHMARKS.md, RELIABILITY.md, README.md and docs/ is either in a file
+generated from a record (BENCHMARKS.md, from bench/results/bench.json) or between markers
+
+    <!-- fig:NAME -->the figure<!-- /fig -->
+
+whose text this tool renders from the record NAME's entry in FIGURES names. Records:
+
+  bench/results/bench.json           written by `make bench` (bench/envoy_bench.py --record)
+  tests/reliability/results/fuzz.json  written by `make fuzz` (tools/fuzz_record.py)
+  tests/reliability/results/{soak,reconfig,reconfig-ecds,refresh}.json  written by `make soak`,
+                                     `make reconfig`, `make refresh` (the drivers' --report)
+  tests/test_spoofing_corpus.py      the corpus itself: its cases are counted, not typed
+
+A figure whose record is missing renders as "not recorded (run `make X`)": a document never shows
+a number no run in the repository produced.
+
+    tools/figures.py --write    (make docs-figures) regenerate BENCHMARKS.md and every marker
+    tools/figures.py            check: print each disagreement, exit 1 if any (tests/test_figures.py)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_RECORD = REPO / "bench" / "results" / "bench.json"
+RESULTS = REPO / "tests" / "reliability" / "results"
+FUZZ_RECORD = RESULTS / "fuzz.json"
+DOCUMENTS = ["README.md", "RELIABILITY.md", "BENCHMARKS.md", "tests/README.md", *sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+MARKER = re.compile(r"<!-- fig:([a-z0-9_.-]+) -->(.*?)<!-- /fig -->", re.S)
+
+
+def load(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def missing(command: str) -> str:
+    return f"not recorded (run `{command}`)"
+
+
+# -- the bench record -------------------------------------------------------------------------------
+
+def bench(fn: Callable[[dict], str]) -> Callable[[], str]:
+    def render() -> str:
+        rec = load(BENCH_RECORD)
+        if rec is None:
+            return missing("make bench")
+        try:
+            return fn(rec)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return missing("make bench") + " (this figure's case was not in the recorded run)"
+    return render
+
+
+# The targets bench/envoy_bench.py records (medians of per-round ratios), by the cases they compare.
+TARGETS = {
+    ("E100k", "E10"): "(E) 100,000 entries / (E) 10 entries",
+    ("E10k", "F10k"): "(E) 10,000 entries / (F) RBAC 10,000 principals",
+    ("N-C", "N-B"): "connections: (N-C) / (N-B) no-op network filter",
+    ("N-R10k", "N-FR10k"): "refused connections: (N-R10k) / (N-FR10k) network RBAC 10,000 principals",
+    ("S1M", "I1M"): "(S1M) 1,000,000 from a source / (I1M) the same inline",
+}
+
+
+def ratio(rec: dict, a: str, b: str) -> float:
+    """The recorded ratio of case a's requests/s to case b's (a target, or the summary's vs_A/vs_B)."""
+    if b in ("A", "B"):
+        return rec["summary"][a][f"vs_{b}"]
+    (value,) = [t["value"] for t in rec["targets"] if t["what"] == TARGETS[(a, b)]]
+    return value
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+def per_worker(rec: dict, case: str) -> str:
+    mem = rec["memory"]
+    return f"{(mem[f'{case}@3']['rss_kib'] - mem[f'{case}@1']['rss_kib']) / 2048:.0f} MiB"
+
+
+def bench_summary(rec: dict) -> str:
+    """The cost headlines of docs/internals.md, from the record."""
+    s = rec["summary"]
+    a = rec["args"]
+    lines = [f"In the recorded run ({a['rounds']} interleaved round{'s' if a['rounds'] != 1 else ''} of {a['seconds']} s, "
+             f"{rec['started_at']}; bench/results/bench.json):"]
+    size = (rec.get("sizes") or {}).get("client_ip_filter.wasm (make build)")
+    if size:
+        lines.append(f"  - the release `.wasm` was {size / 1024:.1f} KiB (budget 300 KiB);")
+    hc = rec.get("host_calls", {}).get("C")
+    if hc and "B" in s and "C" in s:
+        calls = ", ".join(f"`{k}`" for k in hc["calls"])
+        lines.append(f"  - with its default configuration the filter makes {hc['per_context']:.0f} host calls "
+                     f"per request (counted: {calls}) and ran at {s['C']['vs_B']:.2f}× the requests/s of a "
+                     "no-op wasm filter"
+                     + (f"; the no-op filter making the same calls and nothing else ran at "
+                        f"{s['B-calls']['vs_B']:.2f}×;" if "B-calls" in s else ";"))
+    if "E100k" in s and "E10" in s:
+        lines.append(f"  - the lookup cost did not grow with the list: 100,000 entries at "
+                     f"{ratio(rec, 'E100k', 'E10'):.2f}× of 10"
+                     + (f", and 1,000,000 entries from a list source at {ratio(rec, 'S1M', 'I1M'):.2f}× of "
+                        "the same list inline;" if "S1M" in s and "I1M" in s else ";"))
+    if "E10k" in s and "F10k" in s:
+        lines.append(f"  - with 10,000 allow-list entries it served {ratio(rec, 'E10k', 'F10k'):.1f}× the "
+                     "requests/s of Envoy's RBAC with 10,000 `remote_ip` principals (what an "
+                     "`AuthorizationPolicy` with `ipBlocks` compiles to);")
+    if {"N-R10k", "N-FR10k", "N-C", "N-B"} <= s.keys():
+        lines.append(f"  - as a network filter it refused connections at {ratio(rec, 'N-R10k', 'N-FR10k'):.1f}× "
+                     "the rate of network "
+                     f"RBAC with 10,000 principals, and accepted them at {ratio(rec, 'N-C', 'N-B'):.2f}× a "
+                     "no-op network filter.")
+    return "\n".join(lines)
+
+
+# -- the fuzz record ---------------------------------------------------------------------------------
+
+def fuzz(fn: Callable[[dict], str]) -> Callable[[], str]:
+    def render() -> str:
+        rec = load(FUZZ_RECORD)
+        return missing("make fuzz") if rec is None else fn(rec)
+    return render
+
+
+def fuzz_table(rec: dict) -> str:
+    rows = ["| target | executions | seconds | crashes | committed corpus after the run |",
+            "| --- | --: | --: | --: | --: |"]
+    for t in rec["targets"]:
+        rows.append(f"| `{t['target']}` | {t['executions']:,} | {t['seconds']} | {t['crashes']} | "
+                    f"{t['corpus_files']} files |")
+    return "\n".join(rows)
+
+
+def fuzz_summary(rec: dict) -> str:
+    total = sum(t["executions"] for t in rec["targets"])
+    crashes = sum(t["crashes"] for t in rec["targets"])
+    return (f"{len(rec['targets'])} targets, {total / 1e6:.1f} million executions in all "
+            f"({rec['seconds_per_target']} s per target, {rec['date']}), {crashes} crashes")
+
+
+# -- the reliability drivers' reports ---------------------------------------------------------------
+
+def checks(rec: dict) -> str:
+    """"all N checks held", or the ones that did not."""
+    items = rec["checks"]
+    items = items.items() if isinstance(items, dict) else [(c["check"], c["ok"]) for c in items]
+    failed = [name for name, ok in items if not ok]
+    total = len(list(items))
+    return f"all {total} checks held" if not failed else f"FAILED: {'; '.join(failed)}"
+
+
+def driver(name: str, command: str, fn: Callable[[dict], str]) -> Callable[[], str]:
+    def render() -> str:
+        rec = load(RESULTS / f"{name}.json")
+        return missing(command) if rec is None else fn(rec)
+    return render
+
+
+def soak_summary(r: dict) -> str:
+    errors = sum(sum(e.values()) if isinstance(e, dict) else e for e in r["errors_per_class"].values())
+    return (f"{r['requests_total']:,} requests in {r['duration_s']:.0f} s ({r['requests_per_s']:,}/s), "
+            f"{errors} errors; {checks(r)}")
+
+
+def reconfig_summary(r: dict) -> str:
+    good = [p for p in r["pushes"] if p["expect"] is not None]
+    effect = r["effect_s"]["max"]
+    return (f"{len(r['pushes'])} pushes by {r['via'].upper()} ({len(good)} good), "
+            f"{sum(r['requests_per_client'].values()):,} requests, new policy in effect within "
+            + (f"{effect * 1000:.0f} ms" if effect is not None else "–") + f"; {checks(r)}")
+
+
+def refresh_summary(r: dict) -> str:
+    total = sum(c["completed"] for c in r["classes"].values())
+    return (f"1M-entry list, {r['versions_adopted']} versions adopted in {r['duration_s']:.0f} s under "
+            f"load: {total:,} requests, worst latency during a refresh "
+            f"{r['worst_latency_during_refresh_ms']:.1f} ms, {r['list_server_requests']} requests at the "
+            f"list server; {checks(r)}")
+
+
+# -- the spoofing corpus: counted from the code ------------------------------------------------------
+
+def corpus() -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    import test_spoofing_corpus as corpus_module  # noqa: E402
+    cases = corpus_module.CASES
+    refused = [c for c in cases if c.client is None]
+    invalid = [c for c in refused if "client_ip.invalid" in corpus_module.expected_counters(c)]
+    return {"cases": len(cases), "refused": len(refused), "admitted": len(cases) - len(refused),
+            "requests": 2 * len(cases), "invalid": len(invalid),
+            "filter_decides": sum(1 for c in cases if c.filter_decides),
+            "forged_forwarding": sum(1 for c in cases if c.forged_forwarding)}
+
+
+FIGURES: dict[str, Callable[[], str]] = {
+    "bench.summary": bench(bench_summary),
+    "bench.s1m.rss1": bench(lambda r: mib(r["memory"]["S1M@1"]["rss_kib"])),
+    "bench.s1m.per_worker": bench(lambda r: per_worker(r, "S1M")),
+    "bench.i1m.rss1": bench(lambda r: mib(r["memory"]["I1M@1"]["rss_kib"])),
+    "bench.i1m.per_worker": bench(lambda r: per_worker(r, "I1M")),
+    "bench.a.rss1": bench(lambda r: mib(r["memory"]["A@1"]["rss_kib"])),
+    "fuzz.table": fuzz(fuzz_table),
+    "fuzz.summary": fuzz(fuzz_summary),
+    "spoof.cases": lambda: str(corpus()["cases"]),
+    "spoof.refused": lambda: str(corpus()["refused"]),
+    "spoof.admitted": lambda: str(corpus()["admitted"]),
+    "spoof.requests": lambda: str(corpus()["requests"]),
+    "spoof.invalid": lambda: str(corpus()["invalid"]),
+    "spoof.filter_decides": lambda: str(corpus()["filter_decides"]),
+    "spoof.forged_forwarding": lambda: str(corpus()["forged_forwarding"]),
+    "soak.summary": driver("soak", "make soak", soak_summary),
+    "reconfig.lds": driver("reconfig", "make reconfig", reconfig_summary),
+    "reconfig.ecds": driver("reconfig-ecds", "make reconfig", reconfig_summary),
+    "refresh.summary": driver("refresh", "make refresh", refresh_summary),
+}
+
+
+def bench_document() -> Optional[str]:
+    """BENCHMARKS.md as the record renders it (None without a record)."""
+    rec = load(BENCH_RECORD)
+    if rec is None:
+        return None
+    sys.path.insert(0, str(REPO / "bench"))
+    import envoy_bench  # noqa: E402
+    return envoy_bench.report(rec)
+
+
+def rendered(text: str) -> str:
+    cache: dict[str, str] = {}
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in FIGURES:
+            raise KeyError(f"unknown figure {name!r}")
+        if name not in cache:
+            cache[name] = FIGURES[name]()
+        value = cache[name]
+        if "\n" in m.group(2) or "\n" in value:  # a block: keep it on lines of its own
+            value = "\n" + value.strip("\n") + "\n"
+        return f"<!-- fig:{name} -->{value}<!-- /fig -->"
+    return MARKER.sub(one, text)
+
+
+def text_problems(doc: str, text: str) -> list[str]:
+    """Each marked figure of ``text`` (the document ``doc``) that disagrees with its record."""
+    out = []
+    for (name, shown), (_, want) in zip(MARKER.findall(text), MARKER.findall(rendered(text))):
+        if shown != want:
+            out.append(f"{doc}: figure {name} shows {shown.strip()[:80]!r}, its record gives "
+                       f"{want.strip()[:80]!r}")
+    return out
+
+
+def problems() -> list[str]:
+    """Each disagreement between a document and its record."""
+    out = []
+    seen: set[str] = set()
+    for doc in DOCUMENTS:
+        path = REPO / doc
+        if not path.exists():
+            continue
+        text = path.read_text()
+        seen.update(n for n, _ in MARKER.findall(text))
+        out += text_problems(doc, text)
+    for name in sorted(set(FIGURES) - seen):
+        out.append(f"figure {name} is in no document (tools/figures.py FIGURES)")
+    bench_md = bench_document()
+    current = (REPO / "BENCHMARKS.md").read_text()
+    if bench_md is None:
+        out.append("BENCHMARKS.md has no record: bench/results/bench.json is missing (run `make bench`)")
+    elif bench_md != current:
+        out.append("BENCHMARKS.md differs from what bench/results/bench.json renders (run `make docs-figures`)")
+    return out
+
+
+def write() -> None:
+    bench_md = bench_document()
+    if bench_md is not None:
+        (REPO / "BENCHMARKS.md").write_text(bench_md)
+    for doc in DOCUMENTS:
+        path = REPO / doc
+        if path.exists():
+            text = path.read_text()
+            new = rendered(text)
+            if new != text:
+                path.write_text(new)
+                print(f"figures: rewrote {doc}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="regenerate the documents' figures")
+    args = ap.parse_args()
+    if args.write:
+        write()
+    bad = problems()
+    for p in bad:
+        print("figures: " + p, file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
