@@ -4,7 +4,6 @@
 //! decision (lease, schedule, acceptance, versions, integrity, logs) is the machine's.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
 use log::{debug, info, warn};
@@ -286,8 +285,10 @@ impl Feeds {
 
     /// Performs the machine's actions, and those its answers to their outcomes bring.
     fn perform(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
+        // A stack, in reverse: the next action on top, what an outcome brings above the rest.
+        let mut stack: Vec<Action> = actions;
+        stack.reverse();
+        while let Some(action) = stack.pop() {
             let now = || host::now_ms().unwrap_or(0);
             let more = match action {
                 Action::Send { source, headers } => {
@@ -383,10 +384,7 @@ impl Feeds {
                     Vec::new()
                 }
             };
-            // Depth first: what an outcome brings comes before the rest.
-            for a in more.into_iter().rev() {
-                queue.push_front(a);
-            }
+            stack.extend(more.into_iter().rev());
         }
     }
 }
