@@ -51,6 +51,9 @@ pub struct Forwarding {
     /// Other headers whose other spellings are removed (lower case): the link header and the
     /// resolver's header, which the configuration adds.
     pub spelled: Vec<String>,
+    /// `rate_limit.header` (docs/rate-limits.md): written by the filter, so its other spellings
+    /// are removed from every request, as those of `headers`.
+    pub rate_limit_header: Option<String>,
 }
 
 impl Default for Forwarding {
@@ -61,6 +64,7 @@ impl Default for Forwarding {
             xff: XffMode::Keep,
             strip: DEFAULT_STRIP.iter().map(|h| h.to_string()).collect(),
             spelled: Vec::new(),
+            rate_limit_header: None,
         }
     }
 }
@@ -109,7 +113,10 @@ impl Forwarding {
     /// Whether requests are sanitised at all: the filter writes a header or strips some. Then
     /// every request's header lines are read (all of them), to find the spellings to remove.
     pub fn sanitises(&self) -> bool {
-        !self.headers.is_empty() || self.port_header.is_some() || !self.strip.is_empty()
+        !self.headers.is_empty()
+            || self.port_header.is_some()
+            || !self.strip.is_empty()
+            || self.rate_limit_header.is_some()
     }
 
     /// The names whose other spellings are removed (lower case); the strip list's are removed
@@ -119,6 +126,7 @@ impl Forwarding {
             .iter()
             .chain(&self.port_header)
             .chain(&self.spelled)
+            .chain(&self.rate_limit_header)
             .map(String::as_str)
             .chain(std::iter::once(X_FORWARDED_FOR))
     }
