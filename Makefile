@@ -274,7 +274,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -347,11 +347,20 @@ refresh: build envoy nginx loadgen
 	$(PY) tools/figures.py --write
 
 ## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
-## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+## the run goes to tests/reliability/results/hostile-json.txt (RELIABILITY.md, "A hostile list server").
 hostile-json: toolchain
-	@mkdir -p tests/reliability/records
+	@mkdir -p $(RESULTS)
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
-	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee $(RESULTS)/hostile-json.txt
+
+## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
+## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
+## tests/reliability/results/retired.txt (RELIABILITY.md, "Retired shared-data values").
+RETIRED_RECONFIGS ?= 50
+retired: build envoy nginx
+	@mkdir -p $(RESULTS)
+	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
+	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
