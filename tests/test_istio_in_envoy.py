@@ -202,53 +202,6 @@ def test_a_bare_client_ip_stats_prefix_would_drop_the_counters(start_envoy, echo
     assert not [k for k in raw if "client_ip" in k]
 
 
-# -- the sidecar WasmPlugin, and the optional use_remote_address patch -----------------------------
-
-@pytest.fixture(scope="module")
-def sidecar_plugin_envoy(start_envoy):
-    return start_envoy(E.EnvoyOptions(fragments=wasmplugin_fragments(SIDECAR_PLUGIN, "SIDECAR_INBOUND")),
-                       extra_access_log=mesh_access_log_labels())
-
-
-def test_sidecar_plugin_gives_the_app_the_caller_instead_of_127_0_0_6(sidecar_plugin_envoy, echo):
-    assert sidecar_plugin_envoy.opts.resolved_use_remote_address() is False  # Istio's sidecar inbound
-    tid = new_test_id("wp-side")
-    ex = exchange(sidecar_plugin_envoy, echo, headers=[("X-Forwarded-For", "198.51.100.9")],
-                  source="127.0.0.5", path=f"/headers?id={tid}", test_id=tid)
-    assert ex.status == 200
-    assert ex.upstream_value("x-real-ip") == "127.0.0.5"
-    assert ex.xff_entries() == ["198.51.100.9", "127.0.0.5"]  # the filter's "append"
-    log = ex.log()
-    assert log["client_ip"] == "127.0.0.5" and log["decision"] is None
-    # without use_remote_address, Envoy's own remote address is the client-written XFF entry
-    assert log["downstream_remote"] == "198.51.100.9:0"
-    mesh = wait_extra_log(sidecar_plugin_envoy, tid)
-    assert mesh["client_ip"] == "127.0.0.5" and mesh["downstream_remote_address"] == "198.51.100.9:0"
-
-
-def use_remote_address_merge() -> dict:
-    ef = doc_of_kind(REPO / "envoyfilter" / "sidecar-inbound-use-remote-address.yaml", "EnvoyFilter")
-    (patch,) = ef["spec"]["configPatches"]
-    tc = dict(patch["patch"]["value"]["typed_config"])
-    assert tc.pop("@type") == E.HCM_TYPE
-    return tc
-
-
-def test_use_remote_address_patch_makes_envoy_report_the_real_caller(start_envoy, echo):
-    env = start_envoy(E.EnvoyOptions(fragments=manifests.sidecar()), hcm_merge=use_remote_address_merge())
-    boot = yaml.safe_load(env.config_path.read_text())
-    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][-1]["typed_config"]
-    assert hcm["use_remote_address"] is True
-    ex = exchange(env, echo, headers=[("X-Forwarded-For", "198.51.100.9")], source="127.0.0.5")
-    assert ex.status == 200
-    assert ex.upstream_value("x-real-ip") == "127.0.0.5"
-    # Envoy appended the caller itself; the filter's "append" does not add it a second time
-    assert ex.xff_entries() == ["198.51.100.9", "127.0.0.5"]
-    log = ex.log()
-    assert log["downstream_remote"].startswith("127.0.0.5:")
-    assert log["client_ip"] == "127.0.0.5"
-
-
 # -- the remote-URL variant ------------------------------------------------------------------------
 
 REMOTE = REPO / "envoyfilter" / "ingress-gateway-remote.yaml"

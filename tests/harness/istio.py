@@ -225,7 +225,7 @@ class IstioEnvoy:
         if done.returncode != 0:
             raise RuntimeError(f"istio-xds bootstrap failed:\n{done.stderr.decode(errors='replace')}")
         self.config_path.write_bytes(done.stdout)
-        if self.node == "gateway":
+        if self.node in ("gateway", "sidecar"):   # fixed ports: 8080/8443, or 15001/15006 and 8080
             self._lock = open(GATEWAY_PORTS_LOCK, "w")
 
             def locked():
