@@ -12,9 +12,13 @@
 //! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
 pub mod format;
+pub mod geo;
 mod json;
 pub mod lease;
 pub mod machine;
+pub mod mmdb;
+#[cfg(test)]
+pub(crate) mod mmdb_tests;
 pub mod schedule;
 pub mod seal;
 pub mod table;
@@ -30,21 +34,24 @@ pub enum Format {
     Gcp,
     /// Azure Service Tags JSON.
     Azure,
+    /// A MaxMind DB file (docs/geo.md): countries and AS numbers, not a list of networks.
+    Mmdb,
 }
 
 impl Format {
     /// Every format, with the name the configuration uses.
-    pub const ALL: [(&'static str, Format); 4] = [
+    pub const ALL: [(&'static str, Format); 5] = [
         ("text", Format::Text),
         ("aws", Format::Aws),
         ("gcp", Format::Gcp),
         ("azure", Format::Azure),
+        ("mmdb", Format::Mmdb),
     ];
 
     /// The `select` keys this format knows.
     pub fn select_keys(self) -> &'static [&'static str] {
         match self {
-            Format::Text => &[],
+            Format::Text | Format::Mmdb => &[],
             Format::Aws => &["service", "region", "network_border_group"],
             Format::Gcp => &["service", "scope"],
             Format::Azure => &["name", "region", "system_service"],
@@ -128,6 +135,8 @@ pub struct Source {
     pub max_stale_s: Option<u64>,
     /// The broadest entry accepted, applied only where the source is used as trusted proxies.
     pub min_prefix: MinPrefix,
+    /// The record fields an `mmdb` source reads (`country_field`, `asn_field`).
+    pub fields: mmdb::Fields,
 }
 
 impl Source {
@@ -147,6 +156,7 @@ impl Source {
             on_unavailable: OnUnavailable::Empty,
             max_stale_s: None,
             min_prefix: DEFAULT_MIN_PREFIX,
+            fields: mmdb::Fields::default(),
         }
     }
 }
