@@ -18,6 +18,12 @@ Cases:
   F10    native: RBAC, one `remote_ip` principal per entry (10 entries) + x-real-ip header
   F10k   ... 10,000 entries (what an Istio AuthorizationPolicy `ipBlocks` compiles to)
   G      the seed's approach: a Lua filter copying the first X-Forwarded-For address to a header
+  RL-H   (C) with `rate_limit` (header x-client-ip-key) and Envoy's local rate limit filter after it
+         reading the header (envoyfilter/ingress-gateway-rate-limit.yaml), one bucket per key
+  RL-FS  the same with the key in the filter state, read by a CEL expression
+         (envoyfilter/ingress-gateway-rate-limit-filter-state.yaml): (RL-H)/(RL-FS) compares the
+         variants, (RL-FS)/(C) is what keying and counting cost. The bucket is made too big to refuse
+         anything (every response stays 200); wrk's connections are one client, so one key
   S1M    client-ip-filter, allow list of 1,000,000 entries from a list source (docs/sources.md), fetched
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
@@ -86,6 +92,33 @@ SINK_CLUSTER = "sink"
 # What every request carries (besides Host): the client came through one proxy (10.1.2.3).
 XFF = "203.0.113.7, 10.1.2.3"
 PATH = "/api/v1/items?page=2"
+
+LOCAL_RATELIMIT = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+RATE_LIMIT_EXPR = "type.googleapis.com/envoy.extensions.rate_limit_descriptors.expr.v3.Descriptor"
+RATE_LIMIT_KEY_HEADER = "x-client-ip-key"
+
+
+def local_rate_limit_filter(from_header: bool) -> dict:
+    """The local rate limit filter of envoyfilter/ingress-gateway-rate-limit.yaml (``from_header``) or
+    of its filter-state variant, with a bucket nothing in a bench run exhausts
+    (tests/test_rate_limit.py checks that this is the manifests' filter apart from the bucket)."""
+    if from_header:
+        action = {"request_headers": {"header_name": RATE_LIMIT_KEY_HEADER, "descriptor_key": "client_ip_key"}}
+    else:
+        action = {"extension": {"name": "envoy.rate_limit_descriptors.expr", "typed_config": {
+            "@type": RATE_LIMIT_EXPR, "descriptor_key": "client_ip_key",
+            "text": "filter_state['wasm.client_ip_key']"}}}
+    percent = {"numerator": 100, "denominator": "HUNDRED"}
+    return {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+        "@type": LOCAL_RATELIMIT, "stat_prefix": "client_ip_rate_limit",
+        "filter_enabled": {"default_value": percent, "runtime_key": "client_ip_rate_limit.enabled"},
+        "filter_enforced": {"default_value": percent, "runtime_key": "client_ip_rate_limit.enforced"},
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+        "max_dynamic_descriptors": 10000,
+        "descriptors": [{"entries": [{"key": "client_ip_key"}], "token_bucket": {
+            "max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"}}],
+        "rate_limits": [{"actions": [action]}]}}
+
 
 LUA_SOURCE = """
 function envoy_on_request(handle)
@@ -263,6 +296,11 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         {"name": "F10k", "what": "Envoy RBAC remote_ip, 10,000 principals + x-real-ip",
          "filters": [rbac_filter(allow[10_000])], "xrealip": True},
         {"name": "G", "what": "Lua: first X-Forwarded-For address to a header", "filters": [lua_filter()]},
+        {"name": "RL-H", "what": "(C) + rate_limit key header + local rate limit filter", "sfs": True,
+         "filters": ours(json.dumps({"rate_limit": {"header": RATE_LIMIT_KEY_HEADER}}))
+         + [local_rate_limit_filter(from_header=True)]},
+        {"name": "RL-FS", "what": "(C) + rate_limit key in filter state + local rate limit filter (CEL)",
+         "sfs": True, "filters": ours(json.dumps({"rate_limit": {}})) + [local_rate_limit_filter(from_header=False)]},
     ]
     if million is not None:
         source = {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": SOURCE_PATH,

@@ -56,6 +56,9 @@ pub struct Forwarding {
     pub country_header: Option<String>,
     /// Header set to the client's AS number, removed when unknown.
     pub asn_header: Option<String>,
+    /// `rate_limit.header` (docs/rate-limits.md): written by the filter, so its other spellings
+    /// are removed from every request, as those of `headers`.
+    pub rate_limit_header: Option<String>,
 }
 
 impl Default for Forwarding {
@@ -68,6 +71,7 @@ impl Default for Forwarding {
             spelled: Vec::new(),
             country_header: None,
             asn_header: None,
+            rate_limit_header: None,
         }
     }
 }
@@ -125,6 +129,7 @@ impl Forwarding {
             || !self.strip.is_empty()
             || self.country_header.is_some()
             || self.asn_header.is_some()
+            || self.rate_limit_header.is_some()
     }
 
     /// The names whose other spellings are removed (lower case); the strip list's are removed
@@ -136,6 +141,7 @@ impl Forwarding {
             .chain(&self.country_header)
             .chain(&self.asn_header)
             .chain(&self.spelled)
+            .chain(&self.rate_limit_header)
             .map(String::as_str)
             .chain(std::iter::once(X_FORWARDED_FOR))
     }

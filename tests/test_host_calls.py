@@ -37,6 +37,9 @@ EXPECTED = {
     "E10": FOUR,
     "E10k": FOUR,
     "E100k": FOUR,
+    # rate_limit (docs/rate-limits.md): wasm.client_ip_key, and the key header when configured
+    "RL-H": {"get_property": 1, "get_header_map_pairs": 1, "set_property": 2, "replace_header_map_value": 2},
+    "RL-FS": {"get_property": 1, "get_header_map_pairs": 1, "set_property": 2, "replace_header_map_value": 1},
     "B-fs4": {"get_property": 4},
     "B-inc4": {"increment_metric": 4},
     "B-prop4": {"set_property": 4},

@@ -212,13 +212,14 @@ def test_envoyfilter_patches_are_placed_as_documented(relpath):
             assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
             assert p["patch"]["value"]["typed_config"]["on_new_connection"][0]["factory_key"] == "envoy.string"
         elif p["applyTo"] == "HTTP_FILTER":
-            assert op == "INSERT_BEFORE"
-            assert p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+            # first of the HTTP filters, before Istio's RBAC and ext_authz (docs/istio.md)
+            assert op == "INSERT_FIRST"
+            assert "subFilter" not in p["match"]["listener"]["filterChain"]["filter"]
     if ctx == "SIDECAR_INBOUND":
         assert "LISTENER_FILTER" not in [p["applyTo"] for p in ef["spec"]["configPatches"]]
 
 
-def test_use_remote_address_patch_only_merges_that_field_into_the_sidecar_inbound_hcm():
+def test_use_remote_address_patch_only_merges_that_field_and_underscore_dropping_into_the_sidecar_inbound_hcm():
     ef = one("envoyfilter/sidecar-inbound-use-remote-address.yaml", "EnvoyFilter")
     (p,) = ef["spec"]["configPatches"]
     assert p["applyTo"] == "NETWORK_FILTER" and p["patch"]["operation"] == "MERGE"
@@ -226,9 +227,87 @@ def test_use_remote_address_patch_only_merges_that_field_into_the_sidecar_inboun
     assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
     tc = p["patch"]["value"]["typed_config"]
     assert tc["@type"].endswith(".HttpConnectionManager")
-    assert {k: v for k, v in tc.items() if k != "@type"} == {"use_remote_address": True}
+    assert {k: v for k, v in tc.items() if k != "@type"} == {
+        "use_remote_address": True,
+        "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"}}
     side = one("envoyfilter/sidecar-inbound.yaml", "EnvoyFilter")
     assert ef["spec"]["workloadSelector"] == side["spec"]["workloadSelector"]
+
+
+# -- what stops in-cluster PROXY headers (docs/forwarding.md, docs/private-link.md) ----------------
+
+LB_ONLY = "envoyfilter/ingress-gateway-load-balancer-only.yaml"
+NETWORK_POLICY = "istio-examples/gateway-networkpolicy.yaml"
+
+
+def test_load_balancer_only_envoyfilter_merges_the_direct_source_match_and_underscore_dropping():
+    ef = one(LB_ONLY, "EnvoyFilter")
+    gateway = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")
+    assert ef["spec"]["workloadSelector"] == gateway["spec"]["workloadSelector"]
+    assert ef["metadata"]["name"] != gateway["metadata"]["name"]  # applied beside it, replaces nothing
+    patches = _patches(LB_ONLY)
+    assert sorted(patches) == ["FILTER_CHAIN", "NETWORK_FILTER"]
+    fc = patches["FILTER_CHAIN"]
+    assert fc["match"] == {"context": "GATEWAY"} and fc["patch"]["operation"] == "MERGE"
+    (only,) = fc["patch"]["value"]
+    assert only == "filter_chain_match"
+    ranges = fc["patch"]["value"]["filter_chain_match"]["direct_source_prefix_ranges"]
+    assert ranges and all(set(r) == {"address_prefix", "prefix_len"} for r in ranges)
+    hcm = patches["NETWORK_FILTER"]
+    assert hcm["patch"]["operation"] == "MERGE"
+    assert hcm["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    tc = hcm["patch"]["value"]["typed_config"]
+    assert {k: v for k, v in tc.items() if k != "@type"} == {
+        "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"}}
+
+
+def test_gateway_network_policy_admits_only_the_load_balancer_to_the_proxy_protocol_ports():
+    np = one(NETWORK_POLICY, "NetworkPolicy")["spec"]
+    svc = one("istio-examples/gateway-service-aws-nlb.yaml", "Service")["spec"]
+    assert np["podSelector"]["matchLabels"] == svc["selector"]
+    assert np["policyTypes"] == ["Ingress"]
+    target_ports = {p["targetPort"] for p in svc["ports"]}
+    restricted = [r for r in np["ingress"] if {p["port"] for p in r["ports"]} & target_ports]
+    (rule,) = restricted
+    assert {p["port"] for p in rule["ports"]} == target_ports
+    sources = rule.get("from")
+    assert sources and all(set(s) == {"ipBlock"} for s in sources), "only address ranges, no pod selector"
+    # The same ranges as the EnvoyFilter variant's direct source match.
+    ranges = _patches(LB_ONLY)["FILTER_CHAIN"]["patch"]["value"]["filter_chain_match"][
+        "direct_source_prefix_ranges"]
+    assert sorted(s["ipBlock"]["cidr"] for s in sources) == \
+        sorted(f"{r['address_prefix']}/{r['prefix_len']}" for r in ranges)
+    # Every other rule opens only Istio's own ports.
+    for r in np["ingress"]:
+        if r is not rule:
+            assert {p["port"] for p in r["ports"]} <= {15021, 15090}, r
+
+
+@pytest.mark.parametrize("relpath", ["envoyfilter/ingress-gateway-private-link.yaml",
+                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml",
+                                     "istio-examples/wasmplugin-private-link.yaml"])
+def test_private_link_examples_list_endpoint_ids_only(relpath):
+    """Behind an endpoint the source address is the consumer's choice: no address entries."""
+    if relpath == PRIVATE_LINK_PLUGIN:
+        cfg = one(relpath, "WasmPlugin")["spec"]["pluginConfig"]
+    else:
+        cfg = envoyfilter_configuration(relpath)
+    lists = [cfg["access"].get("allow", []), cfg["access"].get("deny", [])]
+    lists += [r.get(k, []) for r in cfg["access"].get("rules", []) for k in ("allow", "deny")]
+    for entries in lists:
+        assert all(e.startswith(("aws-vpce:", "azure-link:", "gcp-psc:")) for e in entries), entries
+
+
+def test_virtualservice_removes_the_strip_list_but_no_header_the_gateway_filter_writes():
+    vs = one("istio-examples/httpbin-gateway.yaml", "VirtualService")
+    removed = vs["spec"]["http"][0]["headers"]["request"]["remove"]
+    default_strip = ["forwarded", "true-client-ip", "cf-connecting-ip", "x-cluster-client-ip",
+                     "x-client-ip", "fastly-client-ip"]   # src/forward.rs DEFAULT_STRIP
+    forward = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")["spec"]["pluginConfig"]["forward"]
+    written = set(forward["headers"]) | {forward.get("port_header"), forward.get("link_header")}
+    assert removed == [h for h in default_strip if h not in written]
+    src = (REPO / "src" / "forward.rs").read_text()
+    assert all(f'"{h}"' in src.split("DEFAULT_STRIP")[1].split("];")[0] for h in default_strip)
 
 
 # -- the examples fit together ---------------------------------------------------------------------
@@ -411,7 +490,7 @@ def test_private_link_metadata_variant_fits_envoy_1_29():
     assert not any(e.startswith(("azure-link:", "gcp-psc:")) for e in entries)
 
 
-def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_endpoints():
+def test_private_link_wasmplugin_swaps_istios_listener_filter_and_allows_two_endpoints():
     wp = one(PRIVATE_LINK_PLUGIN, "WasmPlugin")
     plain = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
     assert wp["metadata"] == plain["metadata"]  # applying one replaces the other
@@ -420,11 +499,15 @@ def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_
     allow = wp["spec"]["pluginConfig"]["access"]["allow"]
     assert len(allow) == 2 and all(e.startswith("aws-vpce:vpce-") for e in allow)
     patches = _patches(PRIVATE_LINK_PLUGIN)
-    lf = patches["LISTENER_FILTER"]
-    assert lf["patch"]["operation"] == "REPLACE"  # Istio cannot MERGE a listener filter
-    assert lf["match"] == {"context": "GATEWAY",
-                           "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
-    assert lf["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
+    # Istio cannot MERGE a listener filter, and istioctl analyze rejects REPLACE on one (IST0152):
+    # REMOVE Istio's, then INSERT_FIRST the one with the rules
+    remove, insert = [p for p in one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["spec"]["configPatches"]
+                      if p["applyTo"] == "LISTENER_FILTER"]
+    assert remove["patch"] == {"operation": "REMOVE"}
+    assert remove["match"] == {"context": "GATEWAY",
+                               "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
+    assert insert["patch"]["operation"] == "INSERT_FIRST" and insert["match"] == {"context": "GATEWAY"}
+    assert insert["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
     companion = one("istio-examples/wasmplugin-ingress-gateway.yaml", "EnvoyFilter")
     assert one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["metadata"] == companion["metadata"]
     assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]
@@ -462,12 +545,14 @@ def test_network_envoyfilters_put_set_filter_state_then_the_filter_before_tcp_pr
 
 
 def test_gateway_passthrough_passes_the_client_on_with_the_upstream_proxy_protocol():
+    """Through a DestinationRule's proxyProtocol, which Istio wraps around every transport socket of the
+    cluster; not a CLUSTER MERGE of transport_socket, which auto mTLS's transport_socket_matches
+    catch-all makes dead (tests/test_istio_passthrough.py runs it through Istio)."""
     patches = one("envoyfilter/gateway-tls-passthrough.yaml", "EnvoyFilter")["spec"]["configPatches"]
-    (cluster,) = [p for p in patches if p["applyTo"] == "CLUSTER"]
-    assert cluster["patch"]["operation"] == "MERGE"
-    socket = cluster["patch"]["value"]["transport_socket"]
-    assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
-    assert socket["typed_config"]["config"]["version"] == "V2"
+    assert [p for p in patches if p["applyTo"] == "CLUSTER"] == []
+    dr = one("envoyfilter/gateway-tls-passthrough.yaml", "DestinationRule")["spec"]
+    assert dr["host"] == "app.example.svc.cluster.local"
+    assert dr["trafficPolicy"]["proxyProtocol"] == {"version": "V2"}
 
 
 def test_network_wasmplugin_is_type_network_with_the_passthrough_configuration():

@@ -73,6 +73,26 @@ def test_gateway_listener_refuses_a_connection_without_proxy_header(no_wasm_xff_
     assert echo.find("x-test-id", tid) == []
 
 
+def test_load_balancer_only_manifest_drops_underscored_header_names_in_envoy(echo, envoy_bin, tmp_path):
+    """envoyfilter/ingress-gateway-load-balancer-only.yaml's HCM MERGE (headers_with_underscores_action),
+    on top of the filter: Envoy alone (no wasm) drops X_Real_IP, and keeps X-Real-IP as sent."""
+    from reliability.envoy_ext import TunedEnvoy
+
+    lb_only = manifests.load(manifests.ENVOYFILTER_DIR / "ingress-gateway-load-balancer-only.yaml")
+    (merge,) = [v for apply_to, op, v in lb_only.others if apply_to == "NETWORK_FILTER" and op == "MERGE"]
+    hcm = {k: v for k, v in merge["typed_config"].items() if k != "@type"}
+    env = TunedEnvoy(E.EnvoyOptions(wasm=False), upstream_port=echo.port, workdir=str(tmp_path),
+                     name="underscores", hcm=hcm).start()
+    try:
+        ex = exchange(env, echo, proxy=pp.v1("203.0.113.7", sport=40000),
+                      headers=[("X_Real_IP", "6.6.6.6"), ("X-Real-IP", "6.6.6.7")])
+        assert ex.status == 200
+        assert ex.upstream_values("x_real_ip") == []
+        assert ex.upstream_values("x-real-ip") == ["6.6.6.7"]
+    finally:
+        env.stop()
+
+
 def test_raw_exchange_fails_on_a_peer_that_neither_answers_nor_closes():
     """The refusal check above reads until Envoy closes: a hung Envoy must fail it, not pass as
     "nothing received"."""

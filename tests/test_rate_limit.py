@@ -195,3 +195,45 @@ def test_by_link_keys_clients_of_one_vpc_endpoint_together(envoy_factory, wasm, 
     # Another endpoint, and a connection without one, are other buckets.
     assert statuses(env, "10.2.0.1", BURST, tlvs=[pp.tlv_aws_vpce(VPCE_B)]) == [200] * BURST
     assert statuses(env, "10.2.0.1", BURST) == [200] * BURST
+
+
+# -- the WasmPlugin variant (istio-examples/wasmplugin-rate-limit.yaml) ------------------------------
+PLUGIN_EXAMPLE = REPO / "istio-examples" / "wasmplugin-rate-limit.yaml"
+
+
+def plugin_docs() -> list:
+    import yaml
+    with open(PLUGIN_EXAMPLE) as fh:
+        return [d for d in yaml.safe_load_all(fh) if d]
+
+
+def test_the_wasmplugin_variant_is_the_filter_state_manifest():
+    plugin = next(d for d in plugin_docs() if d["kind"] == "WasmPlugin")
+    assert plugin["spec"]["pluginConfig"] == manifests.load(FS_MANIFEST).configuration()
+    shipped = next(f for f in manifests.load(FS_MANIFEST).http_filters if f["name"] == LIMITER)
+    assert next(f for f in manifests.load(PLUGIN_EXAMPLE).http_filters if f["name"] == LIMITER) == shipped
+
+
+def test_the_wasmplugin_variant_limits_per_client_in_envoy(envoy_factory, wasm):
+    """The pluginConfig as Istio hands it over (JSON) and the example's limiter, in Envoy."""
+    plugin = next(d for d in plugin_docs() if d["kind"] == "WasmPlugin")
+    frags = manifests.load(FS_MANIFEST)
+    frags.http_filters = [frags.wasm_filter] + manifests.load(PLUGIN_EXAMPLE).http_filters
+    env = envoy_factory(E.EnvoyOptions(fragments=frags, configuration=plugin["spec"]["pluginConfig"],
+                                       http_filter_overrides={LIMITER: limiter(frags)}))
+    exhaust(env, "203.0.113.70")
+    assert statuses(env, "203.0.113.71", BURST) == [200] * BURST
+    assert statuses(env, EXEMPT, 2 * BURST) == [200] * (2 * BURST)
+
+
+def test_the_bench_limiters_are_the_manifests_apart_from_the_bucket():
+    """bench/envoy_bench.py (standard library only, no YAML) writes the manifests' limiters out."""
+    import sys
+    sys.path.insert(0, str(REPO / "bench"))
+    import envoy_bench
+    for manifest, from_header in ((HEADER_MANIFEST, True), (FS_MANIFEST, False)):
+        shipped = next(copy.deepcopy(f) for f in manifests.load(manifest).http_filters if f["name"] == LIMITER)
+        bench = envoy_bench.local_rate_limit_filter(from_header)
+        for f in (shipped, bench):
+            del f["typed_config"]["descriptors"][0]["token_bucket"]
+        assert bench == shipped, manifest.name

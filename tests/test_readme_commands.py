@@ -82,7 +82,7 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
     record = tmp_path / "programs.txt"
     env = {**os.environ, procs.PROGRAM_LOG_ENV: str(record)}
     outs = []
-    for script in ("demo.py", "network_demo.py"):
+    for script in ("demo.py", "network_demo.py", "rate_limit_demo.py"):
         run = subprocess.run([sys.executable, str(REPO / "demo" / script)], env=env, capture_output=True,
                              text=True, timeout=180)
         assert run.returncode == 0, script + ":\n" + run.stdout[-2000:] + run.stderr[-2000:]
@@ -98,6 +98,11 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
     refused = next(v for k, v in rows.items() if k.startswith("HAProxy send-proxy-v2, client 127.0.0.3"))
     assert re.search(r"\s200\s+127\.0\.0\.2\s", allowed), allowed
     assert re.search(r"\s403\s+127\.0\.0\.3\s+deny\s", refused), refused
+    # The rate-limit demo: client A limited, client B not, a forged key header no help.
+    limits = {line.split("  ")[0]: line for line in outs[2].stdout.splitlines()}
+    assert re.search(r"\s429\s+203\.0\.113\.7/32\s", limits["client A, request 4"])
+    assert re.search(r"\s200\s+203\.0\.113\.8/32\s", limits["client B"])
+    assert re.search(r"\s429\s+203\.0\.113\.7/32\s", limits["client A forges the key header"])
 
 
 def test_make_test_installs_every_program_the_suite_started():

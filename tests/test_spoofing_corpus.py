@@ -516,10 +516,23 @@ def test_corpus_detects_trusting_every_forwarder(echo, wasm, tmp_path_factory):
         env.stop()
 
 
+LB_ONLY = manifests.REPO / "envoyfilter" / "ingress-gateway-load-balancer-only.yaml"
+
+
+def load_balancer_only_match(load_balancer: str) -> dict:
+    """The shipped FILTER_CHAIN MERGE value of envoyfilter/ingress-gateway-load-balancer-only.yaml, its
+    placeholder ranges filled in with ``load_balancer`` (a /32), as an operator fills in theirs."""
+    (value,) = [v for apply_to, op, v in manifests.load(LB_ONLY).others
+                if apply_to == "FILTER_CHAIN" and op == "MERGE"]
+    match = value["filter_chain_match"]
+    match["direct_source_prefix_ranges"] = [{"address_prefix": load_balancer, "prefix_len": 32}]
+    return match
+
+
 class LoadBalancerOnlyEnvoy(TunedEnvoy):
     """The corpus Envoy whose filter chain accepts only connections whose direct (TCP) peer is the
-    load balancer (``filter_chain_match.direct_source_prefix_ranges``): listener filters run first, so
-    the PROXY header is read, but a connection from any other host finds no filter chain."""
+    load balancer (the shipped ``filter_chain_match.direct_source_prefix_ranges``): listener filters run
+    first, so the PROXY header is read, but a connection from any other host finds no filter chain."""
 
     def __init__(self, *args, load_balancer: str, **kw):
         super().__init__(*args, **kw)
@@ -528,8 +541,7 @@ class LoadBalancerOnlyEnvoy(TunedEnvoy):
     def patch_listener(self, lst: dict) -> dict:
         lst = super().patch_listener(lst)
         for chain in lst["filter_chains"]:
-            chain["filter_chain_match"] = {"direct_source_prefix_ranges": [
-                {"address_prefix": self.load_balancer, "prefix_len": 32}]}
+            chain.setdefault("filter_chain_match", {}).update(load_balancer_only_match(self.load_balancer))
         return lst
 
 

@@ -12,6 +12,7 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
   tests/reliability/results/fuzz.json  written by `make fuzz` (tools/fuzz_record.py)
   tests/reliability/results/{soak,reconfig,reconfig-ecds,refresh}.json  written by `make soak`,
                                      `make reconfig`, `make refresh` (the drivers' --report)
+  tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/test_spoofing_corpus.py      the corpus itself: its cases are counted, not typed
 
 A figure whose record is missing renders as "not recorded (run `make X`)": a document never shows
@@ -189,6 +190,57 @@ def refresh_summary(r: dict) -> str:
             f"list server; {checks(r)}")
 
 
+def rate_limit_accuracy(r: dict) -> str:
+    a = r["accuracy"]
+    clients, bucket = a["clients"], a["bucket"]
+    allowed = sorted({c["allowed"] for c in clients.values()})
+    sent = sorted(c["completed"] for c in clients.values())
+    after = min(c["allowed_per_s_after_burst"] for c in clients.values())
+    return (f"{len(clients)} clients for {a['elapsed_s']:.1f} s, one forging X-Forwarded-For, X-Real-IP and "
+            f"X-Client-IP: each got {'–'.join(f'{n:,}' for n in allowed)} requests through of "
+            f"{sent[0]:,}–{sent[-1]:,} sent (the bucket: {bucket['max_tokens']}, then "
+            f"{bucket['tokens_per_fill']} per {bucket['fill_interval']}; at most {a['allowed_max']:,}), "
+            f"{after:.2f} a second after the burst against {a['configured_per_s']:g} configured; {checks(a)}")
+
+
+def rate_limit_rotation_table(r: dict) -> str:
+    rows = ["| `max_dynamic_descriptors` | after k = size − 1 | after k = size | attacker keys/s | "
+            "allocated, 1 bucket → LRU full | RSS | per bucket |", "|---|---|---|---|---|---|---|"]
+    for x in r["rotation"]:
+        size = x["max_dynamic_descriptors"]
+        after = x["attacker_keys_then_honest_status"]
+        one, full = x["memory_honest_bucket_only"], x["memory_lru_full"]
+        rows.append(f"| {size:,} | {after[str(size - 1)]} | {after[str(size)]} | "
+                    f"{x['attacker_requests_per_s']:,.0f} | {one['allocated'] / 1e6:.2f} → "
+                    f"{full['allocated'] / 1e6:.2f} MB | {one['vmrss_kb'] / 1e3:.0f} → "
+                    f"{full['vmrss_kb'] / 1e3:.0f} MB | {x['allocated_bytes_per_bucket']:,.0f} B |")
+    return "\n".join(rows)
+
+
+def rate_limit_size(r: dict, size: int) -> dict:
+    return next(x for x in r["rotation"] if x["max_dynamic_descriptors"] == size)
+
+
+def rate_limit_shipped(r: dict) -> str:
+    x = rate_limit_size(r, 10_000)
+    after = x["attacker_keys_then_honest_status"]
+    seconds = (2 * 10_000 - 1) / x["attacker_requests_per_s"] / 2
+    return (f"after 9,999 other keys the client was still limited ({after['9999']}), after 10,000 it had "
+            f"a fresh bucket ({after['10000']}); one trusted proxy (4 keep-alive connections) cycled 10,000 keys in about "
+            f"{seconds:.1f} s; {x['allocated_bytes_per_bucket']:,.0f} bytes a bucket")
+
+
+def rate_limit_memory(r: dict) -> str:
+    parts = []
+    for x in r["rotation"]:
+        if x["max_dynamic_descriptors"] < 1000:
+            continue
+        one, full = x["memory_honest_bucket_only"], x["memory_lru_full"]
+        parts.append(f"{x['max_dynamic_descriptors']:,} buckets: +{(full['allocated'] - one['allocated']) / 1e6:.1f} MB "
+                     f"allocated, Envoy's RSS {one['vmrss_kb'] / 1e3:.0f} → {full['vmrss_kb'] / 1e3:.0f} MB")
+    return "; ".join(parts)
+
+
 # -- the spoofing corpus: counted from the code ------------------------------------------------------
 
 def corpus() -> dict:
@@ -223,6 +275,10 @@ FIGURES: dict[str, Callable[[], str]] = {
     "reconfig.lds": driver("reconfig", "make reconfig", reconfig_summary),
     "reconfig.ecds": driver("reconfig-ecds", "make reconfig", reconfig_summary),
     "refresh.summary": driver("refresh", "make refresh", refresh_summary),
+    "rate_limit.accuracy": driver("rate-limit", "make rate-limit-load", rate_limit_accuracy),
+    "rate_limit.rotation": driver("rate-limit", "make rate-limit-load", rate_limit_rotation_table),
+    "rate_limit.shipped": driver("rate-limit", "make rate-limit-load", rate_limit_shipped),
+    "rate_limit.memory": driver("rate-limit", "make rate-limit-load", rate_limit_memory),
 }
 
 

@@ -1,13 +1,14 @@
 //! The `rate_limit` section (docs/rate-limits.md): how a request's rate-limit key is made, and
 //! the header it is also written to.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{
     err, forward::forwarded_header_name, integer, key_path, member, object, show, ConfigError, Walk,
 };
 use crate::forward::Forwarding;
 use crate::identity::LinkPolicy;
+use crate::policy::Policy;
 use crate::rate_limit::{RateLimit, IPV4_PREFIXES, IPV6_PREFIXES};
 
 const RATE_LIMIT_KEYS: &[&str] = &["ipv4_prefix", "ipv6_prefix", "by_link", "exempt", "header"];
@@ -35,6 +36,40 @@ fn prefix(
 }
 
 impl Walk {
+    /// Compiles the document's `rate_limit` section, when present, into `policy` (whose `forward`
+    /// section is compiled): its header is written by the filter, so every other spelling of it is
+    /// removed from requests and it is not stripped (an explicit `forward.strip` naming it is an
+    /// error).
+    pub(super) fn rate_limit_section(
+        &mut self,
+        top: &Map<String, Value>,
+        policy: &mut Policy,
+    ) -> Result<(), ConfigError> {
+        let Some(section) = member(top, "rate_limit") else {
+            return Ok(());
+        };
+        let rl = self.rate_limit(section, "rate_limit", &policy.forwarding, &policy.link)?;
+        if let Some(name) = &rl.header {
+            let folded = name.replace('_', "-");
+            let stripped = policy.forwarding.strip.contains(&folded);
+            let explicit = member(top, "forward")
+                .and_then(Value::as_object)
+                .is_some_and(|f| member(f, "strip").is_some());
+            if stripped && explicit {
+                return Err(err(
+                    "rate_limit.header",
+                    format!("\"{name}\" is also in forward.strip: the filter writes it"),
+                ));
+            }
+            policy.forwarding.strip.retain(|s| *s != folded);
+            policy.forwarding.rate_limit_header = Some(name.clone());
+        }
+        // `by_link` reads every identity kind, `exempt` those it lists.
+        policy.link.kinds = policy.link.kinds.union(rl.link_kinds());
+        policy.rate_limit = Some(rl);
+        Ok(())
+    }
+
     /// The `rate_limit` section. `forwarding` and `link` are the compiled `forward` section: the
     /// key header must be none of the headers it writes.
     pub(super) fn rate_limit(
@@ -233,6 +268,34 @@ mod tests {
             r#"{"forward": {"link_header": "x-link"}, "rate_limit": {"header": "x-link"}}"#
         )
         .contains("also written by the forward section"));
+    }
+
+    #[test]
+    fn the_key_header_is_removed_in_every_spelling_and_never_stripped() {
+        use crate::testutil::headers as h;
+        let (p, _) = parse(br#"{"rate_limit": {"header": "X-Client-IP"}}"#).unwrap();
+        // x-client-ip is in the default forward.strip; the filter writes it now.
+        assert!(!p.forwarding.strip.contains(&"x-client-ip".to_string()));
+        let lines = h(&[
+            ("x_client_ip", "1"),
+            ("X-CLIENT-IP", "2"),
+            ("x-client-ip", "3"),
+        ]);
+        assert_eq!(
+            p.forwarding.removals(&lines),
+            ["x_client_ip", "X-CLIENT-IP"]
+        );
+        // Also when nothing else is sanitised: the request's lines are read for it.
+        let (quiet, _) = parse(
+            br#"{"forward": {"headers": [], "strip": []}, "rate_limit": {"header": "x-key"}}"#,
+        )
+        .unwrap();
+        assert_eq!(quiet.header_reads(), crate::policy::HeaderReads::AllLines);
+        assert_eq!(quiet.forwarding.removals(&h(&[("X_Key", "1")])), ["X_Key"]);
+        assert_eq!(
+            error(r#"{"forward": {"strip": ["x-key"]}, "rate_limit": {"header": "X_Key"}}"#),
+            "rate_limit.header: \"x_key\" is also in forward.strip: the filter writes it"
+        );
     }
 
     #[test]

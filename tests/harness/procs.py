@@ -26,6 +26,10 @@ INSTALLED_BY = {
     "nginx": "nginx",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "redis-server": "redis",
+    "ratelimit": "ratelimit-service",
+    "istio-xds": "istio-xds",   # tests/istio, built per pinned Istio release into .work/istio/<minor>/
+    "istioctl": "istio-xds",    # built from the same istio.io/istio module
 }
 # Programs every machine the README names has (Debian with rustup and python3): no install step.
 BASE_PROGRAMS = {"python3", "python", "curl"}
@@ -113,14 +117,18 @@ def _die_with_parent() -> None:
         pass
 
 
-def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None) -> subprocess.Popen:
+def start(argv: list[str], log_path: Optional[str] = None, cwd: Optional[str] = None,
+          env: Optional[dict] = None) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group), stdout+stderr appended to
-    ``log_path`` (or discarded). The program must be one of INSTALLED_BY or BASE_PROGRAMS."""
+    ``log_path`` (or discarded), with ``env`` added to the environment. The program must be one of
+    INSTALLED_BY or BASE_PROGRAMS."""
     note_program(argv[0])
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    full_env = {**os.environ, **env} if env else None
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+                                cwd=cwd, env=full_env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     finally:
         if log_path:
             out.close()
