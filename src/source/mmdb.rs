@@ -4,9 +4,7 @@
 //!
 //! Our own small tree walk, not the `maxminddb` crate: we read two fields once per file and never
 //! look up an address in the file itself (the table is built in one walk of the tree), so a
-//! general reader with per-address lookups and serde decoding is more than we need. This reader
-//! and the geo table added 31 KiB to the release `.wasm` (307,093 → 338,218 bytes, `make build`);
-//! the crate's size was not measured.
+//! general reader with per-address lookups and serde decoding is more than we need (docs/geo.md).
 //!
 //! The file is untrusted: every offset is checked, nothing recurses, pointers are followed a
 //! bounded number of times, the tree walk visits a bounded number of nodes (a cycle or a tree of
