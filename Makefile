@@ -109,8 +109,7 @@ redis:
 ## nice (a heavy build; Go 1.25+ needed).
 RATELIMIT_BIN := .work/ratelimit
 ratelimit-service: $(RATELIMIT_BIN)
-$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go
-	@command -v go >/dev/null || { echo "make ratelimit-service: Go 1.25+ is needed (https://go.dev/dl/)"; exit 1; }
+$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go | go
 	@mkdir -p $(dir $@)
 	cd tests/ratelimit && nice go build -mod=readonly -trimpath -o $(abspath $@) \
 	  github.com/envoyproxy/ratelimit/src/service_cmd
