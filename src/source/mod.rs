@@ -8,6 +8,8 @@
 //! - [`lease`]: which VM fetches for the whole Envoy.
 //! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
 //! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
+//! - [`retire`]: when the shared values of a replaced configuration are emptied.
+//! - [`mmdb`]: a MaxMind DB file → the [`geo`] table of countries and AS numbers (docs/geo.md).
 //!
 //! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
@@ -19,6 +21,7 @@ pub mod machine;
 pub mod mmdb;
 #[cfg(test)]
 pub(crate) mod mmdb_tests;
+pub mod retire;
 pub mod schedule;
 pub mod seal;
 pub mod table;

@@ -273,6 +273,24 @@ class IstioEnvoy:
         procs.wait_until(lambda: procs.port_open("127.0.0.1", port), timeout,
                          what=f"{self.name} listening on {port}")
 
+    def wasm_extension_configs(self) -> list:
+        """The Wasm filter configs Envoy has taken from ECDS (a WasmPlugin's)."""
+        out = []
+        for c in self.config_dump()["configs"]:
+            if not c["@type"].endswith("EcdsConfigDump"):
+                continue
+            for e in c.get("ecds_filters", []):
+                tc = e["ecds_filter"].get("typed_config", {})
+                if ".wasm.v3.Wasm" in tc.get("@type", ""):
+                    out.append(tc["config"])
+        return out
+
+    def wait_wasm_extension_config(self, timeout: float = 30.0) -> None:
+        """Wait until ECDS delivered the WasmPlugin's filter: until then Istio's default config for it
+        (a deny-all RBAC filter, applied without warming) answers 403."""
+        procs.wait_until(lambda: self.wasm_extension_configs() or None, timeout,
+                         what=f"{self.name}: the WasmPlugin's filter from ECDS")
+
     def stats(self) -> dict:
         data = json.loads(self.admin("/stats?format=json"))
         out = {}
