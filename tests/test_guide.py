@@ -8,10 +8,13 @@ speaks plain HTTP), and `kubectl` is a stand-in that records what it was asked t
 proxy-config`) are what only a cluster can show. After each step the WasmPlugin file is loaded into a
 real Envoy as Istio builds it (tests/test_istio_in_envoy.py) and must behave as the guide says:
 pinned to the digest the registry serves, counting instead of refusing in dry run, refusing once
-enforced.
+enforced. Step 4 (verify) runs through Istio's own translation (tests/istio/): the dry-run plugin and
+the gateway of step 2 go to Istio's control plane, which feeds a real Envoy, and the guide's
+`istioctl proxy-config ecds` and `listener | grep` read that Envoy's config dump.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,8 +25,9 @@ import pytest
 import yaml
 
 from harness import envoy as E
+from harness import procs
 from harness import proxyproto as pp
-from harness.client import exchange
+from harness.client import exchange, new_test_id
 from test_istio_in_envoy import IstioEnvoy, doc_of_kind, wasmplugin_fragments
 from test_oci import registry, skopeo, tools  # noqa: F401 (fixtures)
 from test_release import cargo_version, release
@@ -130,3 +134,84 @@ def test_the_quickstart_pushes_pins_by_digest_dry_runs_then_enforces(walk, start
     ex = exchange(enforced, echo, proxy=pp.v1("192.0.2.9"))
     assert ex.status == 403 and ex.response.text == "access denied\n"
     assert ex.log()["details"] == "client_ip_filter_denied"
+
+
+# -- step 4, verify: what istioctl shows, through Istio's own translation ---------------------------
+
+def test_the_verify_step_shows_what_the_guide_says_in_istios_translation(tools, registry, wasm, app_pod,  # noqa: F811
+                                                                        tmp_path):
+    """The pinned, dry-run WasmPlugin of step 3, with the gateway of step 2, translated by Istio's
+    control plane (tests/istio/) for a real Envoy; `istioctl proxy-config ecds` and `listener` read
+    that Envoy's config dump (`--file`, as the guide's commands read a pod's)."""
+    from harness import istio as I
+    from harness.istio_sets import COMMON, GATEWAY_HTTP_PORT, POD_IPS, gateway_annotation
+
+    root = tmp_path / "walk"
+    root.mkdir()
+    shutil.copy(REPO / "Cargo.toml", root / "Cargo.toml")
+    shutil.copytree(REPO / "istio-examples", root / "istio-examples")
+    release(wasm, root / "target" / "release-artifacts")
+    script = guide_steps()["pin-and-dry-run"].replace("kubectl apply", ": kubectl apply")
+    prelude = f"REGISTRY={registry}\nDIGEST=$(cat target/release-artifacts/DIGEST)\n"
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + script], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    version = I.istio_versions()[0]
+    cp = I.IstioControlPlane(version, COMMON + [root / PLUGIN], wasm, tmp_path, pod_ips=POD_IPS).start()
+    try:
+        gw = I.IstioEnvoy(cp, node="gateway", workdir=tmp_path, proxy_config=gateway_annotation()).start()
+        try:
+            gw.wait_listener(GATEWAY_HTTP_PORT)
+            dump = tmp_path / "config_dump.json"
+            dump.write_text(json.dumps(gw.config_dump()))
+            istioctl = str(I.binary(version, "istioctl"))
+            procs.note_program(istioctl)
+            ecds = subprocess.run([istioctl, "proxy-config", "ecds", "--file", str(dump)],
+                                  capture_output=True, text=True, timeout=60)
+            assert ecds.returncode == 0, ecds.stderr
+            (line,) = [l for l in ecds.stdout.splitlines() if l.split() and "istio-system.client-ip-filter" in l.split()[0]]
+            assert line.split()[-1] == "envoy.extensions.filters.http.wasm.v3.Wasm", ecds.stdout
+            listener = subprocess.run([istioctl, "proxy-config", "listener", "--file", str(dump), "-o", "json"],
+                                      capture_output=True, text=True, timeout=60)
+            assert listener.returncode == 0, listener.stderr
+            pattern = re.search(r"grep -oE '(.*?)'", guide_text()).group(1)
+            names = [m.group(1) for m in re.finditer(pattern, listener.stdout)]
+            gateway_listener = json.loads(listener.stdout)
+            assert names, "the guide's grep finds nothing in the listener dump"
+            # per listener: proxy_protocol once, set_filter_state, the plugin, then the router
+            checked = 0
+            for lst in gateway_listener:
+                order = [m.group(1) for m in re.finditer(pattern, json.dumps(lst, indent=2))]
+                if not any("client-ip-filter" in n for n in order):
+                    continue
+                checked += 1
+                assert order.count("envoy.filters.listener.proxy_protocol") == 1, order
+                plugin = next(i for i, n in enumerate(order) if "istio-system.client-ip-filter" in n)
+                assert order.index("envoy.filters.network.set_filter_state") < plugin < order.index(
+                    "envoy.filters.http.router"), order
+            assert checked >= 1, f"no listener with the plugin in what the guide's grep shows: {names}"
+            # dry run: a client outside the allow list goes through and is counted
+            tid = new_test_id("guide")
+            resp = pp.request(GATEWAY_HTTP_PORT, proxy=pp.v2("192.0.2.55", "10.0.0.1", 40000, 80),
+                              host="httpbin.example.com", path="/get", headers=[("x-test-id", tid)])
+            assert resp.status == 200
+            assert procs.wait_until(lambda: gw.stats().get("wasmcustom.client_ip.dry_run_denied", 0) >= 1
+                                    or gw.stats().get("client_ip.dry_run_denied", 0) >= 1, 5,
+                                    what="dry_run_denied counted")
+        finally:
+            gw.stop()
+    finally:
+        cp.stop()
+
+
+def guide_text() -> str:
+    return (REPO / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def app_pod():
+    from harness import istio as I
+    from harness.istio_sets import APP_IP, APP_PORT
+    echo = I.PodEcho(APP_IP, APP_PORT).start()
+    yield echo
+    echo.stop()

@@ -9,7 +9,7 @@ TLVs) into a real Envoy 1.40 configured by the shipped manifests, over both read
   Envoy 1.39+ operator who keeps dynamic metadata writes), with the configuration of the ``fs`` manifest.
 
 And istio-examples/wasmplugin-private-link.yaml as Istio builds it: ``gatewayTopology.proxyProtocol``'s
-plain listener filter REPLACEd by the manifest's one.
+plain listener filter swapped for the manifest's one (REMOVE, INSERT_FIRST).
 """
 from __future__ import annotations
 
@@ -348,7 +348,8 @@ ISTIO_PLAIN_PROXY_PROTOCOL = {
 def istio_listener_filters(path: Path) -> list:
     """The gateway listener filters after Istio applied ``path``'s LISTENER_FILTER patches to what
     ``gatewayTopology.proxyProtocol`` installs (a plain proxy_protocol filter): REPLACE swaps the
-    filter the match names, INSERT_FIRST puts the value in front (istio pilot listener_patch.go)."""
+    filter the match names, REMOVE drops it, INSERT_FIRST puts the value in front (istio pilot
+    listener_patch.go; tests/test_istio_xds.py checks the result with Istio's own translation)."""
     filters = [copy.deepcopy(ISTIO_PLAIN_PROXY_PROTOCOL)]
     for doc in yaml.safe_load_all(path.read_text()):
         if not doc or doc.get("kind") != "EnvoyFilter":
@@ -356,10 +357,13 @@ def istio_listener_filters(path: Path) -> list:
         for p in doc["spec"]["configPatches"]:
             if p["applyTo"] != "LISTENER_FILTER":
                 continue
-            op, value = p["patch"]["operation"], copy.deepcopy(p["patch"]["value"])
+            op, value = p["patch"]["operation"], copy.deepcopy(p["patch"].get("value"))
             if op == "REPLACE":
                 name = p["match"]["listener"]["listenerFilter"]
                 filters = [value if f["name"] == name else f for f in filters]
+            elif op == "REMOVE":
+                name = p["match"]["listener"]["listenerFilter"]
+                filters = [f for f in filters if f["name"] != name]
             elif op == "INSERT_FIRST":
                 filters.insert(0, value)
             else:
@@ -414,7 +418,7 @@ def start_listener_envoy(echo, wasm, tmp_path_factory):
 def test_wasmplugin_example_allows_its_two_vpc_endpoints_behind_gateway_topology(start_listener_envoy, echo):
     filters = istio_listener_filters(PLUGIN_EXAMPLE)
     assert [f["name"] for f in filters] == [manifests.PROXY_PROTOCOL]
-    assert filters[0]["typed_config"]["rules"], "the REPLACE must carry the TLV rule"
+    assert filters[0]["typed_config"]["rules"], "the swapped-in filter must carry the TLV rule"
     env = start_listener_envoy(plugin_fragments(), filters)
     for vpce in (VPCE_A, VPCE_B):
         ex = send(env, echo, [tlv_aws_vpce(vpce)], src=UNLISTED_ADDR)
@@ -425,7 +429,7 @@ def test_wasmplugin_example_allows_its_two_vpc_endpoints_behind_gateway_topology
 
 
 def test_gateway_topology_alone_gives_no_tlv_so_the_vpce_allow_list_refuses(start_listener_envoy, echo):
-    """Without the REPLACE patch Istio's plain listener filter keeps no TLV: nobody is admitted."""
+    """Without the LISTENER_FILTER patches Istio's plain listener filter keeps no TLV: nobody is admitted."""
     env = start_listener_envoy(plugin_fragments(), [copy.deepcopy(ISTIO_PLAIN_PROXY_PROTOCOL)])
     assert send(env, echo, [tlv_aws_vpce(VPCE_A)], src=UNLISTED_ADDR).status == 403
 

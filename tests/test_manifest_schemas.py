@@ -212,8 +212,9 @@ def test_envoyfilter_patches_are_placed_as_documented(relpath):
             assert p["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
             assert p["patch"]["value"]["typed_config"]["on_new_connection"][0]["factory_key"] == "envoy.string"
         elif p["applyTo"] == "HTTP_FILTER":
-            assert op == "INSERT_BEFORE"
-            assert p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+            # first of the HTTP filters, before Istio's RBAC and ext_authz (docs/istio.md)
+            assert op == "INSERT_FIRST"
+            assert "subFilter" not in p["match"]["listener"]["filterChain"]["filter"]
     if ctx == "SIDECAR_INBOUND":
         assert "LISTENER_FILTER" not in [p["applyTo"] for p in ef["spec"]["configPatches"]]
 
@@ -489,7 +490,7 @@ def test_private_link_metadata_variant_fits_envoy_1_29():
     assert not any(e.startswith(("azure-link:", "gcp-psc:")) for e in entries)
 
 
-def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_endpoints():
+def test_private_link_wasmplugin_swaps_istios_listener_filter_and_allows_two_endpoints():
     wp = one(PRIVATE_LINK_PLUGIN, "WasmPlugin")
     plain = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
     assert wp["metadata"] == plain["metadata"]  # applying one replaces the other
@@ -498,11 +499,15 @@ def test_private_link_wasmplugin_replaces_istios_listener_filter_and_allows_two_
     allow = wp["spec"]["pluginConfig"]["access"]["allow"]
     assert len(allow) == 2 and all(e.startswith("aws-vpce:vpce-") for e in allow)
     patches = _patches(PRIVATE_LINK_PLUGIN)
-    lf = patches["LISTENER_FILTER"]
-    assert lf["patch"]["operation"] == "REPLACE"  # Istio cannot MERGE a listener filter
-    assert lf["match"] == {"context": "GATEWAY",
-                           "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
-    assert lf["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
+    # Istio cannot MERGE a listener filter, and istioctl analyze rejects REPLACE on one (IST0152):
+    # REMOVE Istio's, then INSERT_FIRST the one with the rules
+    remove, insert = [p for p in one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["spec"]["configPatches"]
+                      if p["applyTo"] == "LISTENER_FILTER"]
+    assert remove["patch"] == {"operation": "REMOVE"}
+    assert remove["match"] == {"context": "GATEWAY",
+                               "listener": {"listenerFilter": "envoy.filters.listener.proxy_protocol"}}
+    assert insert["patch"]["operation"] == "INSERT_FIRST" and insert["match"] == {"context": "GATEWAY"}
+    assert insert["patch"]["value"]["name"] == "envoy.filters.listener.proxy_protocol"
     companion = one("istio-examples/wasmplugin-ingress-gateway.yaml", "EnvoyFilter")
     assert one(PRIVATE_LINK_PLUGIN, "EnvoyFilter")["metadata"] == companion["metadata"]
     assert [patches["NETWORK_FILTER"]] == companion["spec"]["configPatches"]
@@ -540,12 +545,14 @@ def test_network_envoyfilters_put_set_filter_state_then_the_filter_before_tcp_pr
 
 
 def test_gateway_passthrough_passes_the_client_on_with_the_upstream_proxy_protocol():
+    """Through a DestinationRule's proxyProtocol, which Istio wraps around every transport socket of the
+    cluster; not a CLUSTER MERGE of transport_socket, which auto mTLS's transport_socket_matches
+    catch-all makes dead (tests/test_istio_passthrough.py runs it through Istio)."""
     patches = one("envoyfilter/gateway-tls-passthrough.yaml", "EnvoyFilter")["spec"]["configPatches"]
-    (cluster,) = [p for p in patches if p["applyTo"] == "CLUSTER"]
-    assert cluster["patch"]["operation"] == "MERGE"
-    socket = cluster["patch"]["value"]["transport_socket"]
-    assert socket["name"] == "envoy.transport_sockets.upstream_proxy_protocol"
-    assert socket["typed_config"]["config"]["version"] == "V2"
+    assert [p for p in patches if p["applyTo"] == "CLUSTER"] == []
+    dr = one("envoyfilter/gateway-tls-passthrough.yaml", "DestinationRule")["spec"]
+    assert dr["host"] == "app.example.svc.cluster.local"
+    assert dr["trafficPolicy"]["proxyProtocol"] == {"version": "V2"}
 
 
 def test_network_wasmplugin_is_type_network_with_the_passthrough_configuration():

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH_RECORD = REPO / "bench" / "results" / "bench.json"
 RESULTS = REPO / "tests" / "reliability" / "results"
 FUZZ_RECORD = RESULTS / "fuzz.json"
-DOCUMENTS = ["README.md", "RELIABILITY.md", "BENCHMARKS.md", "tests/README.md", *sorted(
-    str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+DOCUMENTS = ["README.md", "RELIABILITY.md", "BENCHMARKS.md", *sorted(
+    str(p.relative_to(REPO)) for p in [*REPO.glob("*/README.md"), *(REPO / "docs").glob("*.md")])]
 MARKER = re.compile(r"<!-- fig:([a-z0-9_.-]+) -->(.*?)<!-- /fig -->", re.S)
 
 
@@ -262,6 +262,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.i1m.rss1": bench(lambda r: mib(r["memory"]["I1M@1"]["rss_kib"])),
     "bench.i1m.per_worker": bench(lambda r: per_worker(r, "I1M")),
     "bench.a.rss1": bench(lambda r: mib(r["memory"]["A@1"]["rss_kib"])),
+    "bench.wasm_kib": bench(lambda r: f"{r['sizes']['client_ip_filter.wasm (make build)'] / 1024:.1f} KiB"),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
     "spoof.cases": lambda: str(corpus()["cases"]),

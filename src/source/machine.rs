@@ -100,6 +100,14 @@ pub enum Written {
     Failed(String),
 }
 
+fn written_text(w: &Written) -> &str {
+    match w {
+        Written::Ok => "ok",
+        Written::CasMismatch => "another write came first",
+        Written::Failed(e) => e,
+    }
+}
+
 /// Why a request could not be sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -328,6 +336,25 @@ impl Machine {
         self.feeds[i].used
     }
 
+    /// This configuration as retired, for when its sources go away in this VM.
+    pub fn retired(&self) -> super::retire::Retired {
+        super::retire::Retired::new(
+            self.prefix.clone(),
+            self.seal,
+            self.sources
+                .iter()
+                .zip(&self.feeds)
+                .filter(|(_, f)| f.used)
+                .map(|(s, _)| s.name.clone())
+                .collect(),
+        )
+    }
+
+    /// Its shared-data key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The lease's shared-data key.
     pub fn lease_key(&self) -> String {
         format!("{}lease", self.prefix)
@@ -422,8 +449,8 @@ impl Machine {
             if !self.feeds[i].used {
                 continue;
             }
-            let status = seen.status.get(i).cloned().flatten();
-            self.poll(i, now, status.as_ref().map(|(b, _)| &b[..]), &mut out);
+            let status = seen.status.get(i).and_then(Option::as_ref);
+            self.poll(i, now, status.map(|(b, _)| &b[..]), &mut out);
             let f = &self.feeds[i];
             sane &= !f.status_forged && f.refused.is_none();
         }
@@ -554,7 +581,7 @@ impl Machine {
             (LeaseOp::Renew { .. }, e) => {
                 out.push(Action::Log(
                     Level::Debug,
-                    format!("lease renewal lost ({e:?})"),
+                    format!("lease renewal lost ({})", written_text(&e)),
                 ));
                 self.stop_fetching(&mut out);
             }

@@ -8,6 +8,7 @@
 //! - [`lease`]: which VM fetches for the whole Envoy.
 //! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
 //! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
+//! - [`retire`]: when the shared values of a replaced configuration are emptied.
 //!
 //! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
@@ -15,6 +16,7 @@ pub mod format;
 mod json;
 pub mod lease;
 pub mod machine;
+pub mod retire;
 pub mod schedule;
 pub mod seal;
 pub mod table;

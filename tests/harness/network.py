@@ -90,11 +90,24 @@ def as_http_filter(network_filter: dict) -> dict:
 
 
 def cluster_merge(frags: manifests.Fragments) -> dict:
-    """The value of the manifest's CLUSTER MERGE patch (the upstream PROXY protocol socket)."""
-    for apply_to, op, value in frags.others:
-        if apply_to == "CLUSTER" and op == "MERGE":
-            return copy.deepcopy(value)
-    raise LookupError(f"{frags.source}: no CLUSTER MERGE patch")
+    """The upstream PROXY protocol socket of the manifest's DestinationRule (``trafficPolicy.proxyProtocol``)
+    as a cluster fragment for a plain Envoy: the socket Istio wraps around the cluster's raw buffer
+    (its translation is tested with Istio's own code in tests/test_istio_xds.py)."""
+    with open(frags.source) as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d]
+    for doc in docs:
+        if doc.get("kind") == "DestinationRule":
+            version = doc["spec"]["trafficPolicy"]["proxyProtocol"]["version"]
+            return {"transport_socket": {
+                "name": "envoy.transport_sockets.upstream_proxy_protocol",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3."
+                             "ProxyProtocolUpstreamTransport",
+                    "config": {"version": version},
+                    "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}},
+                }}}
+    raise LookupError(f"{frags.source}: no DestinationRule with trafficPolicy.proxyProtocol")
 
 
 def manifest_configuration(frags: manifests.Fragments) -> dict:

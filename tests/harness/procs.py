@@ -28,6 +28,8 @@ INSTALLED_BY = {
     "promtool": "prometheus",
     "redis-server": "redis",
     "ratelimit": "ratelimit-service",
+    "istio-xds": "istio-xds",   # tests/istio, built per pinned Istio release into .work/istio/<minor>/
+    "istioctl": "istio-xds",    # built from the same istio.io/istio module
 }
 # Programs every machine the README names has (Debian with rustup and python3): no install step.
 BASE_PROGRAMS = {"python3", "python", "curl"}
