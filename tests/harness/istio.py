@@ -181,7 +181,8 @@ class IstioEnvoy:
 
     def __init__(self, cp: IstioControlPlane, node: str = "gateway", workdir: Optional[Path] = None,
                  proxy_config: Optional[str] = None, labels: Optional[str] = None, ip: str = "127.0.0.1",
-                 namespace: Optional[str] = None, name: str = "gateway", envoy: Optional[str] = None):
+                 namespace: Optional[str] = None, name: str = "gateway", envoy: Optional[str] = None,
+                 pod_name: Optional[str] = None):
         self.cp = cp
         self.node = node
         self.workdir = Path(workdir or cp.workdir)
@@ -194,6 +195,7 @@ class IstioEnvoy:
         self.labels = labels
         self.ip = ip
         self.namespace = namespace
+        self.pod_name = pod_name
         self.config_path = self.workdir / f"{name}.bootstrap.json"
         self.log_path = self.workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -210,6 +212,8 @@ class IstioEnvoy:
             argv += ["--labels", self.labels]
         if self.namespace:
             argv += ["--namespace", self.namespace]
+        if self.pod_name:
+            argv += ["--name", self.pod_name]
         if self.cp.mesh_path:
             argv += ["--mesh", str(self.cp.mesh_path)]
         return argv
