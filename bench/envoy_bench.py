@@ -909,7 +909,7 @@ def main() -> int:
     if args.sizes and Path(args.sizes).exists():
         size = json.loads(Path(args.sizes).read_text()).get("client_ip_filter.wasm (make build)")
         if size:
-            target("release .wasm", size / 1024, 300, " KiB", True)
+            target("release .wasm", size / 1024, 450, " KiB", True)
     wasm_counters = {k: v for k, v in stats.items() if k.startswith("wasmcustom.client_ip.")}
     rbac = {k: v for k, v in stats.items() if ".rbac." in k and k.endswith(("allowed", "denied"))}
     rbac.update({k: v for k, v in stats.items() if k.startswith("net_rbac.") and k.endswith(("allowed", "denied"))})

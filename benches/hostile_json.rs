@@ -4,7 +4,7 @@
 //!
 //! Each body is built in memory first; the figure is the peak heap *above* the body while it is
 //! parsed (the body itself is the host's copy, counted once), measured by a counting global
-//! allocator. `make hostile-json` runs it and writes `tests/reliability/records/hostile-json.txt`.
+//! allocator. `make hostile-json` runs it and writes `tests/reliability/results/hostile-json.txt`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,10 +7,49 @@
 //! same lookups as a list written inline; a stream holds the policy current when it started,
 //! so each request is decided wholly with the old lists or wholly with the new ones.
 
+use std::sync::Arc;
+
 use crate::access::Lists;
 use crate::ipset::IpSet;
-use crate::policy::Policy;
+use crate::policy::{GeoLookup, Policy};
+use crate::source::geo::{GeoTable, Pick};
+use crate::source::table::Content;
 use crate::source::{OnUnavailable, Source};
+
+/// What a source holds as [`bind`] reads it: networks, or (an `mmdb` source) a database.
+pub trait Held {
+    /// The networks (None for a database).
+    fn networks(&self) -> Option<&IpSet>;
+    /// The database (None for networks).
+    fn database(&self) -> Option<&Arc<GeoTable>> {
+        None
+    }
+}
+
+impl Held for IpSet {
+    fn networks(&self) -> Option<&IpSet> {
+        Some(self)
+    }
+}
+
+impl Held for Content {
+    fn networks(&self) -> Option<&IpSet> {
+        self.set()
+    }
+    fn database(&self) -> Option<&Arc<GeoTable>> {
+        self.geo()
+    }
+}
+
+/// The `geo` section: the sources (indices into [`SourcePlan::sources`]) giving the country and
+/// the AS number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoPlan {
+    /// `geo.country`.
+    pub country: Option<usize>,
+    /// `geo.asn`.
+    pub asn: Option<usize>,
+}
 
 /// A list of the policy that may name sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +96,8 @@ pub struct Binding {
     pub slot: Slot,
     /// Indices into [`SourcePlan::sources`], without duplicates.
     pub sources: Vec<usize>,
+    /// The `country:`/`asn:` entries: a database source and what the list takes from it.
+    pub picks: Vec<(usize, Pick)>,
 }
 
 /// The sources of a configuration and the lists that name them.
@@ -66,6 +107,8 @@ pub struct SourcePlan {
     pub sources: Vec<Source>,
     /// The lists that name at least one source.
     pub bindings: Vec<Binding>,
+    /// The `geo` section.
+    pub geo: GeoPlan,
 }
 
 impl SourcePlan {
@@ -74,9 +117,13 @@ impl SourcePlan {
         self.bindings.is_empty()
     }
 
-    /// Whether some list names source `index`.
+    /// Whether some list (or the `geo` section) names source `index`.
     pub fn is_used(&self, index: usize) -> bool {
-        self.bindings.iter().any(|b| b.sources.contains(&index))
+        self.bindings
+            .iter()
+            .any(|b| b.sources.contains(&index) || b.picks.iter().any(|p| p.0 == index))
+            || self.geo.country == Some(index)
+            || self.geo.asn == Some(index)
     }
 
     /// Whether `client_ip.trusted_proxies` names source `index` (its `min_prefix` then applies).
@@ -89,16 +136,34 @@ impl SourcePlan {
 
 /// The template policy with each list naming sources bound to them. `current[i]` is source i's
 /// list, or None while it is unavailable.
-pub fn bind(template: &Policy, plan: &SourcePlan, current: &[Option<&IpSet>]) -> Policy {
+pub fn bind<H: Held>(template: &Policy, plan: &SourcePlan, current: &[Option<&H>]) -> Policy {
     let mut policy = template.clone();
+    let database = |i: Option<usize>| {
+        i.and_then(|i| current.get(i).copied().flatten())
+            .and_then(Held::database)
+            .cloned()
+    };
+    policy.geo = GeoLookup {
+        configured: plan.geo.country.is_some() || plan.geo.asn.is_some(),
+        country: database(plan.geo.country),
+        asn: database(plan.geo.asn),
+    };
     for binding in &plan.bindings {
         let mut unavailable = false;
         let mut union = IpSet::empty();
         for &i in &binding.sources {
-            match current.get(i).copied().flatten() {
+            match current.get(i).copied().flatten().and_then(Held::networks) {
                 Some(set) => union = union.union(set),
                 None => {
                     unavailable |= plan.sources[i].on_unavailable == OnUnavailable::Refuse;
+                }
+            }
+        }
+        for (i, pick) in &binding.picks {
+            match current.get(*i).copied().flatten().and_then(Held::database) {
+                Some(table) => union = union.union(&table.select(pick)),
+                None => {
+                    unavailable |= plan.sources[*i].on_unavailable == OnUnavailable::Refuse;
                 }
             }
         }

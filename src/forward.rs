@@ -11,6 +11,7 @@
 
 use crate::addr::{AddrText, ClientAddr};
 use crate::chain::{ends_with, HeaderLines};
+use crate::source::geo::Geo;
 
 /// The `x-forwarded-for` header name.
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -51,6 +52,10 @@ pub struct Forwarding {
     /// Other headers whose other spellings are removed (lower case): the link header and the
     /// resolver's header, which the configuration adds.
     pub spelled: Vec<String>,
+    /// Header set to the client's country (docs/geo.md), removed when unknown.
+    pub country_header: Option<String>,
+    /// Header set to the client's AS number, removed when unknown.
+    pub asn_header: Option<String>,
     /// `rate_limit.header` (docs/rate-limits.md): written by the filter, so its other spellings
     /// are removed from every request, as those of `headers`.
     pub rate_limit_header: Option<String>,
@@ -64,6 +69,8 @@ impl Default for Forwarding {
             xff: XffMode::Keep,
             strip: DEFAULT_STRIP.iter().map(|h| h.to_string()).collect(),
             spelled: Vec::new(),
+            country_header: None,
+            asn_header: None,
             rate_limit_header: None,
         }
     }
@@ -99,6 +106,10 @@ pub struct HeaderPlan<'p> {
     xff: XffEdit,
     /// Header lines to remove, by their name as sent (each once).
     removals: Vec<&'p str>,
+    /// The client's country, when known.
+    country: Option<[u8; 2]>,
+    /// The client's AS number as text, when known and a header wants it.
+    asn: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,6 +127,8 @@ impl Forwarding {
         !self.headers.is_empty()
             || self.port_header.is_some()
             || !self.strip.is_empty()
+            || self.country_header.is_some()
+            || self.asn_header.is_some()
             || self.rate_limit_header.is_some()
     }
 
@@ -125,6 +138,8 @@ impl Forwarding {
         self.headers
             .iter()
             .chain(&self.port_header)
+            .chain(&self.country_header)
+            .chain(&self.asn_header)
             .chain(&self.spelled)
             .chain(&self.rate_limit_header)
             .map(String::as_str)
@@ -181,6 +196,8 @@ impl Forwarding {
             port: client.and_then(|c| c.port()).map(AddrText::port),
             xff,
             removals: self.removals(headers),
+            country: None,
+            asn: None,
         }
     }
 }
@@ -203,6 +220,15 @@ fn appended(headers: &HeaderLines, downstream: ClientAddr) -> String {
 }
 
 impl HeaderPlan<'_> {
+    /// The plan with the client's country and AS number (docs/geo.md) for their headers.
+    pub fn with_geo(mut self, geo: Geo) -> Self {
+        self.country = geo.country;
+        if self.forwarding.asn_header.is_some() {
+            self.asn = geo.asn.map(|n| n.to_string());
+        }
+        self
+    }
+
     /// Calls `edit` once per header edit, in a fixed order: the removals (strip list and other
     /// spellings), the client headers, the port header, then X-Forwarded-For.
     pub fn for_each<'a>(&'a self, mut edit: impl FnMut(HeaderOp<'a>)) {
@@ -233,6 +259,22 @@ impl HeaderPlan<'_> {
         if let Some(name) = &self.forwarding.port_header {
             apply(match &self.port {
                 Some(text) => HeaderOp::Set(name, text.as_str()),
+                None => HeaderOp::Remove(name),
+            })?;
+        }
+        if let Some(name) = &self.forwarding.country_header {
+            let code = self
+                .country
+                .as_ref()
+                .and_then(|c| std::str::from_utf8(c).ok());
+            apply(match code {
+                Some(code) => HeaderOp::Set(name, code),
+                None => HeaderOp::Remove(name),
+            })?;
+        }
+        if let Some(name) = &self.forwarding.asn_header {
+            apply(match &self.asn {
+                Some(text) => HeaderOp::Set(name, text),
                 None => HeaderOp::Remove(name),
             })?;
         }

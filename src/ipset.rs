@@ -490,6 +490,11 @@ impl IpSet {
         ))
     }
 
+    /// A set from inclusive ranges in any order (sorted and merged here).
+    pub fn from_ranges(v4: Vec<(u32, u32)>, v6: Vec<(u128, u128)>) -> IpSet {
+        IpSet::new(Ranges::build(v4), Ranges6::build(v6))
+    }
+
     /// The addresses of both sets, in one linear pass over their ranges.
     pub fn union(&self, other: &IpSet) -> IpSet {
         if other.is_empty() {

@@ -2,6 +2,9 @@
 //! The proxy-wasm adapter reads the downstream address and the headers, asks for a [`Decision`],
 //! and applies it.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
@@ -10,6 +13,7 @@ use crate::forward::{Forwarding, HeaderOp, HeaderPlan, XffMode, X_FORWARDED_FOR}
 use crate::identity::{Link, LinkPolicy};
 use crate::rate_limit::{Keying, RateLimit};
 use crate::resolve::Resolver;
+use crate::source::geo::{Geo, GeoTable};
 
 /// The default name of the connection filter state holding the downstream address.
 pub const DEFAULT_DOWNSTREAM_FILTER_STATE: &str = "client_ip.downstream_address";
@@ -224,6 +228,29 @@ pub struct Policy {
     pub on_downstream_from_xff: OnDownstreamFromXff,
     /// The `rate_limit` section: None when absent (no key is made).
     pub rate_limit: Option<RateLimit>,
+    /// The databases of the `geo` section, as bound (docs/geo.md).
+    pub geo: GeoLookup,
+}
+
+/// The country and AS number databases a policy looks clients up in (headers, filter state).
+#[derive(Clone, Debug, Default)]
+pub struct GeoLookup {
+    /// A `geo` section is configured (the filter state is written).
+    pub configured: bool,
+    /// `geo.country`'s database, while available.
+    pub country: Option<Arc<GeoTable>>,
+    /// `geo.asn`'s database, while available.
+    pub asn: Option<Arc<GeoTable>>,
+}
+
+impl GeoLookup {
+    /// What the databases say of `ip` (nothing while unavailable).
+    pub fn of(&self, ip: IpAddr) -> Geo {
+        Geo {
+            country: self.country.as_ref().and_then(|t| t.lookup(ip).country),
+            asn: self.asn.as_ref().and_then(|t| t.lookup(ip).asn),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -238,6 +265,7 @@ impl Default for Policy {
             trust_unavailable: false,
             on_downstream_from_xff: OnDownstreamFromXff::Refuse,
             rate_limit: None,
+            geo: GeoLookup::default(),
         }
     }
 }
@@ -342,8 +370,23 @@ impl Policy {
 
     /// The header edits for an admitted request.
     pub fn header_plan<'p>(&'p self, request: &Request<'p>, decision: &Decision) -> HeaderPlan<'p> {
-        self.forwarding
-            .plan(decision.client, request.downstream.addr, request.headers)
+        let plan = self
+            .forwarding
+            .plan(decision.client, request.downstream.addr, request.headers);
+        match decision.client {
+            Some(client) if self.geo.configured => plan.with_geo(self.geo.of(client.ip())),
+            _ => plan,
+        }
+    }
+
+    /// The client's country and AS number (docs/geo.md), when a `geo` section is configured.
+    pub fn client_geo(&self, decision: &Decision) -> Option<Geo> {
+        self.geo.configured.then(|| {
+            decision
+                .client
+                .map(|c| self.geo.of(c.ip()))
+                .unwrap_or_default()
+        })
     }
 
     /// The request headers [`Policy::decide`] and [`Policy::header_plan`] read. Given only

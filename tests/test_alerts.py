@@ -203,7 +203,7 @@ def drive_every_condition(gw, bare, echo) -> None:
     assert exchange(gw, echo, proxy=bad_tlv).status == 200  # allowed by address, no identity
     assert exchange(gw, echo, proxy=pp.v1("203.0.113.7"), path="/reports").status == 503
     ex = exchange(bare, echo, proxy=pp.v1("198.51.100.50"), headers=[("X-Forwarded-For", "203.0.113.50")])
-    assert ex.status == 200
+    assert ex.status == 403  # on_downstream_from_xff: "refuse", the default: it cannot know who connected
     procs.wait_until(lambda: gw.settled_stats().get("client_ip.unavailable", 0) >= 1
                      and gw.settled_stats().get("client_ip.link_invalid", 0) >= 1
                      and bare.settled_stats().get("client_ip.downstream_from_xff", 0) >= 1, 10,

@@ -196,7 +196,7 @@ ERROR_EXAMPLES = {
         {"client_ip": {"trusted_proxies": ["10.0.0.0/8"], "trusted_hops": 2}},
     'access.rules[2].name: "a" is already the name of access.rules[0]':
         {"access": {"rules": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}},
-    "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type, rate_limit":
+    "acess: unknown key; expected one of: client_ip, access, forward, sources, geo, filter_type, rate_limit":
         {"acess": {}},
 }
 

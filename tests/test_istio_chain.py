@@ -18,10 +18,13 @@ from harness.istio_sets import (APP_IP, APP_PORT, COMMON, EF, EX, GATEWAY_HTTP_P
 from harness.upstream import header_values
 
 
+CHAIN_APP_IP = "127.0.0.63"   # this module's httpbin Pod (another address than test_istio_xds.py's)
+
+
 @pytest.fixture(scope="module")
 def app():
     """The httpbin Pod: an echo server at its Pod IP and the Service's target port."""
-    echo = I.PodEcho(APP_IP, APP_PORT).start()
+    echo = I.PodEcho(CHAIN_APP_IP, APP_PORT).start()
     yield echo
     echo.stop()
 
@@ -110,7 +113,7 @@ def guarded_gateway(request, wasm, app, tmp_path_factory):
     mesh, extra = chain_config(authz.port)
     try:
         gw = Gateway(version, route, wasm, tmp_path_factory.mktemp(f"guarded-{version}-{route}"),
-                     extra=[extra], mesh=mesh)
+                     extra=[extra], mesh=mesh, pod_ips={**POD_IPS, "httpbin": CHAIN_APP_IP})
     except Exception:
         authz.stop()
         raise

@@ -15,12 +15,6 @@ from harness.istio_sets import (APP_IP, APP_PORT, COMMON, EF, EX, GATEWAY_HTTP_P
 from harness import network as N
 
 
-@pytest.fixture(scope="module")
-def app():
-    """The httpbin Pod: an echo server at its Pod IP and the Service's target port."""
-    echo = I.PodEcho(APP_IP, APP_PORT).start()
-    yield echo
-    echo.stop()
 
 
 # -- TLS passthrough: the network filter ------------------------------------------------------------
@@ -98,6 +92,8 @@ class Passthrough:
             self.envoy = I.IstioEnvoy(self.cp, node="gateway", workdir=workdir,
                                       proxy_config=gateway_annotation() if pc else None).start()
             self.envoy.wait_listener(GATEWAY_TLS_PORT)
+            if route == "wasmplugin":
+                self.envoy.wait_wasm_extension_config()
         except Exception:
             self.cp.stop()
             self.app.stop()

@@ -163,13 +163,7 @@ def test_the_filter_is_where_istio_put_it(gateway):
                or n.endswith("istio-system.client-ip-filter") for n in names), names
     plugin = next(d for d in I.documents((EX / "wasmplugin-ingress-gateway.yaml").read_text())
                   if d["kind"] == "WasmPlugin")
-    dump = gateway.envoy.config_dump()
-    ecds = [c for c in dump["configs"] if c["@type"].endswith("EcdsConfigDump")]
-    assert ecds, "no ECDS in the config dump"
-    configs = [e["ecds_filter"] for c in ecds for e in c.get("ecds_filters", [])]
-    wasm_configs = [c["typed_config"]["config"] for c in configs
-                    if c["typed_config"]["@type"].endswith("filters.http.wasm.v3.Wasm")]
-    (config,) = wasm_configs
+    (config,) = gateway.envoy.wasm_extension_configs()
     assert config["root_id"] == plugin["spec"]["pluginName"]
     assert json.loads(config["configuration"]["value"]) == plugin["spec"]["pluginConfig"]
     assert config.get("fail_open", False) is False

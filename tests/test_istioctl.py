@@ -3,12 +3,14 @@ module, .work/istio/<minor>/istioctl) over every shipped manifest: no error, and
 remains is explained in the README of the manifest's directory (its message code, e.g. IST0102, is
 named there with the reason).
 
-validate runs on each file alone; analyze runs on each manifest set a user applies together (the
+Run with istioctl of the newest pinned release (make test) or of each ($CLIENT_IP_ISTIOCTL_VERSIONS,
+make matrix). validate runs on each file alone; analyze runs on each manifest set a user applies together (the
 files of one route with the sample app and the gateway), because it checks references between files
 (a VirtualService's Gateway, a DestinationRule's host).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -41,7 +43,8 @@ SETS = {
     "envoyfilter-sidecar": BASE + [EF / "sidecar-inbound.yaml", EF / "sidecar-inbound-use-remote-address.yaml",
                                    EF / "sidecar-inbound-tcp.yaml"],
 }
-VERSIONS = I.istio_versions()
+# istioctl of the newest release in make test; every release's in make matrix ($CLIENT_IP_ISTIOCTL_VERSIONS)
+VERSIONS = os.environ.get("CLIENT_IP_ISTIOCTL_VERSIONS", I.istio_versions()[0]).split()
 CODE = re.compile(r"^(Error|Warning|Info) \[(IST\d{4})\]", re.M)
 
 

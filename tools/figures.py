@@ -99,7 +99,9 @@ def bench_summary(rec: dict) -> str:
              f"{rec['started_at']}; bench/results/bench.json):"]
     size = (rec.get("sizes") or {}).get("client_ip_filter.wasm (make build)")
     if size:
-        lines.append(f"  - the release `.wasm` was {size / 1024:.1f} KiB (budget 300 KiB);")
+        budget = next((t["goal"] for t in rec.get("targets", []) if t.get("what") == "release .wasm"), None)
+        shown = f" (budget {budget} KiB)" if budget else ""
+        lines.append(f"  - the release `.wasm` was {size / 1024:.1f} KiB{shown};")
     hc = rec.get("host_calls", {}).get("C")
     if hc and "B" in s and "C" in s:
         calls = ", ".join(f"`{k}`" for k in hc["calls"])

@@ -26,7 +26,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::compiled::Compiled;
-use super::{local_reply, property, reply_headers, set_filter_state};
+use super::{local_reply, property, record_geo, reply_headers, set_filter_state};
 use crate::access::Verdict;
 use crate::addr::AddrText;
 use crate::forward::HeaderOp;
@@ -205,6 +205,7 @@ fn record(
     if let Some(text) = client {
         set_filter_state(host, &CLIENT_IP, text);
     }
+    record_geo(host, &compiled.policy, decision);
     if decision.verdict != Verdict::Allow {
         set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());
     }

@@ -107,6 +107,28 @@ fn set_filter_state(host: &mut impl StreamHost, path: &PropertyPath, value: &str
     }
 }
 
+/// The client's country and AS number (docs/geo.md).
+const CLIENT_COUNTRY: PropertyPath = PropertyPath::fixed(b"client_country");
+const CLIENT_ASN: PropertyPath = PropertyPath::fixed(b"client_asn");
+
+/// Filter state `wasm.client_country` and `wasm.client_asn`, when a `geo` section is configured
+/// and the databases know the client (absent otherwise).
+fn record_geo(
+    host: &mut impl StreamHost,
+    policy: &crate::policy::Policy,
+    decision: &crate::policy::Decision,
+) {
+    let Some(geo) = policy.client_geo(decision) else {
+        return;
+    };
+    if let Some(code) = geo.country_code() {
+        set_filter_state(host, &CLIENT_COUNTRY, code);
+    }
+    if let Some(asn) = geo.asn {
+        set_filter_state(host, &CLIENT_ASN, &asn.to_string());
+    }
+}
+
 /// The local reply's headers, serialized.
 fn reply_headers() -> Vec<u8> {
     host::serialize_pairs(&[("content-type", "text/plain")])

@@ -22,7 +22,7 @@ use proxy_wasm::types::Action;
 use super::compiled::Compiled;
 #[cfg(target_arch = "wasm32")]
 use super::{local_reply, reply_headers};
-use super::{property, set_filter_state};
+use super::{property, record_geo, set_filter_state};
 use crate::access::Verdict;
 use crate::connection::Connection as ConnectionInfo;
 use crate::filter_type::{FilterType, Mismatch};
@@ -166,6 +166,7 @@ fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, serv
     if let Some(text) = &client {
         set_filter_state(host, &CLIENT_IP, text.as_str());
     }
+    record_geo(host, policy, decision);
     // As in HTTP mode: written for a refusal only (absent means allowed).
     if decision.verdict != Verdict::Allow {
         set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());

@@ -3,7 +3,7 @@
 //! (ticks, responses, write outcomes) and performs the actions it returns — host calls only; every
 //! decision (lease, schedule, acceptance, versions, integrity, logs) is the machine's.
 
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
 use std::hash::{BuildHasher, Hasher};
 
 use log::{debug, info, warn};
@@ -14,6 +14,19 @@ use crate::policy::Policy;
 use crate::source::machine::{
     Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
 };
+use crate::source::retire::Retired;
+
+/// How often a fetching VM looks at the retired configurations' leases.
+const RETIRED_CHECK_MS: u64 = 5_000;
+
+thread_local! {
+    /// The configurations whose sources went away in this VM, until their values are emptied
+    /// (`source::retire`). A VM is single-threaded: this is the VM's own list.
+    static RETIRED: RefCell<Vec<Retired>> = const { RefCell::new(Vec::new()) };
+    /// When this VM last looked at them (across configurations: under fast reconfiguration no
+    /// configuration lives long enough to wait for them on its own).
+    static RETIRED_CHECKED_MS: Cell<u64> = const { Cell::new(0) };
+}
 
 /// The tick while settling (see [`Machine::settling`]).
 pub(super) const SETTLING_TICK_MS: u32 = 100;
@@ -105,6 +118,20 @@ pub(super) struct Feeds {
     changed: bool,
 }
 
+impl Drop for Feeds {
+    /// The configuration's sources go away in this VM: remember it, so that its shared values
+    /// are emptied once no VM uses it.
+    fn drop(&mut self) {
+        let retired = self.machine.retired();
+        RETIRED.with(|r| {
+            let mut r = r.borrow_mut();
+            if !r.iter().any(|x| x.prefix == retired.prefix) {
+                r.push(retired);
+            }
+        });
+    }
+}
+
 impl Feeds {
     /// The feeds of a configuration (`config` its bytes); None when no list names a source.
     pub(super) fn new(config: &[u8], template: Policy, plan: SourcePlan) -> Option<Feeds> {
@@ -117,6 +144,8 @@ impl Feeds {
             })
             .collect();
         let machine = Machine::new(config, uses, now, random(now))?;
+        // The same configuration applied again is current, not retired.
+        RETIRED.with(|r| r.borrow_mut().retain(|x| x.prefix != machine.prefix()));
         let metrics = (0..plan.sources.len())
             .map(|i| {
                 if plan.is_used(i) {
@@ -193,7 +222,38 @@ impl Feeds {
         };
         let actions = self.machine.tick(now, serves, configuring, &seen);
         self.perform(actions);
+        let due = RETIRED_CHECKED_MS.with(|t| now >= t.get().saturating_add(RETIRED_CHECK_MS));
+        if self.machine.fetching() && due {
+            RETIRED_CHECKED_MS.with(|t| t.set(now));
+            self.empty_retired(now);
+        }
         self.take_changed()
+    }
+
+    /// Empties the shared values of the retired configurations no VM uses any more.
+    fn empty_retired(&self, now: u64) {
+        let own = self.machine.prefix();
+        RETIRED.with(|r| {
+            r.borrow_mut().retain_mut(|retired| {
+                if retired.prefix == own {
+                    return false;
+                }
+                let lease = read(&retired.lease_key()).map(|(b, _)| b);
+                let Some(keys) = retired.step(now, lease.as_deref()) else {
+                    return true;
+                };
+                for key in &keys {
+                    if let Err(e) = host::set_shared_data(key, &[], 0) {
+                        debug!("cannot empty {key}: {e:?}");
+                    }
+                }
+                info!(
+                    "sources: emptied the shared lists of a replaced configuration ({})",
+                    retired.prefix
+                );
+                false
+            })
+        });
     }
 
     /// The response to one of this VM's fetches. True when the policy changes.
@@ -241,8 +301,10 @@ impl Feeds {
 
     /// Performs the machine's actions, and those its answers to their outcomes bring.
     fn perform(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
+        // A stack, in reverse: the next action on top, what an outcome brings above the rest.
+        let mut stack: Vec<Action> = actions;
+        stack.reverse();
+        while let Some(action) = stack.pop() {
             let now = || host::now_ms().unwrap_or(0);
             let more = match action {
                 Action::Send { source, headers } => {
@@ -338,10 +400,7 @@ impl Feeds {
                     Vec::new()
                 }
             };
-            // Depth first: what an outcome brings comes before the rest.
-            for a in more.into_iter().rev() {
-                queue.push_front(a);
-            }
+            stack.extend(more.into_iter().rev());
         }
     }
 }

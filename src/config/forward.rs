@@ -11,6 +11,8 @@ const FORWARD_KEYS: &[&str] = &[
     "x_forwarded_for",
     "link_header",
     "strip",
+    "country_header",
+    "asn_header",
 ];
 
 /// Headers the filter will not overwrite with an address: they frame or route the request.
@@ -88,6 +90,9 @@ pub(super) fn strip(
                 .as_ref()
                 .is_some_and(|h| h.replace('_', "-") == name)
             || link_header.is_some_and(|h| h.replace('_', "-") == name)
+            || [&forwarding.country_header, &forwarding.asn_header]
+                .iter()
+                .any(|h| h.as_ref().is_some_and(|h| h.replace('_', "-") == name))
     };
     let Some(v) = section.as_object().and_then(|m| member(m, "strip")) else {
         return Ok(DEFAULT_STRIP
@@ -149,6 +154,30 @@ impl Walk {
                 ));
             }
             forwarding.port_header = Some(name);
+        }
+        for key in ["country_header", "asn_header"] {
+            let Some(v) = member(map, key) else {
+                continue;
+            };
+            let p = key_path(path, key);
+            let name = forwarded_header_name(v, &p)?;
+            let taken = forwarding.headers.contains(&name)
+                || forwarding.port_header.as_ref() == Some(&name)
+                || forwarding.country_header.as_ref() == Some(&name);
+            if taken {
+                return Err(err(
+                    &p,
+                    format!(
+                        "{} is also another header the filter writes: a header holds one thing",
+                        show(v)
+                    ),
+                ));
+            }
+            if key == "country_header" {
+                forwarding.country_header = Some(name);
+            } else {
+                forwarding.asn_header = Some(name);
+            }
         }
         if let Some(v) = member(map, "x_forwarded_for") {
             forwarding.xff = one_of(

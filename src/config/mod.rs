@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use crate::access::Lists;
-use crate::bind::SourcePlan;
+use crate::bind::{GeoPlan, SourcePlan};
 use crate::filter_type::FilterType;
 use crate::identity::{EntryError, Identity, IdentitySet, Kinds, LinkLists};
 use crate::ipset::{parse_net, IpSet, IpSetBuilder};
@@ -20,6 +20,9 @@ use crate::policy::Policy;
 mod access;
 mod client_ip;
 mod forward;
+mod geo;
+#[cfg(test)]
+mod geo_tests;
 mod lists;
 mod network;
 mod rate_limit;
@@ -118,9 +121,13 @@ pub fn parse_sourced(
         Some(v) if !v.is_null() => sources::sources(v, "sources")?,
         _ => Vec::new(),
     };
+    let geo = match object(&doc, "", TOP_KEYS)?.get("geo") {
+        Some(v) if !v.is_null() => geo::geo(v, "geo", &defined)?,
+        _ => GeoPlan::default(),
+    };
     let mut refs = std::mem::take(&mut walk.read_lists.source_refs);
     refs.append(&mut walk.source_refs);
-    let plan = sources::plan(defined, &refs)?;
+    let plan = sources::plan(defined, &refs, geo)?;
     for (i, source) in plan.sources.iter().enumerate() {
         if !plan.is_used(i) {
             walk.warnings.listed.push(ConfigWarning(format!(
@@ -137,6 +144,7 @@ const TOP_KEYS: &[&str] = &[
     "access",
     "forward",
     "sources",
+    "geo",
     "filter_type",
     "rate_limit",
 ];

@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(rl.key(ip("198.51.100.7"), None), Keying::Exempt);
         assert_eq!(rl.key(ip("192.0.2.1"), None), Keying::Exempt);
         // Unavailable: its addresses are keyed; the configured entries stay exempt.
-        let unbound = bind(&template, &plan, &[None]);
+        let unbound = bind::<IpSet>(&template, &plan, &[None]);
         let rl = unbound.rate_limit.as_ref().unwrap();
         assert!(matches!(rl.key(ip("198.51.100.7"), None), Keying::Keyed(_)));
         assert_eq!(rl.key(ip("192.0.2.1"), None), Keying::Exempt);

@@ -3,8 +3,10 @@
 
 use serde_json::Value;
 
+use super::geo::GeoEntry;
 use super::{err, integer, key_path, member, object, one_of, show, string, ConfigError};
-use crate::bind::{Binding, Slot, SourcePlan};
+use crate::bind::{Binding, GeoPlan, Slot, SourcePlan};
+use crate::source::geo::Pick;
 use crate::source::{
     is_source_name, Format, MinPrefix, OnUnavailable, Select, Source, MIN_REFRESH_S, SOURCE_PREFIX,
 };
@@ -22,6 +24,8 @@ const SOURCE_KEYS: &[&str] = &[
     "on_unavailable",
     "max_stale_s",
     "min_prefix",
+    "country_field",
+    "asn_field",
 ];
 
 /// A `"source:<name>"` entry met in a list.
@@ -31,18 +35,29 @@ pub(super) struct SourceRef {
     pub(super) list: String,
     /// The entry's index in the list.
     pub(super) index: usize,
-    /// The name after `source:`.
+    /// The name after `source:` (empty for a `country:`/`asn:` entry).
     pub(super) name: String,
+    /// A `country:`/`asn:` entry (docs/geo.md): the source is the `geo` section's.
+    pub(super) geo: Option<GeoEntry>,
 }
 
 impl SourceRef {
     /// The entry a list holds at `index`, when it names a source.
     pub(super) fn of(list: &str, index: usize, text: &str) -> Option<SourceRef> {
+        if let Some(geo) = GeoEntry::of(text) {
+            return Some(SourceRef {
+                list: list.to_string(),
+                index,
+                name: String::new(),
+                geo: Some(geo),
+            });
+        }
         let name = text.strip_prefix(SOURCE_PREFIX)?;
         Some(SourceRef {
             list: list.to_string(),
             index,
             name: name.to_string(),
+            geo: None,
         })
     }
 }
@@ -142,6 +157,7 @@ fn source(name: &str, value: &Value, path: &str) -> Result<Source, ConfigError> 
     if let Some(v) = member(map, "min_prefix") {
         source.min_prefix = min_prefix(v, &key_path(path, "min_prefix"), source.min_prefix)?;
     }
+    super::geo::fields(map, path, &mut source)?;
     Ok(source)
 }
 
@@ -197,9 +213,38 @@ fn select(value: &Value, path: &str, format: Format) -> Result<Select, ConfigErr
 }
 
 /// The plan: which lists name which sources. Every name must be defined.
-pub(super) fn plan(sources: Vec<Source>, refs: &[SourceRef]) -> Result<SourcePlan, ConfigError> {
+pub(super) fn plan(
+    sources: Vec<Source>,
+    refs: &[SourceRef],
+    geo: GeoPlan,
+) -> Result<SourcePlan, ConfigError> {
     let mut bindings: Vec<Binding> = Vec::new();
     for r in refs {
+        if let Some(entry) = &r.geo {
+            let Some((index, pick)) = geo_pick(r, entry, geo)? else {
+                continue;
+            };
+            let Some(slot) = Slot::of_path(&r.list) else {
+                continue;
+            };
+            let b = match bindings.iter_mut().position(|b| b.slot == slot) {
+                Some(at) => &mut bindings[at],
+                None => {
+                    bindings.push(Binding {
+                        slot,
+                        sources: Vec::new(),
+                        picks: Vec::new(),
+                    });
+                    bindings.last_mut().expect("just pushed")
+                }
+            };
+            match (b.picks.iter_mut().find(|p| p.0 == index), pick) {
+                (Some((_, Pick::Countries(have))), Pick::Countries(c)) => have.extend(c),
+                (Some((_, Pick::Asns(have))), Pick::Asns(a)) => have.extend(a),
+                (_, pick) => b.picks.push((index, pick)),
+            }
+            continue;
+        }
         let Some(index) = sources.iter().position(|s| s.name == r.name) else {
             let defined: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
             let known = if defined.is_empty() {
@@ -224,10 +269,43 @@ pub(super) fn plan(sources: Vec<Source>, refs: &[SourceRef]) -> Result<SourcePla
             None => bindings.push(Binding {
                 slot,
                 sources: vec![index],
+                picks: Vec::new(),
             }),
         }
     }
-    Ok(SourcePlan { sources, bindings })
+    Ok(SourcePlan {
+        sources,
+        bindings,
+        geo,
+    })
+}
+
+/// The database source and selection of a `country:`/`asn:` entry; an error for a malformed
+/// one, one in `trusted_proxies`, or one without the matching `geo` source.
+fn geo_pick(
+    r: &SourceRef,
+    entry: &GeoEntry,
+    geo: GeoPlan,
+) -> Result<Option<(usize, Pick)>, ConfigError> {
+    let at = format!("{}[{}]", r.list, r.index);
+    if r.list == "client_ip.trusted_proxies" {
+        return Err(err(
+            &at,
+            "country: and asn: entries are not allowed in client_ip.trusted_proxies (a database does not say who is a proxy)",
+        ));
+    }
+    let (source, pick, key) = match entry {
+        GeoEntry::Bad(message) => return Err(err(&at, message.clone())),
+        GeoEntry::Country(c) => (geo.country, Pick::Countries(vec![*c]), "geo.country"),
+        GeoEntry::Asn(n) => (geo.asn, Pick::Asns(vec![*n]), "geo.asn"),
+    };
+    match source {
+        Some(i) => Ok(Some((i, pick))),
+        None => Err(err(
+            &at,
+            format!("needs {key}: the mmdb source that gives it (docs/geo.md)"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -362,7 +440,7 @@ mod tests {
         let doc = with_source(r#", "format": "csv""#, r#""access": {}"#);
         assert_eq!(
             error(&doc),
-            "sources.feed.format: \"csv\" is not one of \"text\", \"aws\", \"gcp\", \"azure\""
+            "sources.feed.format: \"csv\" is not one of \"text\", \"aws\", \"gcp\", \"azure\", \"mmdb\""
         );
     }
 
@@ -519,7 +597,7 @@ mod tests {
     fn an_unavailable_source_with_on_unavailable_empty_holds_no_address() {
         let doc = with_source("", r#""access": {"deny": ["1.2.3.4", "source:feed"]}"#);
         let (template, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
-        let policy = bind(&template, &plan, &[None]);
+        let policy = bind::<IpSet>(&template, &plan, &[None]);
         assert_eq!(verdict(&policy, "203.0.113.9"), (Verdict::Allow, false));
         assert_eq!(verdict(&policy, "1.2.3.4"), (Verdict::Deny, false));
     }
@@ -528,7 +606,7 @@ mod tests {
     fn an_allow_list_naming_an_unavailable_source_stays_in_force() {
         let doc = with_source("", r#""access": {"allow": ["source:feed"]}"#);
         let (template, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
-        let policy = bind(&template, &plan, &[None]);
+        let policy = bind::<IpSet>(&template, &plan, &[None]);
         assert_eq!(verdict(&policy, "203.0.113.9"), (Verdict::Deny, false));
         let feed = set(&["203.0.113.0/24"]);
         let policy = bind(&template, &plan, &[Some(&feed)]);
@@ -545,7 +623,7 @@ mod tests {
                           {"name": "dry", "hosts": ["dry.example"], "deny": ["source:feed"], "mode": "dry_run"}]}"#,
         );
         let (template, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
-        let policy = bind(&template, &plan, &[None]);
+        let policy = bind::<IpSet>(&template, &plan, &[None]);
         let decide = |authority: &str| {
             let headers = vec![(":authority".to_string(), authority.to_string())];
             let d = policy.decide(&Request {
@@ -599,7 +677,7 @@ mod tests {
             "own entry kept"
         );
         assert_eq!(decide(&policy, "198.51.100.1:443"), Verdict::Allow);
-        let unbound = bind(&template, &plan, &[None]);
+        let unbound = bind::<IpSet>(&template, &plan, &[None]);
         assert_eq!(decide(&unbound, "13.33.1.1:443"), Verdict::Allow);
     }
 
@@ -610,7 +688,7 @@ mod tests {
             r#""client_ip": {"trusted_proxies": ["source:feed"]}"#,
         );
         let (template, plan, _) = parse_sourced(doc.as_bytes()).unwrap();
-        let policy = bind(&template, &plan, &[None]);
+        let policy = bind::<IpSet>(&template, &plan, &[None]);
         assert_eq!(verdict(&policy, "198.51.100.1"), (Verdict::Deny, true));
     }
 }

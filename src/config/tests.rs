@@ -71,7 +71,7 @@ fn bad_json_is_refused() {
 fn unknown_key_is_refused_with_its_path() {
     assert_eq!(
         error(r#"{"acess": {}}"#),
-        "acess: unknown key; expected one of: client_ip, access, forward, sources, filter_type, rate_limit"
+        "acess: unknown key; expected one of: client_ip, access, forward, sources, geo, filter_type, rate_limit"
     );
     assert!(
         error(r#"{"access": {"rules": [{"name": "a", "paths": []}]}}"#)
@@ -80,7 +80,7 @@ fn unknown_key_is_refused_with_its_path() {
     // A key with a line break (or a very long one) is quoted: the error stays one log line.
     assert_eq!(
         error("{\"forward\": {\"a\\nb\": 1}}"),
-        "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header, strip"
+        "forward.\"a\\nb\": unknown key; expected one of: headers, port_header, x_forwarded_for, link_header, strip, country_header, asn_header"
     );
 }
 

@@ -6,7 +6,10 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use super::{json, Format, MinPrefix, Select, Source};
+use std::sync::Arc;
+
+use super::table::Content;
+use super::{json, mmdb, Format, MinPrefix, Select, Source};
 use crate::ipset::{canonical_net, parse_net, IpSet, IpSetBuilder};
 
 /// What a body must keep to, besides being well formed: at most `max_entries` entries, none of
@@ -76,6 +79,8 @@ pub enum Rejection {
         /// The entry, as a network.
         entry: String,
     },
+    /// A MaxMind DB file that cannot be read, or lacks the named fields (docs/geo.md).
+    Database(String),
     /// An entry of a source used as trusted proxies is broader than its `min_prefix`.
     TooBroad {
         /// The entry, as a network.
@@ -94,6 +99,7 @@ impl fmt::Display for Rejection {
                 write!(f, "body of {bytes} bytes is over max_bytes ({max})")
             }
             Rejection::Malformed(why) => write!(f, "not well formed: {why}"),
+            Rejection::Database(why) => write!(f, "not a usable MaxMind DB: {why}"),
             Rejection::NoEntry { skipped_lines } => write!(
                 f,
                 "no valid entry ({skipped_lines} line(s) skipped as not an address or CIDR)"
@@ -141,6 +147,39 @@ pub fn parse_owned(
     collected?.build()
 }
 
+/// Reads the body of `source`: a list of networks, or (`mmdb`) a database. Returns the content,
+/// the entries taken and the lines skipped.
+pub fn read_source(
+    source: &Source,
+    body: Vec<u8>,
+    accept: &Accept,
+) -> Result<(Content, usize, usize), Rejection> {
+    if source.format == Format::Mmdb {
+        let geo =
+            mmdb::read(&body, &source.fields, accept.max_entries).map_err(Rejection::Database)?;
+        let entries = geo.len();
+        return Ok((Content::Geo(Arc::new(geo)), entries, 0));
+    }
+    let accepted = parse_owned(source.format, &source.select, body, accept)?;
+    Ok((
+        Content::Set(accepted.set),
+        accepted.entries,
+        accepted.skipped_lines,
+    ))
+}
+
+/// Refuses a body over `max_bytes` from its size alone; for a database, says that city
+/// databases do not fit.
+pub fn check_source_size(source: &Source, bytes: usize) -> Result<(), Rejection> {
+    match check_size(bytes, source.max_bytes) {
+        Err(_) if source.format == Format::Mmdb => Err(Rejection::Database(format!(
+            "file of {bytes} bytes is over max_bytes ({}); a city database does not fit, a country or ASN database does",
+            source.max_bytes
+        ))),
+        other => other,
+    }
+}
+
 /// The networks of a body, collected but not yet compiled.
 struct Collected {
     list: Collect,
@@ -178,6 +217,12 @@ fn collect(
         Format::Aws | Format::Gcp | Format::Azure => {
             json::read(format, select, body, &mut list)?;
             0
+        }
+        // A database is not a list of networks: `mmdb::read` takes it (machine).
+        Format::Mmdb => {
+            return Err(Rejection::Malformed(
+                "an mmdb body is a database, not a list".into(),
+            ))
         }
     };
     Ok(Collected {

@@ -238,7 +238,7 @@ impl Walk<'_, '_, '_> {
         let keys: &[&str] = match format {
             Format::Aws => &["prefixes", "ipv6_prefixes"],
             Format::Gcp => &["prefixes"],
-            Format::Azure | Format::Text => &["values"],
+            Format::Azure | Format::Text | Format::Mmdb => &["values"],
         };
         let mut values = false;
         while let Some(k) = key(&mut map, self.ctx, keys)? {

@@ -20,9 +20,8 @@ use super::format::{self, Accept, Rejection};
 use super::lease::{self, Step, Vm};
 use super::schedule::{self, Schedule};
 use super::seal::{Opened, SealKey};
-use super::table::{self, Lease, Status, Table};
+use super::table::{self, Content, Lease, Status, Table};
 use super::Source;
-use crate::ipset::IpSet;
 
 /// A fetch whose response has not come this long after its timeout is given up.
 pub const LOST_CALL_MS: u64 = 5_000;
@@ -98,6 +97,14 @@ pub enum Written {
     CasMismatch,
     /// Another failure.
     Failed(String),
+}
+
+fn written_text(w: &Written) -> &str {
+    match w {
+        Written::Ok => "ok",
+        Written::CasMismatch => "another write came first",
+        Written::Failed(e) => e,
+    }
 }
 
 /// Why a request could not be sent.
@@ -203,7 +210,7 @@ pub struct Seen {
 struct Feed {
     used: bool,
     trusted: bool,
-    list: Option<Rc<IpSet>>,
+    list: Option<Rc<Content>>,
     /// Version of the list held (0: none).
     version: u64,
     /// The highest genuine version published.
@@ -328,6 +335,25 @@ impl Machine {
         self.feeds[i].used
     }
 
+    /// This configuration as retired, for when its sources go away in this VM.
+    pub fn retired(&self) -> super::retire::Retired {
+        super::retire::Retired::new(
+            self.prefix.clone(),
+            self.seal,
+            self.sources
+                .iter()
+                .zip(&self.feeds)
+                .filter(|(_, f)| f.used)
+                .map(|(s, _)| s.name.clone())
+                .collect(),
+        )
+    }
+
+    /// Its shared-data key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The lease's shared-data key.
     pub fn lease_key(&self) -> String {
         format!("{}lease", self.prefix)
@@ -359,7 +385,7 @@ impl Machine {
     }
 
     /// Each source's current list (None while it is unavailable), to bind the policy to.
-    pub fn lists(&self) -> Vec<Option<&IpSet>> {
+    pub fn lists(&self) -> Vec<Option<&Content>> {
         self.feeds
             .iter()
             .map(|f| f.list.as_deref().filter(|_| f.available))
@@ -438,8 +464,8 @@ impl Machine {
             if !self.feeds[i].used {
                 continue;
             }
-            let status = seen.status.get(i).cloned().flatten();
-            self.poll(i, now, status.as_ref().map(|(b, _)| &b[..]), &mut out);
+            let status = seen.status.get(i).and_then(Option::as_ref);
+            self.poll(i, now, status.map(|(b, _)| &b[..]), &mut out);
             let f = &self.feeds[i];
             sane &= !f.status_forged && f.refused.is_none();
         }
@@ -570,7 +596,7 @@ impl Machine {
             (LeaseOp::Renew { .. }, e) => {
                 out.push(Action::Log(
                     Level::Debug,
-                    format!("lease renewal lost ({e:?})"),
+                    format!("lease renewal lost ({})", written_text(&e)),
                 ));
                 self.stop_fetching(&mut out);
             }
@@ -746,7 +772,7 @@ impl Machine {
                 f.version = t.version;
                 f.etag = t.etag;
                 f.last_modified = t.last_modified;
-                f.list = Some(Rc::new(t.set));
+                f.list = Some(Rc::new(t.content));
                 f.refused = None;
                 f.last_good_ms = f.last_good_ms.max(f.seen_good_ms);
                 out.push(Action::Rebind);
@@ -856,7 +882,7 @@ impl Machine {
                 last_modified,
                 body_size,
             } => match status.as_str() {
-                "200" => match format::check_size(body_size, self.sources[i].max_bytes) {
+                "200" => match format::check_source_size(&self.sources[i], body_size) {
                     Ok(()) => {
                         self.feeds[i].pending = Some((etag, last_modified));
                         out.push(Action::ReadBody {
@@ -918,7 +944,7 @@ impl Machine {
         };
         let source = &self.sources[i];
         let accept = Accept::of(source, self.feeds[i].trusted);
-        let accepted = match format::parse_owned(source.format, &source.select, bytes, &accept) {
+        let (content, entries, skipped_lines) = match format::read_source(source, bytes, &accept) {
             Ok(a) => a,
             Err(r) => {
                 if let Rejection::NoEntry { skipped_lines } = r {
@@ -933,7 +959,7 @@ impl Machine {
             }
         };
         let name = source.name.clone();
-        let entries = accepted.entries as u64;
+        let entries = entries as u64;
         let f = &self.feeds[i];
         // The next version after any published one; a version that cannot advance (only a forged
         // value could be that high, and those do not open) publishes nothing.
@@ -943,7 +969,7 @@ impl Machine {
             entries,
             etag,
             last_modified,
-            set: accepted.set,
+            content,
         };
         match version {
             Some(version) if self.fetching => {
@@ -977,11 +1003,11 @@ impl Machine {
             counter: Counter::FetchOk,
             n: 1,
         });
-        if accepted.skipped_lines > 0 {
+        if skipped_lines > 0 {
             out.push(Action::Count {
                 source: i,
                 counter: Counter::SkippedLines,
-                n: accepted.skipped_lines as u64,
+                n: skipped_lines as u64,
             });
         }
         out.push(Action::Gauge {
@@ -1005,7 +1031,7 @@ impl Machine {
                 format!(
                     "source {name}: {} with {entries} entries ({} line(s) skipped)",
                     if first { "loaded" } else { "recovered" },
-                    accepted.skipped_lines
+                    skipped_lines
                 ),
             ));
         } else {
@@ -1022,7 +1048,7 @@ impl Machine {
         }
         f.etag = table.etag;
         f.last_modified = table.last_modified;
-        f.list = Some(Rc::new(table.set));
+        f.list = Some(Rc::new(table.content));
         f.last_good_ms = Some(now);
         f.available = true;
         out.push(Action::Rebind);

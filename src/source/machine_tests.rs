@@ -523,7 +523,7 @@ fn hostile_writes(store: &mut Store, vm: &Vm) {
         entries: 1,
         etag: None,
         last_modified: None,
-        set,
+        content: table::Content::Set(set),
     });
     store.set(&vm.m.table_key(0), &table, 0);
     store.set(&vm.m.status_key(0), &status_max, 0);

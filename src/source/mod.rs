@@ -8,13 +8,20 @@
 //! - [`lease`]: which VM fetches for the whole Envoy.
 //! - [`seal`]: the keyed tag on every shared value, so that other modules cannot forge them.
 //! - [`machine`]: the fetch cycle as a state machine without I/O (events in, actions out).
+//! - [`retire`]: when the shared values of a replaced configuration are emptied.
+//! - [`mmdb`]: a MaxMind DB file → the [`geo`] table of countries and AS numbers (docs/geo.md).
 //!
 //! All of it is plain Rust; the adapter (`adapter/sources.rs`) only performs the machine's actions.
 
 pub mod format;
+pub mod geo;
 mod json;
 pub mod lease;
 pub mod machine;
+pub mod mmdb;
+#[cfg(test)]
+pub(crate) mod mmdb_tests;
+pub mod retire;
 pub mod schedule;
 pub mod seal;
 pub mod table;
@@ -30,21 +37,24 @@ pub enum Format {
     Gcp,
     /// Azure Service Tags JSON.
     Azure,
+    /// A MaxMind DB file (docs/geo.md): countries and AS numbers, not a list of networks.
+    Mmdb,
 }
 
 impl Format {
     /// Every format, with the name the configuration uses.
-    pub const ALL: [(&'static str, Format); 4] = [
+    pub const ALL: [(&'static str, Format); 5] = [
         ("text", Format::Text),
         ("aws", Format::Aws),
         ("gcp", Format::Gcp),
         ("azure", Format::Azure),
+        ("mmdb", Format::Mmdb),
     ];
 
     /// The `select` keys this format knows.
     pub fn select_keys(self) -> &'static [&'static str] {
         match self {
-            Format::Text => &[],
+            Format::Text | Format::Mmdb => &[],
             Format::Aws => &["service", "region", "network_border_group"],
             Format::Gcp => &["service", "scope"],
             Format::Azure => &["name", "region", "system_service"],
@@ -128,6 +138,8 @@ pub struct Source {
     pub max_stale_s: Option<u64>,
     /// The broadest entry accepted, applied only where the source is used as trusted proxies.
     pub min_prefix: MinPrefix,
+    /// The record fields an `mmdb` source reads (`country_field`, `asn_field`).
+    pub fields: mmdb::Fields,
 }
 
 impl Source {
@@ -147,6 +159,7 @@ impl Source {
             on_unavailable: OnUnavailable::Empty,
             max_stale_s: None,
             min_prefix: DEFAULT_MIN_PREFIX,
+            fields: mmdb::Fields::default(),
         }
     }
 }

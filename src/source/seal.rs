@@ -3,8 +3,8 @@
 //! compute, so another module on the same proxy (in Istio every WasmPlugin shares one shared-data
 //! namespace) cannot forge, swap or freeze it.
 //!
-//! The key is 128 bits derived from the configuration's bytes (SipHash-2-4, 128-bit output, under
-//! a fixed key of this project): other modules do not have our configuration. The tag is
+//! The key is 128 bits derived from the configuration's bytes (two SipHash-2-4 outputs under two
+//! fixed keys of this project): other modules do not have our configuration. The tag is
 //! SipHash-2-4 (64-bit) of the value's shared-data key and the value, so a value written under
 //! one key (a status, another source's table) does not open under another. A value that does not
 //! open is treated as absent and reported as forged; it never changes a decision.
@@ -16,13 +16,12 @@
 use std::hash::Hasher;
 
 use siphasher::sip::SipHasher24;
-use siphasher::sip128::{Hasher128, SipHasher24 as SipHasher24x128};
 
 /// The tag's length.
 pub const TAG_LEN: usize = 8;
 
-/// A fixed key, only to make the derivation specific to this use ("client-ip-filter/1").
-const DERIVE_KEY: [u8; 16] = *b"client-ip-filtr1";
+/// Two fixed keys, only to make the derivation specific to this use.
+const DERIVE_KEYS: [[u8; 16]; 2] = [*b"client-ip-filtr1", *b"client-ip-filtr2"];
 
 /// The key of one configuration.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,12 +39,14 @@ impl std::fmt::Debug for SealKey {
 impl SealKey {
     /// The key of the configuration whose bytes are `config`.
     pub fn from_config(config: &[u8]) -> SealKey {
-        let mut h = SipHasher24x128::new_with_key(&DERIVE_KEY);
-        h.write(config);
-        let out = h.finish128();
+        let half = |key: &[u8; 16]| {
+            let mut h = SipHasher24::new_with_key(key);
+            h.write(config);
+            h.finish()
+        };
         SealKey {
-            k0: out.h1,
-            k1: out.h2,
+            k0: half(&DERIVE_KEYS[0]),
+            k1: half(&DERIVE_KEYS[1]),
         }
     }
 

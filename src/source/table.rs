@@ -10,9 +10,14 @@
 //! The checksum only catches accidents: every value is also sealed (`seal`, a keyed tag appended
 //! by `machine`), so what another module writes under our keys does not even reach [`decode`].
 
+use std::sync::Arc;
+
+use super::geo::{Geo, GeoTable};
 use crate::ipset::IpSet;
 
 const MAGIC: &[u8; 4] = b"CIPT";
+/// A table of an `mmdb` source (ranges with a country and an AS number each).
+const GEO_MAGIC: &[u8; 4] = b"CIPG";
 const FORMAT_VERSION: u8 = 1;
 
 /// A parsed list as published.
@@ -26,8 +31,35 @@ pub struct Table {
     pub etag: Option<String>,
     /// The response's `Last-Modified`.
     pub last_modified: Option<String>,
-    /// The list.
-    pub set: IpSet,
+    /// The list, or the database.
+    pub content: Content,
+}
+
+/// What a source holds: a list of networks, or (an `mmdb` source) a database.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// Networks.
+    Set(IpSet),
+    /// Countries and AS numbers by range (docs/geo.md).
+    Geo(Arc<GeoTable>),
+}
+
+impl Content {
+    /// The list of networks (None for a database).
+    pub fn set(&self) -> Option<&IpSet> {
+        match self {
+            Content::Set(s) => Some(s),
+            Content::Geo(_) => None,
+        }
+    }
+
+    /// The database (None for a list).
+    pub fn geo(&self) -> Option<&Arc<GeoTable>> {
+        match self {
+            Content::Geo(g) => Some(g),
+            Content::Set(_) => None,
+        }
+    }
 }
 
 /// Why a published value was not taken.
@@ -66,8 +98,12 @@ fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
 
 /// Encodes a table.
 pub fn encode(table: &Table) -> Vec<u8> {
-    let v4 = table.set.ranges_v4();
-    let v6 = table.set.ranges_v6();
+    let set = match &table.content {
+        Content::Set(set) => set,
+        Content::Geo(geo) => return encode_geo(table, geo),
+    };
+    let v4 = set.ranges_v4();
+    let v6 = set.ranges_v6();
     let mut out = Vec::with_capacity(64 + v4.len() * 8 + v6.len() * 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0]);
@@ -122,12 +158,18 @@ impl<'a> Reader<'a> {
 
 /// Decodes a published table.
 pub fn decode(bytes: &[u8]) -> Result<Table, DecodeError> {
+    if bytes.starts_with(GEO_MAGIC) {
+        return decode_geo(bytes);
+    }
     decode_parts(bytes)?.into_table()
 }
 
 /// [`decode`], taking the bytes: they are freed before the lookup tables are built, which lowers
 /// the peak memory of adopting a list (WebAssembly memory never shrinks: a VM keeps its peak).
 pub fn decode_owned(bytes: Vec<u8>) -> Result<Table, DecodeError> {
+    if bytes.starts_with(GEO_MAGIC) {
+        return decode_geo(&bytes);
+    }
     let parts = decode_parts(&bytes)?;
     drop(bytes);
     parts.into_table()
@@ -151,7 +193,7 @@ impl Parts {
             entries: self.entries,
             etag: self.etag,
             last_modified: self.last_modified,
-            set,
+            content: Content::Set(set),
         })
     }
 }
@@ -208,6 +250,116 @@ fn decode_parts(bytes: &[u8]) -> Result<Parts, DecodeError> {
         last_modified,
         v4,
         v6,
+    })
+}
+
+fn put_geo(out: &mut Vec<u8>, geo: &Geo) {
+    out.extend_from_slice(&geo.country.unwrap_or([0, 0]));
+    out.extend_from_slice(&geo.asn.unwrap_or(0).to_le_bytes());
+}
+
+/// A database's table: `CIPG`, the format version, the list version, entries, validators, the
+/// counts of IPv4 rows, IPv6 rows and IPv4 aliases, the rows (first, last, country or `00`, AS
+/// number or 0), the aliases (prefix, length) and the checksum.
+fn encode_geo(table: &Table, geo: &GeoTable) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + geo.v4.len() * 14 + geo.v6.len() * 38);
+    out.extend_from_slice(GEO_MAGIC);
+    out.extend_from_slice(&[FORMAT_VERSION, 0, 0, 0]);
+    out.extend_from_slice(&table.version.to_le_bytes());
+    out.extend_from_slice(&table.entries.to_le_bytes());
+    put_text(&mut out, table.etag.as_deref());
+    put_text(&mut out, table.last_modified.as_deref());
+    for n in [geo.v4.len(), geo.v6.len(), geo.aliases.len()] {
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    }
+    for (s, e, g) in &geo.v4 {
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        put_geo(&mut out, g);
+    }
+    for (s, e, g) in &geo.v6 {
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        put_geo(&mut out, g);
+    }
+    for (p, l) in &geo.aliases {
+        out.extend_from_slice(&p.to_le_bytes());
+        out.push(*l);
+    }
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+fn geo_of(b: &[u8]) -> Result<Geo, DecodeError> {
+    let country = match [b[0], b[1]] {
+        [0, 0] => None,
+        c if c.iter().all(u8::is_ascii_uppercase) => Some(c),
+        _ => return Err(DecodeError::Ranges),
+    };
+    let asn = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    Ok(Geo {
+        country,
+        asn: (asn != 0).then_some(asn),
+    })
+}
+
+fn u128_of(b: &[u8]) -> u128 {
+    let mut x = [0u8; 16];
+    x.copy_from_slice(&b[..16]);
+    u128::from_le_bytes(x)
+}
+
+fn decode_geo(bytes: &[u8]) -> Result<Table, DecodeError> {
+    if bytes.len() < 8 || bytes[4] != FORMAT_VERSION {
+        return Err(DecodeError::Header);
+    }
+    if bytes.len() < 16 {
+        return Err(DecodeError::Length);
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    let mut r = Reader(body);
+    r.take(8)?;
+    let version = r.u64()?;
+    let entries = r.u64()?;
+    let etag = r.text()?;
+    let last_modified = r.text()?;
+    let (n4, n6, na) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
+    let expected = n4
+        .checked_mul(14)
+        .zip(n6.checked_mul(38))
+        .zip(na.checked_mul(17))
+        .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c));
+    if expected != Some(r.0.len()) {
+        return Err(DecodeError::Length);
+    }
+    if checksum(body).to_le_bytes() != sum {
+        return Err(DecodeError::Checksum);
+    }
+    let mut geo = GeoTable::default();
+    for c in r.take(n4 * 14)?.chunks_exact(14) {
+        let s = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let e = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        geo.v4.push((s, e, geo_of(&c[8..])?));
+    }
+    for c in r.take(n6 * 38)?.chunks_exact(38) {
+        geo.v6
+            .push((u128_of(c), u128_of(&c[16..]), geo_of(&c[32..])?));
+    }
+    for c in r.take(na * 17)?.chunks_exact(17) {
+        geo.aliases.push((u128_of(c), c[16]));
+    }
+    let sorted4 = geo.v4.windows(2).all(|w| w[0].1 < w[1].0) && geo.v4.iter().all(|r| r.0 <= r.1);
+    let sorted6 = geo.v6.windows(2).all(|w| w[0].1 < w[1].0) && geo.v6.iter().all(|r| r.0 <= r.1);
+    if !sorted4 || !sorted6 || geo.aliases.iter().any(|a| a.1 == 0 || a.1 > 96) {
+        return Err(DecodeError::Ranges);
+    }
+    Ok(Table {
+        version,
+        entries,
+        etag,
+        last_modified,
+        content: Content::Geo(Arc::new(geo)),
     })
 }
 
@@ -302,7 +454,7 @@ mod tests {
             entries: 4,
             etag: Some("\"5f3a-1\"".into()),
             last_modified: None,
-            set,
+            content: Content::Set(set),
         }
     }
 
@@ -313,9 +465,19 @@ mod tests {
         assert_eq!((back.version, back.entries), (7, 4));
         assert_eq!(back.etag.as_deref(), Some("\"5f3a-1\""));
         assert_eq!(back.last_modified, None);
-        assert_eq!(back.set.ranges_v4(), t.set.ranges_v4());
-        assert_eq!(back.set.ranges_v6(), t.set.ranges_v6());
-        assert!(back.set.contains("2600:9000::1".parse().unwrap()));
+        assert_eq!(
+            back.content.set().unwrap().ranges_v4(),
+            t.content.set().unwrap().ranges_v4()
+        );
+        assert_eq!(
+            back.content.set().unwrap().ranges_v6(),
+            t.content.set().unwrap().ranges_v6()
+        );
+        assert!(back
+            .content
+            .set()
+            .unwrap()
+            .contains("2600:9000::1".parse().unwrap()));
     }
 
     #[test]
@@ -385,8 +547,16 @@ mod tests {
         let t = decode(&seed[1..]).unwrap();
         assert_eq!((t.version, t.entries), (3, 2));
         assert_eq!(t.etag.as_deref(), Some("\"abc\""));
-        assert!(t.set.contains("10.1.2.3".parse().unwrap()));
-        assert!(t.set.contains("2001:db8::1".parse().unwrap()));
+        assert!(t
+            .content
+            .set()
+            .unwrap()
+            .contains("10.1.2.3".parse().unwrap()));
+        assert!(t
+            .content
+            .set()
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
         assert_eq!(encode(&t), &seed[1..]);
     }
 }

@@ -181,7 +181,8 @@ class IstioEnvoy:
 
     def __init__(self, cp: IstioControlPlane, node: str = "gateway", workdir: Optional[Path] = None,
                  proxy_config: Optional[str] = None, labels: Optional[str] = None, ip: str = "127.0.0.1",
-                 namespace: Optional[str] = None, name: str = "gateway", envoy: Optional[str] = None):
+                 namespace: Optional[str] = None, name: str = "gateway", envoy: Optional[str] = None,
+                 pod_name: Optional[str] = None):
         self.cp = cp
         self.node = node
         self.workdir = Path(workdir or cp.workdir)
@@ -194,6 +195,7 @@ class IstioEnvoy:
         self.labels = labels
         self.ip = ip
         self.namespace = namespace
+        self.pod_name = pod_name
         self.config_path = self.workdir / f"{name}.bootstrap.json"
         self.log_path = self.workdir / f"{name}.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -210,6 +212,8 @@ class IstioEnvoy:
             argv += ["--labels", self.labels]
         if self.namespace:
             argv += ["--namespace", self.namespace]
+        if self.pod_name:
+            argv += ["--name", self.pod_name]
         if self.cp.mesh_path:
             argv += ["--mesh", str(self.cp.mesh_path)]
         return argv
@@ -272,6 +276,24 @@ class IstioEnvoy:
         """Wait until Envoy accepts connections on ``port`` (its listener from LDS is active)."""
         procs.wait_until(lambda: procs.port_open("127.0.0.1", port), timeout,
                          what=f"{self.name} listening on {port}")
+
+    def wasm_extension_configs(self) -> list:
+        """The Wasm filter configs Envoy has taken from ECDS (a WasmPlugin's)."""
+        out = []
+        for c in self.config_dump()["configs"]:
+            if not c["@type"].endswith("EcdsConfigDump"):
+                continue
+            for e in c.get("ecds_filters", []):
+                tc = e["ecds_filter"].get("typed_config", {})
+                if ".wasm.v3.Wasm" in tc.get("@type", ""):
+                    out.append(tc["config"])
+        return out
+
+    def wait_wasm_extension_config(self, timeout: float = 30.0) -> None:
+        """Wait until ECDS delivered the WasmPlugin's filter: until then Istio's default config for it
+        (a deny-all RBAC filter, applied without warming) answers 403."""
+        procs.wait_until(lambda: self.wasm_extension_configs() or None, timeout,
+                         what=f"{self.name}: the WasmPlugin's filter from ECDS")
 
     def stats(self) -> dict:
         data = json.loads(self.admin("/stats?format=json"))

@@ -43,6 +43,8 @@ class Gateway:
             self.envoy = I.IstioEnvoy(self.cp, node="gateway", workdir=workdir,
                                       proxy_config=gateway_annotation() if pc else None).start()
             self.envoy.wait_listener(GATEWAY_HTTP_PORT)
+            if route == "wasmplugin":
+                self.envoy.wait_wasm_extension_config()
         except Exception:
             self.cp.stop()
             raise
