@@ -24,6 +24,9 @@ pub(super) struct Compiled {
     pub(super) reply_headers: Vec<u8>,
     /// Identity reading (docs/private-link.md); None when the configuration uses no identity.
     pub(super) link: Option<LinkReader>,
+    /// The versions of the source lists the policy was bound to (filter state
+    /// `wasm.client_ip_lists`); None when the configuration names no source.
+    pub(super) lists: Option<String>,
     /// A `filter_type` mismatch was logged (once per configuration and worker).
     pub(super) mismatch_logged: Cell<bool>,
 }
@@ -41,6 +44,7 @@ impl Compiled {
             reads: policy.header_reads(),
             link: LinkReader::new(&policy),
             mismatch_logged: Cell::new(false),
+            lists: None,
             policy,
             metrics,
         })
@@ -55,6 +59,7 @@ impl Compiled {
             reads: policy.header_reads(),
             link: LinkReader::new(&policy),
             mismatch_logged: Cell::new(false),
+            lists: None,
             metrics: Metrics::unregistered(&policy),
             policy,
         }

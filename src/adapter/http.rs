@@ -41,6 +41,8 @@ const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decisio
 const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
 /// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
 const CLIENT_IP_KEY: PropertyPath = PropertyPath::fixed(b"client_ip_key");
+/// The versions of the source lists that decided the request (docs/sources.md).
+const CLIENT_IP_LISTS: PropertyPath = PropertyPath::fixed(b"client_ip_lists");
 /// Read when the `set_filter_state` value is missing.
 const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
 
@@ -100,6 +102,9 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
         .as_ref()
         .map_or_else(Link::default, |l| l.read(host));
     let decision = policy.decide_with_link(&request, link);
+    if let Some(lists) = &compiled.lists {
+        set_filter_state(host, &CLIENT_IP_LISTS, lists);
+    }
     compiled.metrics.count(&decision);
     let link_text = decision.link.identity.map(|id| id.text());
     if let Some(reader) = &compiled.link {

@@ -43,7 +43,9 @@ pub(super) struct Root {
 impl Root {
     /// Makes `compiled` current for the streams that start from now; the previous one is
     /// retired (its counts are still flushed while streams hold it).
-    fn install(&mut self, compiled: Compiled) {
+    fn install(&mut self, mut compiled: Compiled) {
+        // Bound from the feeds' current lists just before: their versions decide its requests.
+        compiled.lists = self.feeds.as_ref().map(Feeds::versions);
         if let Some(previous) = self.compiled.replace(Rc::new(compiled)) {
             self.retired.push(previous);
         }

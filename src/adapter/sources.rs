@@ -169,6 +169,22 @@ impl Feeds {
         bind(&self.template, &self.plan, &self.machine.lists())
     }
 
+    /// The versions of the lists [`Feeds::policy`] binds now, as filter state
+    /// `wasm.client_ip_lists` writes them: `name=version` per used source (`name=-` while
+    /// unavailable), comma-separated (docs/sources.md).
+    pub(super) fn versions(&self) -> String {
+        let parts: Vec<String> = self
+            .machine
+            .versions()
+            .into_iter()
+            .map(|(name, v)| match v {
+                Some(v) => format!("{name}={v}"),
+                None => format!("{name}=-"),
+            })
+            .collect();
+        parts.join(",")
+    }
+
     /// Whether this VM should tick fast (see [`Machine::settling`]).
     pub(super) fn settling(&self) -> bool {
         self.machine.settling(host::now_ms().unwrap_or(u64::MAX))

@@ -392,6 +392,22 @@ impl Machine {
             .collect()
     }
 
+    /// Each used source's name and the version of the list [`Machine::lists`] gives for it
+    /// (None while it is unavailable): what a policy bound now decides with.
+    pub fn versions(&self) -> Vec<(&str, Option<u64>)> {
+        self.feeds
+            .iter()
+            .zip(&self.sources)
+            .filter(|(f, _)| f.used)
+            .map(|(f, s)| {
+                (
+                    s.name.as_str(),
+                    Some(f.version).filter(|_| f.available && f.list.is_some()),
+                )
+            })
+            .collect()
+    }
+
     /// Whether this VM should tick fast: in the first seconds after configure, until it has
     /// adopted every source's list (or given up on the lease). Envoy configures a first VM on
     /// the main thread and destroys it at once, without `on_done`: the lease is only taken on a

@@ -101,6 +101,7 @@ ACCESS_LOG_FORMAT = {
     "rule": "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%",
     "client_ip_key": "%FILTER_STATE(wasm.client_ip_key:PLAIN)%",
     "client_link": "%FILTER_STATE(wasm.client_link:PLAIN)%",
+    "client_ip_lists": "%FILTER_STATE(wasm.client_ip_lists:PLAIN)%",
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",

@@ -10,8 +10,14 @@ version: version A lists X (and 999,999 addresses 10.0.0.0 + 2k), version B list
 others, 10.0.0.1 + 2k), so the versions disagree on both clients: under A, X gets 403 and Y 200;
 under B the reverse. Checks:
   * no request fails (loadgen errors 0) and every response is 200 or 403;
-  * the versions alternate: each flip of X's status comes with the opposite flip of Y's (within the
-    workers' adoption skew, one tick), and at least (duration / flip) - 2 versions were adopted;
+  * every response agrees with the list that decided it: the filter writes the versions of the
+    source lists its policy was bound to into filter state ``wasm.client_ip_lists`` (``big=N``),
+    and the access log records it beside the client and the status of every request. Each request
+    names exactly one version of ``big``; within a version every response to X has one status and
+    every response to Y the other (a request decided with a half-replaced list, or a version that
+    refused both or neither client, fails); the first version is A (X refused); consecutive
+    versions alternate between A and B unless the list server's body did not change;
+  * at least (duration / flip) - 2 versions were adopted;
   * the worst request latency during a refresh is at most --max-latency-ms: a refresh is the window
     from 2 s before a list change reached the clients (the fetch, the parse on the main thread, the
     publication) to 0.5 s after it (every worker's adoption); loadgen records the time of every
@@ -56,6 +62,53 @@ def version(listed_client: str, base: str) -> bytes:
     return ("# refresh test list\n" + listed_client + "\n" + "".join(lines)).encode()
 
 
+def decided_by(lines, clients: dict, since: float) -> dict:
+    """Counts of (client, status) per version of ``big`` from the access log's lines
+    (``<start time> <client address> <status> <wasm.client_ip_lists>``) of the requests started
+    at ``since`` or later (the load; before it the workers were still adopting the first list);
+    lines naming no version, several sources or several versions are kept as malformed."""
+    versions: dict[int, dict] = {}
+    malformed = []
+    for raw in lines:
+        parts = raw.decode(errors="replace").split()
+        try:
+            if len(parts) == 4 and float(parts[0]) < since:
+                continue
+        except ValueError:
+            pass
+        if len(parts) != 4 or parts[1] not in clients:
+            malformed.append(raw.decode(errors="replace").strip())
+            continue
+        _start, addr, status, lists = parts
+        entries = lists.split(",")
+        if len(entries) != 1 or not entries[0].startswith("big=") or not entries[0][4:].isdigit():
+            malformed.append(raw.decode(errors="replace").strip())
+            continue
+        counts = versions.setdefault(int(entries[0][4:]), {})
+        key = (clients[addr], status)
+        counts[key] = counts.get(key, 0) + 1
+    return {"versions": versions, "malformed": malformed}
+
+
+def check_versions(verdicts: dict) -> list[str]:
+    """What contradicts "each request was decided by one whole version": a version under which a
+    client got both statuses, or X and Y the same; the first version not A (X refused)."""
+    problems = []
+    kinds = {}
+    for v, counts in sorted(verdicts["versions"].items()):
+        x = {st for (c, st) in counts if c == "X"}
+        y = {st for (c, st) in counts if c == "Y"}
+        if len(x) > 1 or len(y) > 1:
+            problems.append(f"version {v}: X got {sorted(x)}, Y got {sorted(y)} ({counts})")
+        elif x and y and x == y:
+            problems.append(f"version {v}: X and Y both got {x.pop()}")
+        elif x or y:
+            kinds[v] = "A" if (x and "403" in x) or (y and "200" in y) else "B"
+    if kinds and kinds[min(kinds)] != "A":
+        problems.append(f"the first version ({min(kinds)}) is not A (X refused)")
+    return problems
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
@@ -83,8 +136,16 @@ def main() -> int:
     up = UpstreamEnvoy(str(work)).start()
     opts = E.EnvoyOptions(configuration=config, proxy_protocol=False,
                           clusters=[L.envoy_cluster("lists", web.port)])
-    env = TunedEnvoy(opts, upstream_port=up.port, workdir=str(work), name="refresh", access_log=False,
-                     wasm_log_level="info", concurrency=args.concurrency)
+    # A short access log line per request: the client, the status and the list versions that
+    # decided it (filter state wasm.client_ip_lists, docs/observability.md).
+    decisions_log = work / "decisions.log"
+    access_log = [{"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": E.FILE_LOG_TYPE, "path": str(decisions_log),
+        "log_format": {"text_format_source": {"inline_string":
+            "%START_TIME(%s.%3f)% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %RESPONSE_CODE% "
+            "%FILTER_STATE(wasm.client_ip_lists:PLAIN)%\n"}}}}]
+    env = TunedEnvoy(opts, upstream_port=up.port, workdir=str(work), name="refresh", access_log=True,
+                     hcm={"access_log": access_log}, wasm_log_level="info", concurrency=args.concurrency)
     flips = []
     stop = threading.Event()
 
@@ -109,6 +170,7 @@ def main() -> int:
                                      for _ in range(ADOPTED_CONNECTIONS)), 30,
                          what="every worker refusing X (version A adopted)")
         loaded = env.settled_stats()
+        load_start = time.time()
         argv = [LOADGEN, "--target", f"127.0.0.1:{env.port}", "--duration-s", str(args.duration),
                 "--max-requests", "100000000", "--report", str(work / "load.json")]
         for name, src in (("X", X), ("Y", Y)):
@@ -136,6 +198,8 @@ def main() -> int:
         env.stop()
         up.stop()
         web.stop()
+    with decisions_log.open("rb") as f:  # complete: Envoy flushes its access log on exit
+        verdicts = decided_by(f, {X: "X", Y: "Y"}, since=load_start)
 
     # Status changes per client, across connection slots, in time order.
     changes = {name: sorted((ts, new) for ts, _w, _old, new in c["transitions"] if _old != 0)
@@ -148,6 +212,8 @@ def main() -> int:
         want = 200 if new == 403 else 403
         if not any(abs(t2 - ts) <= skew_ns and n2 == want for t2, n2 in changes["Y"]):
             unpaired.append((ts, new))
+    atomic = check_versions(verdicts)
+    logged = sum(n for v in verdicts["versions"].values() for n in v.values())
     statuses = {name: c["statuses"] for name, c in classes.items()}
     worst_ms = max(c["latency_us"]["max"] for c in classes.values()) / 1000
     windows = [(ts - int(2e9), ts + int(0.5e9)) for name in ("X", "Y") for ts, _ in changes[name]]
@@ -165,6 +231,12 @@ def main() -> int:
         ("every request sent was answered", all(c["sent"] == c["completed"] for c in classes.values())),
         ("every response is 200 or 403",
          all(set(s) <= {"200", "403"} for s in statuses.values())),
+        (f"every response agrees with the list version that decided it ({logged:,} requests logged, "
+         f"each one loadgen completed; "
+         f"{len(verdicts['versions'])} versions; problems: {'; '.join(atomic[:5]) or 'none'})",
+         not atomic and logged == sum(c["completed"] for c in classes.values())),
+        ("every logged request names one version of the list (no mix, none without a list)",
+         not verdicts["malformed"]),
         (f"each flip of X's status comes with Y's opposite flip within {skew_ns / 1e9} s", not unpaired),
         (f"at least {expected_versions} versions adopted (X flipped {len(changes['X'])} times)",
          len(changes["X"]) >= expected_versions and fetch_ok >= expected_versions),
@@ -188,7 +260,10 @@ def main() -> int:
         "classes": {n: {k: c[k] for k in ("sent", "completed", "errors", "statuses", "latency_us")}
                     for n, c in classes.items()},
         "x_status_changes": len(changes["X"]), "y_status_changes": len(changes["Y"]),
-        "unpaired_flips": unpaired[:20], "worst_latency_ms": worst_ms,
+        "unpaired_flips": unpaired[:20], "requests_logged": logged,
+        "responses_per_version": {v: {f"{c} {st}": n for (c, st), n in sorted(m.items())}
+                                  for v, m in sorted(verdicts["versions"].items())},
+        "malformed_log_lines": verdicts["malformed"][:20], "version_problems": atomic[:20], "worst_latency_ms": worst_ms,
         "worst_latency_during_refresh_ms": worst_in_ms, "worst_latency_outside_refresh_ms": worst_out_ms,
         "slow_during_refresh": len(inside), "slow_outside_refresh": len(outside),
         "slowest": [{"t_s_after_start": round((ts - slow[0][0]) / 1e9, 3) if slow else 0,
