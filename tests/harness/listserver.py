@@ -47,8 +47,10 @@ class Nginx:
     """nginx on loopback serving ``root``, one process (``master_process off``), logging each
     request's method, path and status so a test can count them."""
 
-    def __init__(self, root: str, workdir: Optional[str] = None):
+    def __init__(self, root: str, workdir: Optional[str] = None, tls: Optional[tuple] = None):
+        """``tls``: (certificate, key) paths to serve HTTPS instead of HTTP."""
         self.root = Path(root)
+        self.tls = tls
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="client-ip-nginx-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = procs.free_port()
@@ -61,6 +63,8 @@ class Nginx:
             raise RuntimeError("nginx is not installed: run `make nginx`")
         w = self.workdir
         conf = w / "nginx.conf"
+        tls_lines = (f"\n    ssl_certificate {self.tls[0]};\n    ssl_certificate_key {self.tls[1]};"
+                     if self.tls else "")
         conf.write_text(f"""
 daemon off;
 master_process off;
@@ -75,8 +79,8 @@ http {{
   uwsgi_temp_path {w}/uwsgi; scgi_temp_path {w}/scgi;
   types {{ text/plain txt netset; application/json json; }}
   server {{
-    listen 127.0.0.1:{self.port};
-    root {self.root};
+    listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+    root {self.root};{tls_lines}
   }}
 }}
 """)

@@ -10,6 +10,8 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -23,7 +25,8 @@ import (
 // The SDS server stands in for istio-agent's: it serves the workload certificate ("default") and
 // the mesh root ("ROOTCA") that Istio's generated clusters and listeners ask for, from a CA made at
 // start. Without it Envoy waits for those secrets before it warms a cluster that auto mTLS gives
-// an Istio-mTLS transport socket match.
+// an Istio-mTLS transport socket match. Like istio-agent, it also serves a file-mounted CA
+// ("file-root:<path>", a DestinationRule's caCertificates) from that file.
 
 const secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
@@ -59,6 +62,9 @@ func (s *sdsServer) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamS
 		fresh := false
 		for _, name := range req.ResourceNames {
 			sec, ok := s.secrets[name]
+			if !ok {
+				sec, ok = fileRoot(name)
+			}
 			if !ok {
 				continue
 			}
@@ -133,4 +139,19 @@ func workloadSecrets() (map[string]*tls.Secret, error) {
 			TrustedCa: inline(pemOf("CERTIFICATE", caDER)),
 		}}},
 	}, nil
+}
+
+// fileRoot is the secret istio-agent makes of a file-mounted CA: "file-root:<path>" becomes a
+// validation context trusting that file's certificates.
+func fileRoot(name string) (*tls.Secret, bool) {
+	path, ok := strings.CutPrefix(name, "file-root:")
+	if !ok {
+		return nil, false
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	return &tls.Secret{Name: name, Type: &tls.Secret_ValidationContext{ValidationContext: &tls.CertificateValidationContext{
+		TrustedCa: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: pem}}}}}, true
 }
