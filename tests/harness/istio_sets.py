@@ -35,15 +35,16 @@ VERSIONS = I.istio_versions()
 class Gateway:
     """A control plane and the gateway Envoy it feeds, for one route and Istio version."""
 
-    def __init__(self, version, route, wasm, workdir, extra=(), mesh=None, pod_ips=None):
-        files, pc = ROUTES[route]
+    def __init__(self, version, route, wasm, workdir, extra=(), mesh=None, pod_ips=None, routes=None):
+        """``routes``: route name -> (files, proxy config) to look ``route`` up in (default ROUTES)."""
+        files, pc = (routes or ROUTES)[route]
         self.cp = I.IstioControlPlane(version, COMMON + files, wasm, workdir, extra=extra,
                                       pod_ips=pod_ips or POD_IPS, mesh=mesh).start()
         try:
             self.envoy = I.IstioEnvoy(self.cp, node="gateway", workdir=workdir,
                                       proxy_config=gateway_annotation() if pc else None).start()
             self.envoy.wait_listener(GATEWAY_HTTP_PORT)
-            if route == "wasmplugin":
+            if any(f.name.startswith("wasmplugin") for f in files):
                 self.envoy.wait_wasm_extension_config()
         except Exception:
             self.cp.stop()
