@@ -280,7 +280,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh hostile-json retired rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh differential hostile-json retired rate-limit-load
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -350,6 +350,15 @@ reconfig: build envoy haproxy loadgen
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS) --report $(RESULTS)/refresh.json
+	$(PY) tools/figures.py --write
+
+## differential: the IpSet differential test (tests/ipset_differential.rs, also in make unit), its
+## figures recorded in tests/reliability/results/ipset-differential.txt (RELIABILITY.md: tools/figures.py).
+differential: toolchain venv
+	@mkdir -p $(RESULTS)
+	set -o pipefail; { echo "$$ make differential   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
+	  cargo test -q --test ipset_differential -- --nocapture 2>&1 | grep -E 'differential:|test result'; } \
+	  | tee $(RESULTS)/ipset-differential.txt
 	$(PY) tools/figures.py --write
 
 ## hostile-json: peak heap of parsing hostile 32 MiB JSON list bodies natively (benches/hostile_json.rs);

@@ -60,6 +60,40 @@ def check(env, echo, src, path="/", status=200, headers=(), body=None):
     return ex
 
 
+def thread_of(line: str) -> str:
+    """The thread id of an Envoy log line: ``[2026-11-29 15:07:33.585][21677][info]...``."""
+    return line.split("]")[1].lstrip("[")
+
+
+def main_thread(env) -> str:
+    """The thread id of Envoy's main thread (the one that fetches; it serves no requests)."""
+    (line,) = [l for l in env.log_text().splitlines() if "starting main dispatch loop" in l]
+    return thread_of(line)
+
+
+def adopters(env, name: str, version=None) -> set:
+    """The worker threads whose VM logged that it adopted ``name``'s list (at ``version``, or any)."""
+    main = main_thread(env)
+    mark = f"source {name}: adopted version " + ("" if version is None else f"{version} ")
+    return {thread_of(l) for l in env.log_text().splitlines() if mark in l} - {main}
+
+
+def wait_every_worker_adopted(env, name: str, version=None, timeout: float = 5.0):
+    """Waits until each of the ``concurrency`` workers' VMs logged its adoption of ``name``'s list
+    (at ``version``): until then a connection may land on a worker still deciding with the old one."""
+    workers = env.opts.concurrency
+    procs.wait_until(lambda: len(adopters(env, name, version)) >= workers, timeout, interval=0.1,
+                     what=f"all {workers} workers adopting {name}"
+                          + ("" if version is None else f" version {version}"))
+
+
+def list_version(ex, name: str) -> str:
+    """The version of ``name``'s list that decided the exchange (filter state ``wasm.client_ip_lists``
+    in the access log: ``name=version`` per source)."""
+    versions = dict(part.split("=", 1) for part in ex.log()["client_ip_lists"].split(","))
+    return versions[name]
+
+
 def wait_status(env, echo, src, path, status, timeout, headers=()):
     """Polls until a request from ``src`` gets ``status`` (a source loading or changing)."""
     def ok():
@@ -119,7 +153,8 @@ def formats(envoy_factory, wasm, web, echo):
         procs.wait_until(lambda: env.counter(f"client_ip.source.{name}.fetch_ok") == 1, 10,
                          what=f"{name} loaded")
     # Every VM (three workers) adopts within a tick; the connections land on any of them.
-    time.sleep(1.5)
+    for name in FORMATS["sources"]:
+        wait_every_worker_adopted(env, name)
     return env
 
 
@@ -201,7 +236,8 @@ def test_refresh_sends_conditional_requests_304_keeps_the_list_and_a_change_is_a
     # The changed file: 200, the new list decides, the old one is gone.
     assert web.count("/drop.txt", 200) == 2
     wait_status(formats, echo, "198.51.100.130", "/drop", 403, 3)
-    time.sleep(1.2)  # every worker adopted
+    ex = check(formats, echo, "198.51.100.130", "/drop", 403)
+    wait_every_worker_adopted(formats, "drop", list_version(ex, "drop"))
     for _ in range(6):
         check(formats, echo, "198.51.100.130", "/drop", 403)
         check(formats, echo, "198.51.100.63", "/drop", 200)
@@ -209,16 +245,17 @@ def test_refresh_sends_conditional_requests_304_keeps_the_list_and_a_change_is_a
 
 
 def test_one_request_per_source_per_refresh_with_three_workers(formats, web):
-    # Runs after the refresh above: a second refresh is not due yet.
-    time.sleep(2)
+    # Runs after the refresh above: a second refresh is not due yet. Every source's first refresh
+    # has been answered and counted (200 or 304) before the requests are counted at the server.
+    def refreshed():
+        stats = formats.settled_stats("client_ip.source.")
+        return all(stats.get(f"client_ip.source.{name}.fetch_ok", 0)
+                   + stats.get(f"client_ip.source.{name}.not_modified", 0) == 2
+                   for name in FORMATS["sources"])
+    procs.wait_until(refreshed, REFRESH_WAIT, interval=0.2, what="every source's first refresh counted")
     for path in ["/firehol_level1.netset", "/drop.txt", "/ip-ranges.json", "/cloud.json",
                  "/ServiceTags_Public.json"]:
         assert web.count(path) == 2, (path, web.requests())
-
-
-def thread_of(line: str) -> str:
-    """The thread id of an Envoy log line: ``[2026-11-29 15:07:33.585][21677][info]...``."""
-    return line.split("]")[1].lstrip("[")
 
 
 def test_the_fetching_vm_is_the_main_threads_which_serves_no_requests(formats):
@@ -277,13 +314,19 @@ def faulty(envoy_factory, wasm, faults, echo):
     # Wait for every source's refresh to meet its fault (the slow one: timeout + its response).
     procs.wait_until(lambda: all(faults.count(p) > before[n] for n, (p, _, _, _) in FAULTS.items()),
                      REFRESH_WAIT, interval=0.2, what="every source's refresh")
-    time.sleep(1.0)
+    # ... and be counted (its warning is logged in the same step).
+    procs.wait_until(lambda: all(env.counter(f"client_ip.source.{n}.{c}") >= 1
+                                 for n, c in FAULT_COUNTER.items()),
+                     5, interval=0.1, what="every fault counted")
     return env
 
 
-@pytest.mark.parametrize("name,counter", [
-    ("status500", "fetch_failed"), ("slow", "fetch_failed"), ("reset", "fetch_failed"),
-    ("big", "rejected"), ("garbage", "rejected"), ("novalid", "rejected")])
+# What each fault counts: the fetch failed, or its body was refused.
+FAULT_COUNTER = {"status500": "fetch_failed", "slow": "fetch_failed", "reset": "fetch_failed",
+                 "big": "rejected", "garbage": "rejected", "novalid": "rejected"}
+
+
+@pytest.mark.parametrize("name,counter", list(FAULT_COUNTER.items()))
 def test_a_refused_body_keeps_the_last_good_list(faulty, echo, name, counter):
     _, address, _, _ = FAULTS[name]
     procs.wait_until(lambda: faulty.counter(f"client_ip.source.{name}.{counter}") >= 1, 5,

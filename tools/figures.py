@@ -13,7 +13,9 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
   tests/reliability/results/{soak,reconfig,reconfig-ecds,refresh}.json  written by `make soak`,
                                      `make reconfig`, `make refresh` (the drivers' --report)
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
-  tests/test_spoofing_corpus.py      the corpus itself: its cases are counted, not typed
+  tests/reliability/results/ipset-differential.txt  written by `make differential`
+  tests/test_spoofing_corpus.py      the corpus itself: its cases (and groups) are counted, not typed
+  Makefile                           the targets' durations are its variables (FUZZ_SECONDS, ...)
 
 A figure whose record is missing renders as "not recorded (run `make X`)": a document never shows
 a number no run in the repository produced.
@@ -243,6 +245,119 @@ def rate_limit_memory(r: dict) -> str:
     return "; ".join(parts)
 
 
+def soak_table(r: dict) -> str:
+    """Per class: connections, requests, statuses, errors, latency (the soak's record)."""
+    rows = ["| class | connections opened | requests sent | statuses | errors | p50 / p99 latency |",
+            "| --- | --: | --: | --- | --: | --- |"]
+    for name, sent in r["sent_per_class"].items():
+        statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statuses_per_class"][name].items()))
+        errors = r["errors_per_class"].get(name, 0)
+        errors = sum(errors.values()) if isinstance(errors, dict) else errors
+        lat = r["latency_us_per_class"].get(name) or {}
+        shown = (f"≤ {lat['p50'] / 1000:g} / ≤ {lat['p99'] / 1000:g} ms"  # loadgen's bucket bounds
+                 if isinstance(lat, dict) and "p50" in lat and "p99" in lat else "–")
+        rows.append(f"| {name} | {r['connections_per_class'][name]:,} | {sent:,} | {statuses} | "
+                    f"{errors} | {shown} |")
+    c = r["filter_counters_delta"]
+    m0, m1 = r["memory_start"], r["memory_end"]
+    rows += ["", f"Filter counters over the window: `client_ip.allowed` {c.get('client_ip.allowed', 0):,}, "
+             f"`client_ip.denied` {c.get('client_ip.denied', 0):,}; the app received "
+             f"{r['app_requests_delta']:,} requests. Envoy RSS {m0.get('vmrss_kb', 0):,} kB at the start, "
+             f"{m1.get('vmrss_kb', 0):,} kB at the end; {checks(r)}."]
+    return "\n".join(rows)
+
+
+def reconfig_table(lds: Optional[dict], ecds: Optional[dict]) -> str:
+    """The two reconfiguration runs side by side (a run without a record: "not recorded")."""
+    def col(r: Optional[dict], fn: Callable[[dict], str]) -> str:
+        return missing("make reconfig") if r is None else fn(r)
+
+    def requests(r: dict) -> str:
+        per = r["requests_per_client"]
+        return f"{sum(per.values()):,} ({' / '.join(f'{v:,}' for v in per.values())})"
+
+    def pushes(r: dict, good: bool) -> str:
+        ps = [p for p in r["pushes"] if (p["expect"] is not None) == good]
+        key = "good_max" if good else "broken_max"
+        return f"{len(ps)}, decided within {r['lds_decided_ms'][key]:.1f} ms of the rename"
+
+    def effect(r: dict) -> str:
+        e = r["effect_s"]
+        if e["max"] is None:
+            return "–"
+        return f"within {e['max'] * 1000:.0f} ms (mean {e['mean'] * 1000:.0f} ms, {e['count']} flips)"
+
+    rows_of = [
+        ("requests (per client)", requests),
+        ("failed requests", lambda r: str(sum(sum(e.values()) if isinstance(e, dict) else e
+                                              for e in r["errors"].values()))),
+        ("good pushes", lambda r: pushes(r, True)),
+        ("broken pushes", lambda r: pushes(r, False)),
+        ("new policy on every connection", effect),
+        ("connections closed by Envoy (per client)",
+         lambda r: " / ".join(f"{v:,}" for v in r["server_closes_per_client"].values())),
+        ("checks", checks),
+    ]
+    rows = ["| | LDS | ECDS |", "| --- | --- | --- |"]
+    for label, fn in rows_of:
+        rows.append(f"| {label} | {col(lds, fn)} | {col(ecds, fn)} |")
+    return "\n".join(rows)
+
+
+def reconfig_figure() -> str:
+    lds, ecds = load(RESULTS / "reconfig.json"), load(RESULTS / "reconfig-ecds.json")
+    if lds is None and ecds is None:
+        return missing("make reconfig")
+    return reconfig_table(lds, ecds)
+
+
+# -- the differential test's record -----------------------------------------------------------------
+
+DIFF_RECORD = RESULTS / "ipset-differential.txt"
+DIFF_LINE = re.compile(r"ipset differential: (\d+) lists, (\d+) lookups, (\d+) inside, (\d+) outside")
+
+
+def differential() -> str:
+    try:
+        text = DIFF_RECORD.read_text()
+    except FileNotFoundError:
+        return missing("make differential")
+    m = DIFF_LINE.search(text)
+    if m is None:
+        return missing("make differential") + " (the record holds no result line)"
+    lists, lookups, inside, outside = (int(g) for g in m.groups())
+    first = text.splitlines()[0]
+    when = f" ({first.split('#', 1)[1].strip()})" if first.startswith("$") and "#" in first else ""
+    return (f"{lists:,} lists, {lookups:,} lookups ({inside:,} inside, {outside:,} outside), "
+            f"0 disagreements{when}")
+
+
+# -- the Makefile's variables: what the long targets run ---------------------------------------------
+
+def make_vars() -> dict:
+    out = {}
+    for line in (REPO / "Makefile").read_text().splitlines():
+        m = re.match(r"^([A-Z_]+)\s*[:?]?=\s*(.*?)\s*$", line)
+        if m:
+            out.setdefault(m.group(1), m.group(2))
+    return out
+
+
+def timings_table() -> str:
+    v = make_vars()
+    n = len(v["FUZZ_TARGETS"].split())
+    rows = ["| target | what it runs (the Makefile's variables) |", "| --- | --- |",
+            f"| `make fuzz` | {n} targets × {v['FUZZ_SECONDS']} s (`FUZZ_SECONDS`) of fuzzing, plus the build "
+            "and a corpus merge per target |",
+            f"| `make soak` | {v['SOAK_SECONDS']} s (`SOAK_SECONDS`) measured, after a warm-up |",
+            "| `make reconfig` | an LDS run and an ECDS run |",
+            f"| `make refresh` | {v['REFRESH_SECONDS']} s (`REFRESH_SECONDS`) of load, after generating "
+            "the two 1M-entry versions |",
+            f"| `make fuzz-short` (in `make test`) | {n} corpus replays + {n} × {v['FUZZ_SHORT_SECONDS']} s "
+            "(`FUZZ_SHORT_SECONDS`) of fuzzing |"]
+    return "\n".join(rows)
+
+
 # -- the spoofing corpus: counted from the code ------------------------------------------------------
 
 def corpus() -> dict:
@@ -255,6 +370,39 @@ def corpus() -> dict:
             "requests": 2 * len(cases), "invalid": len(invalid),
             "filter_decides": sum(1 for c in cases if c.filter_decides),
             "forged_forwarding": sum(1 for c in cases if c.forged_forwarding)}
+
+
+GROUP = re.compile(r"^\s*# -- (\d+)\. (.*?)\s*-*\s*$")
+
+
+def corpus_groups() -> list[tuple[str, int]]:
+    """The corpus's groups (its ``# -- N. title ---`` comments inside CASES) and how many cases each
+    holds, read from the module's syntax tree: every element of CASES belongs to the last group
+    comment above it."""
+    import ast
+    path = REPO / "tests" / "test_spoofing_corpus.py"
+    source = path.read_text()
+    lines = source.splitlines()
+    (node,) = [n for n in ast.parse(source).body if isinstance(n, ast.Assign)
+               and any(getattr(t, "id", None) == "CASES" for t in n.targets)]
+    heads = [(i + 1, m.group(2)) for i, line in enumerate(lines[node.lineno - 1:node.end_lineno],
+                                                            start=node.lineno - 1)
+             if (m := GROUP.match(line))]
+    counts = {title: 0 for _, title in heads}
+    for elt in node.value.elts:
+        above = [title for line, title in heads if line < elt.lineno]
+        if not above:
+            raise ValueError(f"case at line {elt.lineno} is in no group")
+        counts[above[-1]] += 1
+    return list(counts.items())
+
+
+def corpus_groups_table() -> str:
+    rows = ["| group (tests/test_spoofing_corpus.py) | cases |", "| --- | --: |"]
+    groups = corpus_groups()
+    rows += [f"| {i}. {title} | {n} |" for i, (title, n) in enumerate(groups, start=1)]
+    rows.append(f"| **total** | **{sum(n for _, n in groups)}** |")
+    return "\n".join(rows)
 
 
 FIGURES: dict[str, Callable[[], str]] = {
@@ -274,7 +422,17 @@ FIGURES: dict[str, Callable[[], str]] = {
     "spoof.invalid": lambda: str(corpus()["invalid"]),
     "spoof.filter_decides": lambda: str(corpus()["filter_decides"]),
     "spoof.forged_forwarding": lambda: str(corpus()["forged_forwarding"]),
+    "spoof.groups": corpus_groups_table,
+    "diff.last_run": differential,
+    "make.fuzz_targets": lambda: str(len(make_vars()["FUZZ_TARGETS"].split())),
+    "make.fuzz_seconds": lambda: make_vars()["FUZZ_SECONDS"],
+    "make.fuzz_short_seconds": lambda: make_vars()["FUZZ_SHORT_SECONDS"],
+    "make.soak_seconds": lambda: make_vars()["SOAK_SECONDS"],
+    "make.refresh_seconds": lambda: make_vars()["REFRESH_SECONDS"],
+    "timings.table": timings_table,
     "soak.summary": driver("soak", "make soak", soak_summary),
+    "soak.table": driver("soak", "make soak", soak_table),
+    "reconfig.table": reconfig_figure,
     "reconfig.lds": driver("reconfig", "make reconfig", reconfig_summary),
     "reconfig.ecds": driver("reconfig-ecds", "make reconfig", reconfig_summary),
     "refresh.summary": driver("refresh", "make refresh", refresh_summary),
