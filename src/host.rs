@@ -196,12 +196,14 @@ impl StreamHost for Abi {
 /// reports the totals as counters `client_ip.host_calls.<call>` and `client_ip.host_calls.contexts`
 /// from its tick ([`count::report`]). Without the feature every function here is an empty inline
 /// one and the guard a zero-sized value: no code, no data.
+#[path = "host/count.rs"]
 pub mod count;
 
 #[cfg(target_arch = "wasm32")]
 pub use abi::*;
 
 #[cfg(target_arch = "wasm32")]
+#[path = "host/abi.rs"]
 mod abi;
 
 #[cfg(test)]
