@@ -46,7 +46,7 @@ def _missing_wasm() -> str:
 def _missing_native() -> str:
     path = manifests.native_path_from_env()
     if not os.path.isfile(path):
-        return f"the native build is not built at {path} (CLIENT_IP_NATIVE): run `make native`"
+        return f"the native build is not built at {path} (CLIENT_IP_NATIVE_SO): run `make native`"
     return ""
 
 
@@ -119,6 +119,15 @@ def wasm(envoy_bin) -> str:
     if msg:
         pytest.fail(msg, pytrace=False)
     return manifests.wasm_path_from_env()
+
+
+@pytest.fixture(scope="session")
+def native_so(envoy_bin) -> str:
+    """The native build (the dynamic module .so); a test that needs it fails when it is missing."""
+    msg = _missing_native()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return manifests.native_path_from_env()
 
 
 @pytest.fixture(scope="module")

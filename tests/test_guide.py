@@ -44,13 +44,13 @@ def guide_steps() -> dict:
 
 
 @pytest.fixture(scope="module")
-def walk(tools, registry, wasm, tmp_path_factory):  # noqa: F811
+def walk(tools, registry, wasm, native_so, tmp_path_factory):  # noqa: F811
     """A scratch tree: Cargo.toml, istio-examples/, the release in target/release-artifacts; a
     registries.conf that lets skopeo speak plain HTTP to the loopback registry; a recording kubectl."""
     root = tmp_path_factory.mktemp("guide")
     shutil.copy(REPO / "Cargo.toml", root / "Cargo.toml")
     shutil.copytree(REPO / "istio-examples", root / "istio-examples")
-    release(wasm, root / "target" / "release-artifacts")
+    release(wasm, root / "target" / "release-artifacts", native_so)
     bin_dir = root / "bin"
     bin_dir.mkdir()
     # The loopback registry speaks plain HTTP (a real one has TLS), and the machine may have no
@@ -139,7 +139,7 @@ def test_the_quickstart_pushes_pins_by_digest_dry_runs_then_enforces(walk, start
 # -- step 4, verify: what istioctl shows, through Istio's own translation ---------------------------
 
 def test_the_verify_step_shows_what_the_guide_says_in_istios_translation(tools, registry, wasm, app_pod,  # noqa: F811
-                                                                        tmp_path):
+                                                                        native_so, tmp_path):
     """The pinned, dry-run WasmPlugin of step 3, with the gateway of step 2, translated by Istio's
     control plane (tests/istio/) for a real Envoy; `istioctl proxy-config ecds` and `listener` read
     that Envoy's config dump (`--file`, as the guide's commands read a pod's)."""
@@ -150,7 +150,7 @@ def test_the_verify_step_shows_what_the_guide_says_in_istios_translation(tools, 
     root.mkdir()
     shutil.copy(REPO / "Cargo.toml", root / "Cargo.toml")
     shutil.copytree(REPO / "istio-examples", root / "istio-examples")
-    release(wasm, root / "target" / "release-artifacts")
+    release(wasm, root / "target" / "release-artifacts", native_so)
     script = guide_steps()["pin-and-dry-run"].replace("kubectl apply", ": kubectl apply")
     prelude = f"REGISTRY={registry}\nDIGEST=$(cat target/release-artifacts/DIGEST)\n"
     run = subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + script], cwd=root,

@@ -1,5 +1,6 @@
-"""`make release` (oci/release.sh): the .wasm, the OCI image archive, DIGEST and SHA256SUMS of the version
-in Cargo.toml, reproducible: two builds from the same commit give the same files and the same digest.
+"""`make release` (oci/release.sh): the .wasm, the native build's .so (x86_64 Linux), the OCI image archive,
+DIGEST and SHA256SUMS of the version in Cargo.toml, reproducible: two builds from the same commit give the
+same files and the same digest.
 
 The image is rebuilt twice from the built .wasm; the .wasm itself is rebuilt once more by cargo in
 another target directory (and wasm-opt with the Makefile's flags) to show the compile is deterministic
@@ -29,8 +30,8 @@ def cargo_version() -> str:
     raise LookupError("no version in Cargo.toml")
 
 
-def release(wasm: str, out: Path) -> str:
-    run = subprocess.run([str(REPO / "oci" / "release.sh"), wasm, str(out), cargo_version()],
+def release(wasm: str, out: Path, so: str) -> str:
+    run = subprocess.run([str(REPO / "oci" / "release.sh"), wasm, str(out), cargo_version(), so],
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
@@ -45,18 +46,23 @@ def test_version_is_semver_0x_and_the_changelog_has_it():
     assert 'license = "Apache-2.0"' in (REPO / "Cargo.toml").read_text()
 
 
-def test_two_release_builds_of_one_commit_are_identical_and_checksummed(tools, wasm, tmp_path):  # noqa: F811
+def test_two_release_builds_of_one_commit_are_identical_and_checksummed(tools, wasm, native_so, tmp_path):  # noqa: F811
     version = cargo_version()
-    out = release(wasm, tmp_path / "a")
-    release(wasm, tmp_path / "b")
+    out = release(wasm, tmp_path / "a", native_so)
+    release(wasm, tmp_path / "b", native_so)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(["DIGEST", "SHA256SUMS", f"client_ip_filter-{version}.wasm",
+    native = f"client_ip_filter_module-{version}-x86_64-linux.so"
+    assert names == sorted(["DIGEST", "SHA256SUMS", f"client_ip_filter-{version}.wasm", native,
                             f"client-ip-filter-{version}.oci.tar"])
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / f"client_ip_filter-{version}.wasm").read_bytes() == Path(wasm).read_bytes()
+    assert (tmp_path / "a" / native).read_bytes() == Path(native_so).read_bytes()
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "a", capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 3, check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.count(": OK") == 4, check.stdout + check.stderr
+    sums = dict(reversed(line.split("  ", 1)) for line in (tmp_path / "a" / "SHA256SUMS").read_text().splitlines())
+    assert sums[native] == hashlib.sha256(Path(native_so).read_bytes()).hexdigest()
+    assert f"{sums[native]}  {native}" in out  # the release output shows the .so's checksum
 
     # DIGEST is the manifest digest of the image in the archive, and what the output tells to pin
     digest = (tmp_path / "a" / "DIGEST").read_text().strip()
@@ -71,9 +77,9 @@ def test_two_release_builds_of_one_commit_are_identical_and_checksummed(tools, w
     assert f"sha256: {digest.split(':')[1]}" in out
 
 
-def test_the_release_archive_pushes_to_a_registry_under_its_digest(tools, registry, wasm, tmp_path):  # noqa: F811
+def test_the_release_archive_pushes_to_a_registry_under_its_digest(tools, registry, wasm, native_so, tmp_path):  # noqa: F811
     version = cargo_version()
-    release(wasm, tmp_path / "r")
+    release(wasm, tmp_path / "r", native_so)
     digest = (tmp_path / "r" / "DIGEST").read_text().strip()
     archive = tmp_path / "r" / f"client-ip-filter-{version}.oci.tar"
     pushed = skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{archive}:{version}",
@@ -108,3 +114,11 @@ def test_release_output_names_a_digest_pin_the_guide_shows():
     """The guide pins the WasmPlugin by digest, in the form oci/release.sh prints."""
     guide = (REPO / "README.md").read_text()
     assert re.search(r"url: oci://\S+/client-ip-filter@sha256:", guide), "README does not pin by digest"
+
+
+def test_release_refuses_a_native_build_that_is_not_an_x86_64_shared_object(tools, wasm, tmp_path):  # noqa: F811
+    """The .so is shipped as x86_64 Linux: anything else (here the .wasm itself) is refused."""
+    run = subprocess.run([str(REPO / "oci" / "release.sh"), wasm, str(tmp_path / "x"), cargo_version(), wasm],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "not an x86-64 ELF shared object" in run.stderr, run.stdout + run.stderr
+    assert not (tmp_path / "x").exists()

@@ -93,6 +93,14 @@ def per_worker(rec: dict, case: str) -> str:
     return f"{(mem[f'{case}@3']['rss_kib'] - mem[f'{case}@1']['rss_kib']) / 2048:.0f} MiB"
 
 
+def native_ratio(rec: dict, key: str) -> str:
+    """A ratio of the native build's cases (envoy_bench.py native_ratios, e.g. "DM-C/A")."""
+    value = rec["native_ratios"][key]
+    if value != value:  # NaN: a case of the pair did not run
+        raise ValueError(key)
+    return f"{value:.2f}×"
+
+
 def bench_summary(rec: dict) -> str:
     """The cost headlines of docs/internals.md, from the record."""
     s = rec["summary"]
@@ -413,6 +421,12 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.i1m.per_worker": bench(lambda r: per_worker(r, "I1M")),
     "bench.a.rss1": bench(lambda r: mib(r["memory"]["A@1"]["rss_kib"])),
     "bench.wasm_kib": bench(lambda r: f"{r['sizes']['client_ip_filter.wasm (make build)'] / 1024:.1f} KiB"),
+    # the native build (the dynamic module; bench/envoy_bench.py DM- cases, docs/native.md)
+    "bench.native.vs_a": bench(lambda r: native_ratio(r, "DM-C/A")),
+    "bench.native.vs_wasm": bench(lambda r: native_ratio(r, "DM-C/C")),
+    "bench.native.e10k_vs_rbac": bench(lambda r: native_ratio(r, "DM-E10k/F10k")),
+    "bench.dm_s1m.rss1": bench(lambda r: mib(r["memory"]["DM-S1M@1"]["rss_kib"])),
+    "bench.dm_s1m.per_worker": bench(lambda r: per_worker(r, "DM-S1M")),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
     "spoof.cases": lambda: str(corpus()["cases"]),

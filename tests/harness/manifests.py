@@ -12,7 +12,7 @@ replace only
 The native build (the Envoy dynamic module, docs/native.md) is the same filter in another HTTP filter
 block: ``native/envoy.yaml``'s ``envoy.filters.http.dynamic_modules`` filter, whose ``filter_config`` is
 the same JSON string. ``native_http_filter`` takes that block unchanged and replaces only
-``dynamic_module_config.module.local.filename`` (with ``$CLIENT_IP_NATIVE``) and ``filter_config.value``
+``dynamic_module_config.module.local.filename`` (with ``$CLIENT_IP_NATIVE_SO``) and ``filter_config.value``
 (with the configuration the wasm block would carry), so a test runs on either build by naming it.
 """
 from __future__ import annotations
@@ -131,7 +131,7 @@ def native_configuration_text() -> str:
 def native_http_filter(wasm_block: dict, native_path: Optional[str] = None) -> dict:
     """The native build's HTTP filter standing in for ``wasm_block`` (a wasm HTTP filter as a test
     would load it): ``native/envoy.yaml``'s block, named as ``wasm_block``, with the module file
-    ``native_path`` (default ``$CLIENT_IP_NATIVE``) and ``wasm_block``'s configuration string."""
+    ``native_path`` (default ``$CLIENT_IP_NATIVE_SO``) and ``wasm_block``'s configuration string."""
     f = native_filter()
     f["name"] = wasm_block["name"]
     tc = f["typed_config"]
@@ -183,8 +183,9 @@ def wasm_path_from_env() -> str:
 
 
 def native_path_from_env() -> str:
-    """The native build (``make native``): ``$CLIENT_IP_NATIVE`` or its default path."""
-    path = os.environ.get("CLIENT_IP_NATIVE")
+    """The native build (``make native``): ``$CLIENT_IP_NATIVE_SO`` (the Makefile exports it; the
+    older name ``$CLIENT_IP_NATIVE`` is read too) or its default path."""
+    path = os.environ.get("CLIENT_IP_NATIVE_SO") or os.environ.get("CLIENT_IP_NATIVE")
     if path:
         return path
     return str(REPO / "target" / "native" / "libclient_ip_filter_module.so")
