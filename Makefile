@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
+.PHONY: build native noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -31,12 +31,23 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-gl
 # the no-op baseline), so that the baseline is optimised exactly as the filter is.
 wasm_opt = wasm-opt $(WASM_OPT_FLAGS) $(1) -o $(2).opt && mv -f $(2).opt $(2)
 build: toolchain binaryen
-	cargo build --release --target $(TARGET)
+	cargo build --release --target $(TARGET) -p client-ip-filter
 	$(call wasm_opt,target/$(TARGET)/release/deps/client_ip_filter.wasm,$(WASM))
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
 
+## native: the Envoy dynamic module (adapters/dynamic-module), the same core as a native HTTP filter, for
+## x86_64 Linux: target/native/libclient_ip_filter_module.so. The workspace's `native` profile (opt-level
+## 3, panic = "unwind" so that every entry point can catch a panic and fail closed), not `release`: that
+## profile is the .wasm's (opt-level "z", panic = "abort") and `panic` cannot be set per package.
+## Envoy finds it by ENVOY_DYNAMIC_MODULES_SEARCH_PATH=target/native and the name client_ip_filter_module.
+NATIVE_SO := target/native/libclient_ip_filter_module.so
+export CLIENT_IP_NATIVE_SO := $(abspath $(NATIVE_SO))
+native: toolchain
+	cargo build --profile native -p client-ip-filter-module
+	@printf 'built %s (%s bytes)\n' "$(NATIVE_SO)" "$$(stat -c %s $(NATIVE_SO))"
+
 ## noop: the no-op filter of make bench's case (B), built and optimised as the filter is (same
-## release profile, same wasm-opt pass, the filter's own host-call layer src/host.rs).
+## release profile, same wasm-opt pass, the filter's own host-call layer adapters/proxy-wasm/src/host.rs).
 NOOP_WASM := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
@@ -60,7 +71,8 @@ export CLIENT_IP_COUNT_WASM      := $(abspath $(COUNT_WASM))
 export CLIENT_IP_COUNT_NOOP_WASM := $(abspath $(COUNT_NOOP_WASM))
 build-counting: toolchain binaryen
 	@mkdir -p target/count
-	cargo build --release --target $(TARGET) --features count-host-calls --target-dir target/count-build
+	cargo build --release --target $(TARGET) -p client-ip-filter --features count-host-calls \
+	  --target-dir target/count-build
 	$(call wasm_opt,target/count-build/$(TARGET)/release/deps/client_ip_filter.wasm,$(COUNT_WASM))
 	cargo build --release --target $(TARGET) --features count-host-calls \
 	  --manifest-path bench/noop-filter/Cargo.toml --target-dir target/count-build-noop
@@ -128,9 +140,10 @@ fmt-check: toolchain
 	cargo fmt --all -- --check
 
 clippy: toolchain
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(TARGET) -- -D warnings
-	cargo clippy --release --target $(TARGET) --features count-host-calls -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter --features count-host-calls -- -D warnings
+	cargo clippy --profile native -p client-ip-filter-module -- -D warnings
 	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
 
@@ -260,12 +273,12 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
 	@promtool --version | head -n 1
 
-## unit: the pure core, natively.
+## unit: the pure core and both adapters' per-request logic, natively.
 unit:
-	cargo test
+	cargo test --workspace
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
+integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
   istio-xds istio-envoys
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
