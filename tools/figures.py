@@ -194,6 +194,53 @@ def refresh_summary(r: dict) -> str:
             f"list server; {checks(r)}")
 
 
+def refresh_table(r: dict) -> str:
+    """The refresh run's figures, one per row (make refresh's record)."""
+    cls = r["classes"]
+    total = sum(c["completed"] for c in cls.values())
+    failed = sum(sum(e.values()) if isinstance(e, dict) else e for c in cls.values() for e in [c["errors"]])
+    p50 = max(c["latency_us"]["p50"] for c in cls.values()) / 1000
+    p99 = max(c["latency_us"]["p99"] for c in cls.values()) / 1000
+    stats = r.get("source_stats", {})
+    rss = r.get("memory", {}).get("vmrss_kb")
+    per_client = " / ".join(f"{n} {c['completed']:,}" for n, c in cls.items())
+    rows = [("load", f"{r['duration_s']:.0f} s, Envoy `--concurrency {r['concurrency']}`, the list flipped every "
+                     f"{r['flip_s']:g} s"),
+            ("requests", f"{total:,} ({per_client}), {failed} failed"),
+            ("latency p50 / p99 (loadgen's bucket bounds)", f"≤ {p50:g} / ≤ {p99:g} ms"),
+            ("list versions", f"{r['flips_written']} written, {r['versions_adopted']} adopted; X changed status "
+                              f"{r['x_status_changes']} times, Y {r['y_status_changes']}"),
+            ("worst latency during a refresh", f"{r['worst_latency_during_refresh_ms']:.1f} ms "
+                                               f"({r['slow_during_refresh']} responses of 20 ms or more)"),
+            ("worst latency outside refreshes", f"{r['worst_latency_outside_refresh_ms']:.1f} ms "
+                                                f"({r['slow_outside_refresh']} responses of 20 ms or more)"),
+            ("requests at the list server", f"{r['list_server_requests']} ("
+                                            f"{stats.get('client_ip.source.big.not_modified', 0)} answered "
+                                            "not modified over the whole run)"),
+            ("Envoy RSS at the end", f"{rss / 1024:.0f} MiB" if rss else "–"),
+            ("checks", checks(r))]
+    return "\n".join(["| | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+def gradual_summary(r: dict) -> str:
+    failed = sum(sum(e.values()) if isinstance(e, dict) else e for e in r["errors"].values())
+    good = [p for p in r["pushes"] if p["expect"] is not None]
+    e = r["effect_s"]
+    took = (f"{e['min']:.3f}–{e['max']:.3f} s" if e.get("min") is not None and e.get("max") is not None
+            else "–")
+    conns = r.get("conns_per_client", 3) * len(r["requests_per_client"])
+    return (f"the new policy took effect in {took}, and {failed} requests failed ({len(good)} good pushes, "
+            f"{conns} connections under load)")
+
+
+def adoption_summary(r: dict) -> str:
+    rd, dc = r["read_ms"], r["decoded_ms"]
+    return (f"{r['adoptions']} adoptions over {r['refreshes']} refreshes ({r['label'] or r['wasm']}, {r['date']}, "
+            f"load average {r['load_average']['start']:g} → {r['load_average']['end']:g}): read "
+            f"{rd['min']}–{rd['max']} ms (median {rd['median']:g}), opened and decoded "
+            f"{dc['min']}–{dc['max']} ms (median {dc['median']:g})")
+
+
 def rate_limit_accuracy(r: dict) -> str:
     a = r["accuracy"]
     clients, bucket = a["clients"], a["bucket"]
@@ -332,6 +379,125 @@ def differential() -> str:
             f"0 disagreements{when}")
 
 
+# -- the text records of make hostile-json and make retired -----------------------------------------
+
+HOSTILE_RECORD = RESULTS / "hostile-json.txt"
+HOSTILE_BEFORE = RESULTS / "hostile-json-before.txt"
+HOSTILE_CASE = re.compile(r"^  body ([\d.]+) MiB, peak ([\d.]+) KiB \(([\d.]+)x the body\), (\d+) ms, "
+                          r"(accepted, (\d+) entries|rejected)")
+
+
+def header(text: str) -> str:
+    """What a text record's first line says after its ``#``: when, which commit."""
+    first = text.splitlines()[0] if text else ""
+    return first.split("#", 1)[1].strip() if first.startswith("$") and "#" in first else ""
+
+
+def hostile_cases(path: Path) -> Optional[list[dict]]:
+    """The cases of a make hostile-json record: title, body MiB, peak KiB, ratio, ms, entries."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    cases = []
+    for title, line in zip(lines, lines[1:]):
+        m = HOSTILE_CASE.match(line)
+        if m:
+            cases.append({"title": title, "body_mib": float(m.group(1)), "peak_kib": float(m.group(2)),
+                          "ratio": float(m.group(3)), "ms": int(m.group(4)),
+                          "entries": int(m.group(6)) if m.group(6) else None})
+    return cases
+
+
+def heap(kib: float, ratio: float) -> str:
+    shown = f"{kib:,.1f} KiB" if kib < 1024 else f"{kib / 1024:,.1f} MiB"
+    return shown + (f" ({ratio:.0f}×)" if ratio >= 2 else "")
+
+
+def hostile(fn: Callable[[list[dict], list[dict]], str]) -> Callable[[], str]:
+    def render() -> str:
+        after, before = hostile_cases(HOSTILE_RECORD), hostile_cases(HOSTILE_BEFORE)
+        if not after or not before:
+            return missing("make hostile-json")
+        return fn(before, after)
+    return render
+
+
+def hostile_table(before: list[dict], after: list[dict]) -> str:
+    old = {c["title"]: c for c in before}
+    rows = ["| body (`benches/hostile_json.rs`) | outcome | peak heap before | after |", "|---|---|---|---|"]
+    for c in after:
+        b = old.get(c["title"])
+        outcome = f"accepted, {c['entries']:,} entries" if c["entries"] is not None else "rejected"
+        rows.append(f"| {c['title'].replace('|', '&#124;')} | {outcome} | "
+                    f"{heap(b['peak_kib'], b['ratio']) if b else '–'} | {heap(c['peak_kib'], c['ratio'])} |")
+    return "\n".join(rows)
+
+
+def hostile_headline(before: list[dict], after: list[dict]) -> str:
+    """The numbers body and the deeply nested one, before and after (docs/sources.md)."""
+    old = {c["title"]: c for c in before}
+    (numbers,) = [c for c in after if c["title"].startswith("numbers:")]
+    (deep,) = [c for c in after if c["title"].startswith("deep nesting:")]
+    def peak(c: dict) -> str:
+        return heap(c["peak_kib"], 0)
+    return (f"a {numbers['body_mib']:g} MiB body of numbers used to cost {peak(old[numbers['title']])} of heap, "
+            f"one of arrays nested 100 deep {peak(old[deep['title']])}; now {peak(numbers)} and "
+            f"{peak(deep)} beside the body")
+
+
+def hostile_times(before: list[dict], after: list[dict]) -> str:
+    def span(cases: list[dict]) -> str:
+        ms = [c["ms"] for c in cases]
+        return f"{min(ms):,}–{max(ms):,} ms"
+    return f"before: {span(before)} per body; after: {span(after)}"
+
+
+RETIRED_RECORD = RESULTS / "retired.txt"
+RETIRED_BEFORE = RESULTS / "retired-before.txt"
+MIB = r"rss ([\d.]+) MiB, allocated ([\d.]+) MiB"
+
+
+def retired_run(path: Path) -> Optional[dict]:
+    """A make retired record: its arguments, the memory after each step, the values emptied."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    args = dict(re.findall(r"--(reconfigs|settle|concurrency) (\S+)", text.splitlines()[0]))
+    loaded = [(float(r), float(a)) for r, a in re.findall(r"^configuration \d+ loaded: " + MIB, text, re.M)]
+    settled = re.search(r"^[\d.]+ s after the last: " + MIB, text, re.M)
+    emptied = re.search(r"^replaced configurations emptied: (\d+) of (\d+)", text, re.M)
+    if not loaded or settled is None or emptied is None:
+        return None
+    return {"header": header(text), "reconfigs": int(args.get("reconfigs", len(loaded) - 1)),
+            "settle": float(args.get("settle", 0)), "concurrency": args.get("concurrency"),
+            "first": loaded[0], "last": loaded[-1], "settled": (float(settled.group(1)), float(settled.group(2))),
+            "emptied": (int(emptied.group(1)), int(emptied.group(2)))}
+
+
+def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
+    def render() -> str:
+        before, after = retired_run(RETIRED_BEFORE), retired_run(RETIRED_RECORD)
+        if before is None or after is None:
+            return missing("make retired")
+        return fn(before, after)
+    return render
+
+
+def retired_table(before: dict, after: dict) -> str:
+    n, settle = after["reconfigs"], f"{after['settle']:g}"
+    rows = [("RSS after the first load", lambda r: f"{r['first'][0]:.1f} MiB"),
+            (f"RSS after {n} reconfigurations", lambda r: f"{r['last'][0]:.1f} MiB"),
+            (f"RSS {settle} s after the last", lambda r: f"{r['settled'][0]:.1f} MiB"),
+            (f"allocated after {n} reconfigurations", lambda r: f"{r['last'][1]:.1f} MiB"),
+            (f"allocated {settle} s after the last", lambda r: f"{r['settled'][1]:.1f} MiB"),
+            ("replaced configurations emptied", lambda r: f"{r['emptied'][0]} of {r['emptied'][1]}")]
+    out = ["| | before | after |", "|---|---|---|"]
+    out += [f"| {label} | {fn(before)} | {fn(after)} |" for label, fn in rows]
+    return "\n".join(out)
+
+
 # -- the Makefile's variables: what the long targets run ---------------------------------------------
 
 def make_vars() -> dict:
@@ -341,6 +507,13 @@ def make_vars() -> dict:
         if m:
             out.setdefault(m.group(1), m.group(2))
     return out
+
+
+def reliability_durations() -> str:
+    v = make_vars()
+    return (f"soak {v['RELIABILITY_SOAK_SECONDS']} s, refresh {v['RELIABILITY_REFRESH_SECONDS']} s, fuzz "
+            f"{len(v['FUZZ_TARGETS'].split())} × {v['RELIABILITY_FUZZ_SECONDS']} s, retired "
+            f"{v['RELIABILITY_RETIRED_RECONFIGS']} reconfigurations")
 
 
 def timings_table() -> str:
@@ -353,6 +526,7 @@ def timings_table() -> str:
             "| `make reconfig` | an LDS run and an ECDS run |",
             f"| `make refresh` | {v['REFRESH_SECONDS']} s (`REFRESH_SECONDS`) of load, after generating "
             "the two 1M-entry versions |",
+            f"| `make reliability` | every driver above in sequence: {reliability_durations()} |",
             f"| `make fuzz-short` (in `make test`) | {n} corpus replays + {n} × {v['FUZZ_SHORT_SECONDS']} s "
             "(`FUZZ_SHORT_SECONDS`) of fuzzing |"]
     return "\n".join(rows)
@@ -436,10 +610,28 @@ FIGURES: dict[str, Callable[[], str]] = {
     "reconfig.lds": driver("reconfig", "make reconfig", reconfig_summary),
     "reconfig.ecds": driver("reconfig-ecds", "make reconfig", reconfig_summary),
     "refresh.summary": driver("refresh", "make refresh", refresh_summary),
+    "refresh.table": driver("refresh", "make refresh", refresh_table),
+    "refresh.body": driver("refresh", "make refresh", lambda r: f"{r['body_bytes'] / 1e6:.1f} MB"),
+    "reconfig.gradual": driver("reconfig-gradual", "make reconfig", gradual_summary),
+    "adoption.summary": driver("adoption", "make adoption", adoption_summary),
+    "adoption.before_seal": driver("adoption-before-seal", "tests/reliability/adoption.py --wasm <a build of 1947c7c> --report tests/reliability/results/adoption-before-seal.json", adoption_summary),
+    "make.reliability": lambda: reliability_durations(),
     "rate_limit.accuracy": driver("rate-limit", "make rate-limit-load", rate_limit_accuracy),
     "rate_limit.rotation": driver("rate-limit", "make rate-limit-load", rate_limit_rotation_table),
     "rate_limit.shipped": driver("rate-limit", "make rate-limit-load", rate_limit_shipped),
     "rate_limit.memory": driver("rate-limit", "make rate-limit-load", rate_limit_memory),
+    "hostile_json.table": hostile(hostile_table),
+    "hostile_json.times": hostile(hostile_times),
+    "hostile_json.headline": hostile(hostile_headline),
+    "hostile_json.body": hostile(lambda b, a: f"{a[0]['body_mib']:g} MiB"),
+    "hostile_json.before_run": lambda: header(HOSTILE_BEFORE.read_text()) if HOSTILE_BEFORE.exists() else missing("make hostile-json"),
+    "hostile_json.after_run": lambda: header(HOSTILE_RECORD.read_text()) if HOSTILE_RECORD.exists() else missing("make hostile-json"),
+    "retired.table": retired(retired_table),
+    "retired.reconfigs": retired(lambda b, a: str(a["reconfigs"])),
+    "retired.settle": retired(lambda b, a: f"{a['settle']:g}"),
+    "retired.settled_allocated": retired(lambda b, a: f"{a['settled'][1]:.1f} MiB"),
+    "retired.before_run": retired(lambda b, a: b["header"]),
+    "retired.after_run": retired(lambda b, a: a["header"]),
 }
 
 
