@@ -14,6 +14,9 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
                                      `make reconfig`, `make refresh` (the drivers' --report)
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/reliability/results/ipset-differential.txt  written by `make differential`
+  tests/reliability/results/{hostile-json,retired}{,-before}.txt  written by `make hostile-json`,
+                                     `make retired` (read by tools/figures_text.py)
+  tests/reliability/results/{reconfig-gradual,adoption}.json  written by `make reconfig`, `make adoption`
   tests/test_spoofing_corpus.py      the corpus itself: its cases (and groups) are counted, not typed
   Makefile                           the targets' durations are its variables (FUZZ_SECONDS, ...)
 
@@ -31,6 +34,10 @@ import re
 import sys
 from pathlib import Path
 from typing import Callable, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from figures_text import (header, hostile_cases, hostile_headline, hostile_table, hostile_times,  # noqa: E402
+                          retired_run, retired_table)
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_RECORD = REPO / "bench" / "results" / "bench.json"
@@ -379,39 +386,12 @@ def differential() -> str:
             f"0 disagreements{when}")
 
 
-# -- the text records of make hostile-json and make retired -----------------------------------------
+# -- the text records of make hostile-json and make retired (read by tools/figures_text.py) ------
 
 HOSTILE_RECORD = RESULTS / "hostile-json.txt"
 HOSTILE_BEFORE = RESULTS / "hostile-json-before.txt"
-HOSTILE_CASE = re.compile(r"^  body ([\d.]+) MiB, peak ([\d.]+) KiB \(([\d.]+)x the body\), (\d+) ms, "
-                          r"(accepted, (\d+) entries|rejected)")
-
-
-def header(text: str) -> str:
-    """What a text record's first line says after its ``#``: when, which commit."""
-    first = text.splitlines()[0] if text else ""
-    return first.split("#", 1)[1].strip() if first.startswith("$") and "#" in first else ""
-
-
-def hostile_cases(path: Path) -> Optional[list[dict]]:
-    """The cases of a make hostile-json record: title, body MiB, peak KiB, ratio, ms, entries."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    cases = []
-    for title, line in zip(lines, lines[1:]):
-        m = HOSTILE_CASE.match(line)
-        if m:
-            cases.append({"title": title, "body_mib": float(m.group(1)), "peak_kib": float(m.group(2)),
-                          "ratio": float(m.group(3)), "ms": int(m.group(4)),
-                          "entries": int(m.group(6)) if m.group(6) else None})
-    return cases
-
-
-def heap(kib: float, ratio: float) -> str:
-    shown = f"{kib:,.1f} KiB" if kib < 1024 else f"{kib / 1024:,.1f} MiB"
-    return shown + (f" ({ratio:.0f}×)" if ratio >= 2 else "")
+RETIRED_RECORD = RESULTS / "retired.txt"
+RETIRED_BEFORE = RESULTS / "retired-before.txt"
 
 
 def hostile(fn: Callable[[list[dict], list[dict]], str]) -> Callable[[], str]:
@@ -423,59 +403,6 @@ def hostile(fn: Callable[[list[dict], list[dict]], str]) -> Callable[[], str]:
     return render
 
 
-def hostile_table(before: list[dict], after: list[dict]) -> str:
-    old = {c["title"]: c for c in before}
-    rows = ["| body (`benches/hostile_json.rs`) | outcome | peak heap before | after |", "|---|---|---|---|"]
-    for c in after:
-        b = old.get(c["title"])
-        outcome = f"accepted, {c['entries']:,} entries" if c["entries"] is not None else "rejected"
-        rows.append(f"| {c['title'].replace('|', '&#124;')} | {outcome} | "
-                    f"{heap(b['peak_kib'], b['ratio']) if b else '–'} | {heap(c['peak_kib'], c['ratio'])} |")
-    return "\n".join(rows)
-
-
-def hostile_headline(before: list[dict], after: list[dict]) -> str:
-    """The numbers body and the deeply nested one, before and after (docs/sources.md)."""
-    old = {c["title"]: c for c in before}
-    (numbers,) = [c for c in after if c["title"].startswith("numbers:")]
-    (deep,) = [c for c in after if c["title"].startswith("deep nesting:")]
-    def peak(c: dict) -> str:
-        return heap(c["peak_kib"], 0)
-    return (f"a {numbers['body_mib']:g} MiB body of numbers used to cost {peak(old[numbers['title']])} of heap, "
-            f"one of arrays nested 100 deep {peak(old[deep['title']])}; now {peak(numbers)} and "
-            f"{peak(deep)} beside the body")
-
-
-def hostile_times(before: list[dict], after: list[dict]) -> str:
-    def span(cases: list[dict]) -> str:
-        ms = [c["ms"] for c in cases]
-        return f"{min(ms):,}–{max(ms):,} ms"
-    return f"before: {span(before)} per body; after: {span(after)}"
-
-
-RETIRED_RECORD = RESULTS / "retired.txt"
-RETIRED_BEFORE = RESULTS / "retired-before.txt"
-MIB = r"rss ([\d.]+) MiB, allocated ([\d.]+) MiB"
-
-
-def retired_run(path: Path) -> Optional[dict]:
-    """A make retired record: its arguments, the memory after each step, the values emptied."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    args = dict(re.findall(r"--(reconfigs|settle|concurrency) (\S+)", text.splitlines()[0]))
-    loaded = [(float(r), float(a)) for r, a in re.findall(r"^configuration \d+ loaded: " + MIB, text, re.M)]
-    settled = re.search(r"^[\d.]+ s after the last: " + MIB, text, re.M)
-    emptied = re.search(r"^replaced configurations emptied: (\d+) of (\d+)", text, re.M)
-    if not loaded or settled is None or emptied is None:
-        return None
-    return {"header": header(text), "reconfigs": int(args.get("reconfigs", len(loaded) - 1)),
-            "settle": float(args.get("settle", 0)), "concurrency": args.get("concurrency"),
-            "first": loaded[0], "last": loaded[-1], "settled": (float(settled.group(1)), float(settled.group(2))),
-            "emptied": (int(emptied.group(1)), int(emptied.group(2)))}
-
-
 def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
     def render() -> str:
         before, after = retired_run(RETIRED_BEFORE), retired_run(RETIRED_RECORD)
@@ -483,19 +410,6 @@ def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
             return missing("make retired")
         return fn(before, after)
     return render
-
-
-def retired_table(before: dict, after: dict) -> str:
-    n, settle = after["reconfigs"], f"{after['settle']:g}"
-    rows = [("RSS after the first load", lambda r: f"{r['first'][0]:.1f} MiB"),
-            (f"RSS after {n} reconfigurations", lambda r: f"{r['last'][0]:.1f} MiB"),
-            (f"RSS {settle} s after the last", lambda r: f"{r['settled'][0]:.1f} MiB"),
-            (f"allocated after {n} reconfigurations", lambda r: f"{r['last'][1]:.1f} MiB"),
-            (f"allocated {settle} s after the last", lambda r: f"{r['settled'][1]:.1f} MiB"),
-            ("replaced configurations emptied", lambda r: f"{r['emptied'][0]} of {r['emptied'][1]}")]
-    out = ["| | before | after |", "|---|---|---|"]
-    out += [f"| {label} | {fn(before)} | {fn(after)} |" for label, fn in rows]
-    return "\n".join(out)
 
 
 # -- the Makefile's variables: what the long targets run ---------------------------------------------
