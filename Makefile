@@ -345,7 +345,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh differential hostile-json retired rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh adoption differential hostile-json retired rate-limit-load reliability
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -391,6 +391,7 @@ spoof: build envoy
 ## its report is tests/reliability/results/rate-limit.json (figures: tools/figures.py).
 rate-limit-load: build envoy loadgen
 	$(PY) tests/reliability/rate_limit.py --report $(RESULTS)/rate-limit.json
+	$(PY) tools/figures.py --write
 
 ## loadgen: the soak's and reconfig's load generator (tools/loadgen), built into target/loadgen.
 loadgen:
@@ -403,10 +404,14 @@ soak: build envoy haproxy loadgen
 	$(PY) tools/figures.py --write
 
 ## reconfig: the filter's configuration swapped under load, broken ones included: through file-based LDS
-## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path).
+## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path);
+## then the LDS run again with Envoy's gradual 1 s drain, recorded for comparison (it loses requests: Envoy's
+## drain, RELIABILITY.md), so its checks do not fail the target.
 reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report $(RESULTS)/reconfig.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report $(RESULTS)/reconfig-ecds.json
+	$(PY) tests/reliability/reconfig.py --via lds --drain-strategy gradual --drain-time-s 1 --record-only \
+	  --report $(RESULTS)/reconfig-gradual.json
 	$(PY) tools/figures.py --write
 
 ## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
@@ -415,6 +420,14 @@ reconfig: build envoy haproxy loadgen
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS) --report $(RESULTS)/refresh.json
+	$(PY) tools/figures.py --write
+
+## adoption: what adopting a refreshed 1M-entry list costs each worker (read from shared data, opened and
+## decoded), from the filter's debug log, without load, over ADOPTION_FLIPS refreshes (tests/reliability/adoption.py).
+ADOPTION_FLIPS ?= 4
+adoption: build envoy nginx
+	$(PY) tests/reliability/adoption.py --flips $(ADOPTION_FLIPS) --label "commit $$(git rev-parse --short HEAD)" \
+	  --report $(RESULTS)/adoption.json
 	$(PY) tools/figures.py --write
 
 ## differential: the IpSet differential test (tests/ipset_differential.rs, also in make unit), its
@@ -432,6 +445,7 @@ hostile-json: toolchain
 	@mkdir -p $(RESULTS)
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
 	  cargo bench --bench hostile_json 2>/dev/null; } | tee $(RESULTS)/hostile-json.txt
+	$(PY) tools/figures.py --write
 
 ## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
 ## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
@@ -441,6 +455,27 @@ retired: build envoy nginx
 	@mkdir -p $(RESULTS)
 	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
 	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
+	$(PY) tools/figures.py --write
+
+## reliability: every reliability driver in sequence on the current build, each writing its record, then the
+## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
+## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
+RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_REFRESH_SECONDS ?= 120
+RELIABILITY_FUZZ_SECONDS    ?= 45
+RELIABILITY_RETIRED_RECONFIGS ?= 30
+## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
+reliability:
+	@failed=; for run in hostile-json differential adoption reconfig \
+	    "soak SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS)" "refresh REFRESH_SECONDS=$(RELIABILITY_REFRESH_SECONDS)" \
+	    "retired RETIRED_RECONFIGS=$(RELIABILITY_RETIRED_RECONFIGS)" rate-limit-load \
+	    "fuzz FUZZ_SECONDS=$(RELIABILITY_FUZZ_SECONDS)"; do \
+	  start=$$(date +%s); echo "reliability: make $$run"; \
+	  $(MAKE) --no-print-directory $$run || failed="$$failed [$$run]"; \
+	  echo "reliability: make $$run took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	$(PY) tools/figures.py --write; \
+	if [ -n "$$failed" ]; then echo "reliability: failed:$$failed"; exit 1; fi
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
