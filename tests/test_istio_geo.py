@@ -2,7 +2,8 @@
 served by istio-xds to a real gateway Envoy, whose filter fetches a country and an ASN database
 (MaxMind DB files in MaxMind's own layout, written here with mmdb-writer) from a local nginx; a client
 the database places in a denied country or network is refused, an allowed one reaches the app with
-its country and AS number in headers (docs/geo.md).
+its country and AS number in headers, and the sample mesh access log
+(istio-examples/mesh-config-access-log.yaml with access-log.yaml) shows both (docs/geo.md).
 
 The manifest sets (each beside the gateway Service, httpbin and its Gateway/VirtualService):
 
@@ -17,6 +18,8 @@ sources, fields, lists and headers are the manifests' own. The client address is
 the load balancer would send (documentation ranges, which the test database places in countries).
 """
 from __future__ import annotations
+
+import json
 
 import pytest
 import yaml
@@ -117,10 +120,27 @@ def envoyfilter_files(workdir, port: int) -> list:
     return [out]
 
 
-def from_client(gateway, client, headers=()):
+def from_client(gateway, client, headers=(), path="/get"):
     """A request whose PROXY v2 header names ``client`` as the source (as the load balancer sends)."""
     dst = "fd00::1" if ":" in client else "10.0.0.1"
-    return gateway.request(client, headers=headers, proxy=pp.v2(client, dst, 40000, 80))
+    return gateway.request(client, headers=headers, path=path, proxy=pp.v2(client, dst, 40000, 80))
+
+
+# The access log of the sample (its provider in the mesh config, turned on by Telemetry): Envoy writes
+# its JSON lines to /dev/stdout, which the harness keeps in the gateway's log file.
+ACCESS_LOG = [EX / "mesh-config-access-log.yaml", EX / "access-log.yaml"]
+
+
+def access_log_line(gateway, path):
+    """The gateway's access-log entry for the request to ``path``, once Envoy has flushed it."""
+    def found():
+        for line in gateway.envoy.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and f'"{path}"' in line:
+                entry = json.loads(line)
+                if entry.get("path") == path:
+                    return entry
+        return None
+    return procs.wait_until(found, 10, interval=0.1, what=f"the access-log line of {path}")
 
 
 SETS = {"wasmplugin": (wasmplugin_files, "annotation"), "envoyfilter": (envoyfilter_files, None)}
@@ -145,7 +165,7 @@ def gateway(request, wasm, app, tmp_path_factory):
     root.mkdir()
     server = L.Nginx(str(root), workdir=str(work / "nginx")).start()
     make_files, pc = SETS[name]
-    routes = {name: (make_files(work, server.port), pc)}
+    routes = {name: (make_files(work, server.port) + ACCESS_LOG, pc)}
     gw = None
     try:
         gw = Gateway(version, name, wasm, work, pod_ips={**POD_IPS, "httpbin": GEO_APP_IP}, routes=routes)
@@ -216,3 +236,16 @@ def test_address_the_database_does_not_hold_passes_with_no_country_header_even_a
     (rec,) = arrived(app, tid)
     assert header_values(rec, "x-client-country") == []
     assert header_values(rec, "x-client-asn") == []
+
+
+@pytest.mark.parametrize("client,status,country,asn", [(ALLOWED, 200, "DE", "64500"),
+                                                       (DENIED_COUNTRY, 403, "KP", "64511"),
+                                                       (UNKNOWN, 200, None, None)])
+def test_access_log_of_the_sample_mesh_config_shows_the_country_and_network(gateway, client, status,
+                                                                             country, asn):
+    path = f"/get?geo-log={client}"
+    _, resp = from_client(gateway, client, path=path)
+    assert resp.status == status, resp
+    entry = access_log_line(gateway, path)
+    assert entry["client_ip"] == client
+    assert (entry["client_country"], entry["client_asn"]) == (country, asn), entry
