@@ -274,7 +274,7 @@ integration: build build-counting noop hostile-module envoy haproxy openssl ngin
 ## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_TARGETS       := entry header config source
+FUZZ_TARGETS       := entry header config source mmdb
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
@@ -291,7 +291,7 @@ fuzz-build: cargo-fuzz
 fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_RUN) $$t .work/fuzz/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
@@ -307,7 +307,7 @@ fuzz: fuzz-build venv
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf .work/fuzz-short/$$t && mkdir -p .work/fuzz-short/$$t; \
-	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  $(FUZZ_RUN) $$t fuzz/corpus/$$t -- -runs=0 > .work/fuzz-short/$$t.replay.log 2>&1 || \
 	    { tail -n 40 .work/fuzz-short/$$t.replay.log; exit 1; }; \
 	  $(FUZZ_RUN) $$t .work/fuzz-short/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SHORT_SECONDS) \
