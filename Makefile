@@ -317,7 +317,7 @@ unit:
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
-  istio-xds istio-envoys geo-data
+  istio-xds istio-envoys geo-data geo-lookup
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -429,6 +429,25 @@ retired: build envoy nginx
 	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
+## geo-lookup: examples/geo_lookup.rs, the filter's geo table and decisions natively (release), for
+## the differential test (tests/test_geo_differential.py, in make integration) and make geo-compare.
+GEO_LOOKUP := target/release/examples/geo_lookup
+.PHONY: geo-lookup geo-differential
+geo-lookup: toolchain
+	cargo build --release --example geo_lookup
+
+## geo-differential: the geo differential test with GEO_DIFF_LOOKUPS addresses per real database
+## (make test runs 520,000 each), its counts recorded in tests/reliability/results/geo-differential.txt
+## (RELIABILITY.md: tools/figures.py).
+GEO_DIFF_LOOKUPS ?= 1000000
+geo-differential: geo-lookup geo-data venv
+	@mkdir -p $(RESULTS)
+	GEO_DIFF_LOOKUPS=$(GEO_DIFF_LOOKUPS) GEO_DIFF_RECORD=$(RESULTS)/geo-differential.txt \
+	  GEO_DIFF_HEAD="$$ make geo-differential   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)" \
+	  $(PY) -m pytest -q tests/test_geo_differential.py -k agree
+	@cat $(RESULTS)/geo-differential.txt
+	$(PY) tools/figures.py --write
+
 test: fmt-check clippy unit fuzz-short integration integration-oldest
 
 ## bench: issue 4's benchmark, not part of test (about 8 min): Envoy cases A-G and the connection cases N-*
