@@ -236,7 +236,8 @@ matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(fore
 	@set -e; for v in $(ISTIO_VERSIONS); do echo "== Istio $$v"; \
 	  CLIENT_IP_ISTIO_VERSIONS=$$v CLIENT_IP_ISTIOCTL_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
 	    tests/test_istio_passthrough.py tests/test_istio_gateway_api.py tests/test_istio_sidecar.py \
-	    tests/test_istio_private_link.py tests/test_istio_cloudfront.py tests/test_istioctl.py; done
+	    tests/test_istio_private_link.py tests/test_istio_cloudfront.py tests/test_istio_geo.py \
+	    tests/test_istioctl.py; done
 
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.

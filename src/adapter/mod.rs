@@ -23,8 +23,10 @@ mod metrics;
 mod network;
 #[cfg(target_arch = "wasm32")]
 mod root;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", test))]
 mod sources;
+#[cfg(test)]
+mod sources_tests;
 #[cfg(test)]
 mod tests;
 

@@ -33,7 +33,7 @@ pub(super) struct Root {
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
     /// Lists from list servers (docs/sources.md), when the configuration names any.
-    feeds: Option<Feeds>,
+    feeds: Option<Feeds<host::Abi>>,
     /// This VM has served a request or a connection (a worker's); see `sources`.
     serves: Cell<bool>,
     /// The tick period asked for (0: none yet).
@@ -153,7 +153,7 @@ impl RootContext for Root {
         debug!("request headers read: {:?}", policy.header_reads());
         // Lists naming sources start unavailable; the first fetch is sent right away (by the
         // VM that takes the lease) and every VM adopts the list on a later tick.
-        self.feeds = Feeds::new(&bytes, policy.clone(), plan);
+        self.feeds = Feeds::new(host::Abi, &bytes, policy.clone(), plan);
         let policy = self.feeds.as_ref().map_or(policy, Feeds::policy);
         match Compiled::new(policy) {
             Ok(compiled) => self.install(compiled),
