@@ -15,11 +15,11 @@ use std::io::{BufRead, BufWriter, Write};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use client_ip_filter::bind::bind;
-use client_ip_filter::config::parse_sourced;
-use client_ip_filter::policy::{Downstream, Request};
-use client_ip_filter::source::format::{check_source_size, read_source, Accept};
-use client_ip_filter::source::table::{decode, encode, Table};
+use client_ip_core::bind::bind;
+use client_ip_core::config::parse_sourced;
+use client_ip_core::policy::{Downstream, Request};
+use client_ip_core::source::format::{check_source_size, read_source, Accept};
+use client_ip_core::source::table::{decode, encode, Table};
 
 fn config(kind: &str, deny: &str) -> String {
     let (field, value, entry) = match kind {

@@ -197,7 +197,8 @@ def test_remote_variant_differs_from_the_local_one_only_in_the_code_source_and_i
 @pytest.mark.parametrize("relpath", ["envoyfilter/ingress-gateway.yaml", "envoyfilter/ingress-gateway-remote.yaml",
                                      "envoyfilter/sidecar-inbound.yaml",
                                      "envoyfilter/ingress-gateway-private-link.yaml",
-                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml"])
+                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml",
+                                     "envoyfilter/ingress-gateway-geo.yaml"])
 def test_envoyfilter_patches_are_placed_as_documented(relpath):
     ef = one(relpath, "EnvoyFilter")
     ctx = "SIDECAR_INBOUND" if "sidecar" in relpath else "GATEWAY"

@@ -10,9 +10,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use client_ip_filter::source::geo::GeoTable;
-use client_ip_filter::source::mmdb::{read, Fields};
-use client_ip_filter::source::table::{decode, encode, Content, Table};
+use client_ip_core::source::geo::GeoTable;
+use client_ip_core::source::mmdb::{read, Fields};
+use client_ip_core::source::table::{decode, encode, Content, Table};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../mmdb_reference.rs"]
