@@ -44,9 +44,11 @@ HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connectio
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 FILE_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 
-# Prefixes Envoy may put in front of proxy-wasm metric names in /stats; stats() strips them so tests
-# always see the names of the behaviour contract (client_ip.allowed, ...). See RAW_STAT_PREFIXES_SEEN.
-WASM_STAT_PREFIXES = ("wasmcustom.", "wasm.")
+# Prefixes Envoy may put in front of proxy-wasm metric names in /stats, and the one it puts in front
+# of a dynamic module's (the native build: the filter's default metrics namespace); stats() strips
+# them so tests always see the names of the behaviour contract (client_ip.allowed, ...). See
+# RAW_STAT_PREFIXES_SEEN.
+WASM_STAT_PREFIXES = ("wasmcustom.", "wasm.", "dynamicmodulescustom.")
 
 
 def envoy_binary() -> str:
@@ -54,6 +56,12 @@ def envoy_binary() -> str:
     if path:
         return path
     return str(manifests.REPO / ".venv" / "bin" / "envoy")
+
+
+def process_env() -> dict:
+    """Envoy's environment: where it finds the dynamic module (``lib<name>.so`` under
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH), the folder of $CLIENT_IP_NATIVE_SO."""
+    return {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(Path(manifests.native_path_from_env()).parent)}
 
 
 # How often the filter flushes the counts it makes in the VM (src/tally.rs FLUSH_PERIOD_MS), in s.
@@ -70,6 +78,7 @@ class EnvoyOptions:
     wasm: bool = True                              # include the client-ip-filter HTTP filter
     configuration: manifests.Configuration = None  # None: the manifest's; dict or raw JSON text
     wasm_path: Optional[str] = None                # default $CLIENT_IP_WASM
+    build: str = "wasm"                            # "wasm": the .wasm; "native": the dynamic module .so
     use_remote_address: Optional[bool] = None      # None: true for GATEWAY, false otherwise (Istio)
     xff_num_trusted_hops: int = 0
     accept_http_10: bool = False
@@ -149,7 +158,9 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     http_filters = list(opts.http_filters_before)
     for f in frags.http_filters:
         if f.get("typed_config", {}).get("@type") == manifests.WASM_TYPE:
-            if opts.wasm:
+            if opts.wasm and opts.build == "native":
+                http_filters.append(frags.native_http_filter(opts.configuration))
+            elif opts.wasm:
                 http_filters.append(frags.wasm_http_filter(opts.wasm_path, opts.configuration))
         else:
             http_filters.append(copy.deepcopy(opts.http_filter_overrides.get(f["name"], f)))
@@ -265,7 +276,7 @@ class Envoy:
     def argv(self) -> list:
         return [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(self.opts.concurrency),
                 "--use-dynamic-base-id", "--log-path", str(self.log_path),
-                "-l", "info", "--component-log-level", "wasm:debug",
+                "-l", "info", "--component-log-level", "wasm:debug,dynamic_modules:debug",
                 "--file-flush-interval-msec", "50",
                 "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]
 
@@ -273,7 +284,7 @@ class Envoy:
         self.write_config()
         self.log_path.touch()
         self.access_log_path.touch()
-        self.proc = procs.start(self.argv(), log_path=str(self.log_path))
+        self.proc = procs.start(self.argv(), log_path=str(self.log_path), env=process_env())
         try:
             procs.wait_until(self._ready, timeout, what=f"{self.name} /ready")
         except Exception:
@@ -426,7 +437,7 @@ def run_refused(opts: EnvoyOptions, workdir: Optional[str] = None, upstream_port
     env = Envoy(opts, upstream_port=upstream_port, workdir=workdir, name=name)
     env.write_config()
     env.log_path.touch()
-    env.proc = procs.start(env.argv(), log_path=str(env.log_path))
+    env.proc = procs.start(env.argv(), log_path=str(env.log_path), env=process_env())
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

@@ -28,6 +28,10 @@ SIDECAR = ENVOYFILTER_DIR / "sidecar-inbound.yaml"
 PROXY_PROTOCOL = "envoy.filters.listener.proxy_protocol"
 SET_FILTER_STATE = "envoy.filters.network.set_filter_state"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# The native build: Envoy's dynamic-module HTTP filter loading libclient_ip_filter_module.so.
+NATIVE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+NATIVE_FILTER_NAME = "envoy.filters.http.dynamic_modules"
+NATIVE_MODULE_NAME = "client_ip_filter_module"
 
 Configuration = Union[None, str, dict]
 
@@ -83,6 +87,21 @@ class Fragments:
         """The shipped wasm filter configuration, parsed."""
         return json.loads(self.configuration_text())
 
+    def native_http_filter(self, configuration: Configuration = None) -> dict:
+        """The dynamic-module HTTP filter (the native build) in the wasm filter's place, with the
+        same configuration: the manifest's unless ``configuration`` is given (as for
+        ``wasm_http_filter``), passed as a ``google.protobuf.StringValue``."""
+        if configuration is None:
+            value = self.configuration_text()
+        else:
+            value = configuration if isinstance(configuration, str) else json.dumps(configuration)
+        return {"name": NATIVE_FILTER_NAME, "typed_config": {
+            "@type": NATIVE_TYPE,
+            "dynamic_module_config": {"name": NATIVE_MODULE_NAME},
+            "filter_name": "client_ip_filter",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value},
+        }}
+
     def wasm_http_filter(self, wasm_path: Optional[str] = None, configuration: Configuration = None) -> dict:
         """The wasm HTTP filter with ``code.local.filename`` set to ``wasm_path`` (default
         ``$CLIENT_IP_WASM``) and, unless ``configuration`` is None, ``configuration.value`` replaced:
@@ -129,6 +148,14 @@ def gateway() -> Fragments:
 
 def sidecar() -> Fragments:
     return load(SIDECAR)
+
+
+def native_path_from_env() -> str:
+    """The dynamic module `make native` builds ($CLIENT_IP_NATIVE_SO)."""
+    path = os.environ.get("CLIENT_IP_NATIVE_SO")
+    if path:
+        return path
+    return str(REPO / "target" / "native" / "libclient_ip_filter_module.so")
 
 
 def wasm_path_from_env() -> str:
