@@ -346,7 +346,10 @@ $(GEO_DIR)/city.mmdb: $(VENV_STAMP)
 unit:
 	cargo test --workspace
 
-## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
+## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front; the
+## contract's integration modules (tests/README.md "Both builds") once per build of CLIENT_IP_BUILDS: the
+## .wasm and the native build's .so (make native).
+export CLIENT_IP_BUILDS ?= wasm,native
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
   ratelimit-service istio-xds istio-envoys geo-data eg-crds geo-lookup
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
