@@ -4,6 +4,7 @@
 
 use std::ffi::c_char;
 
+pub mod callout;
 pub mod network;
 
 /// Bytes owned by Envoy (`envoy_dynamic_module_type_envoy_buffer`), lent for one hook.

@@ -2,8 +2,11 @@
 //! network filter and list sources, until they merge into helper split's crate.
 
 pub mod abi;
+pub mod http_stub;
 pub mod logging;
 pub mod network;
+pub mod sources;
+pub mod store;
 
 /// The ABI version this module was written against, handed to Envoy when it loads the module.
 static ABI_VERSION: &[u8] = b"v0.2.0\0";
