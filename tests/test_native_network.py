@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import envoy as E
 from harness import manifests
 from harness import network as N
 from harness import procs
@@ -91,3 +92,44 @@ def test_native_counters_count_each_connection_once(gateway):
                      what="client_ip.denied to grow")
     assert counter(gateway, "client_ip.allowed") == allowed + 1
     assert counter(gateway, "client_ip.denied") == denied + 1
+
+
+def native_envoy(native_module, workdir, name, config, plain_port=9):
+    frags = manifests.load(N.GATEWAY_PASSTHROUGH)
+    spec = N.NetworkListener(frags, config, build="native", native_path=native_module)
+    return N.NetworkEnvoy([spec], {"plain": (plain_port, None)}, workdir=str(workdir), name=name)
+
+
+@pytest.mark.parametrize("name,config,needle", [
+    ("bad_cidr", {"filter_type": "network", "access": {"allow": ["300.0.0.1"]}}, "access.allow"),
+    ("http_only_key", {"filter_type": "network", "forward": {"headers": ["x-real-ip"]}},
+     'with filter_type "network"'),
+    ("sources", {"filter_type": "network",
+                 "sources": {"s": {"cluster": "plain", "authority": "l", "path": "/l.txt"}},
+                 "access": {"allow": ["source:s"]}}, "the native network filter cannot fetch lists"),
+])
+def test_native_configuration_error_refuses_the_listener_with_its_key_path(envoy_bin, native_module,
+                                                                           tmp_path, name, config, needle):
+    env = native_envoy(native_module, tmp_path, f"bad-{name}", config)
+    with pytest.raises(E.EnvoyDied):
+        env.start(timeout=60)
+    errors = [ln for ln in env.log_text().splitlines() if "invalid configuration:" in ln]
+    assert len(errors) == 1 and needle in errors[0] and "][error][dynamic_modules]" in errors[0], errors
+
+
+def test_native_http_configuration_loaded_as_a_network_filter_closes_every_connection(
+        envoy_bin, native_module, plain, tmp_path):
+    env = native_envoy(native_module, tmp_path, "mismatch", {"access": {"allow": ["203.0.113.0/24"]}},
+                       plain.port)
+    env.start(timeout=60)
+    try:
+        before = plain.accepted
+        for _ in range(3):
+            assert not N.tcp_exchange(env.port, proxy=pp.v2("203.0.113.7", sport=N.unique_port())).served
+        assert plain.accepted == before
+        needle = 'filter_type: "http" does not match how Envoy loaded this module'
+        env.wait_log(needle)
+        lines = [ln for ln in env.log_text().splitlines() if needle in ln]
+        assert len(lines) == 1 and "][error][dynamic_modules]" in lines[0], lines
+    finally:
+        env.stop()
