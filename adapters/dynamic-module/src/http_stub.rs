@@ -1,7 +1,10 @@
-//! DRAFT, branch native-net only: a pass-through HTTP filter whose configuration runs the list
-//! sources ([`crate::sources`]), so that they can be seen working in Envoy before helper split's
-//! HTTP filter (`http.rs`) lands. Its configuration hooks are replaced by split's, which hold a
-//! [`Sources`] the same way and answer [`sources_of`].
+//! STAND-IN until the native HTTP filter (`http.rs`) lands: a pass-through HTTP filter whose
+//! configuration runs the list sources ([`crate::sources`]), so that they are seen working in Envoy
+//! (tests/test_native_sources.py, bench/native_memory.py). The HTTP filter replaces this whole file
+//! (its exported symbols are the same): its configuration holds a [`Sources`]
+//! (`Sources::start` in `on_http_filter_config_new`, `Sources::current` when a stream starts), and
+//! its `on_http_filter_config_scheduled` and `on_http_filter_config_http_callout_done` forward to
+//! `Sources::tick` and `Sources::response`, as the two hooks below do.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -10,7 +13,7 @@ use log::{error, info, warn};
 
 use client_ip_core::config;
 
-use crate::abi::callout::{ConfigEnvoyPtr, ConfigModulePtr};
+use crate::abi::callout::{ConfigEnvoyPtr, ConfigModulePtr, EnvoyHeader};
 use crate::abi::EnvoyBuffer;
 use crate::sources::Sources;
 
@@ -69,6 +72,48 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: Con
         if !config.is_null() {
             // SAFETY: made by Box::into_raw in config_new, destroyed once here.
             drop(unsafe { Box::from_raw(config.cast::<HttpConfig>().cast_mut()) });
+        }
+    });
+}
+
+// ---- Event hooks of the configuration (main thread) -------------------------------------------
+
+/// A tick asked for by the sources' ticker.
+#[no_mangle]
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _config_envoy: ConfigEnvoyPtr,
+    config: ConfigModulePtr,
+    _event: u64,
+) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: Envoy passes the configuration it was given, alive while this hook runs.
+        if let Some(sources) = unsafe { sources_of(config) } {
+            sources.tick();
+        }
+    });
+}
+
+/// The response to a fetch (or its failure). A panic here loses this response only: the machine
+/// gives the fetch up after its timeout and the last good list keeps deciding.
+#[no_mangle]
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy: ConfigEnvoyPtr,
+    config: ConfigModulePtr,
+    id: u64,
+    result: u32,
+    headers: *const EnvoyHeader,
+    headers_len: usize,
+    chunks: *const EnvoyBuffer,
+    chunks_len: usize,
+) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: as above; Envoy's headers and chunks are valid during this hook.
+        unsafe {
+            if let Some(sources) = sources_of(config) {
+                sources.response(id, result, headers, headers_len, chunks, chunks_len);
+            }
         }
     });
 }

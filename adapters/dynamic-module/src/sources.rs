@@ -704,48 +704,6 @@ unsafe fn read_response(
     (head, body)
 }
 
-// ---- Event hooks of the configuration (main thread) -------------------------------------------
-
-/// A tick asked for by the [`Ticker`].
-#[no_mangle]
-#[allow(clippy::not_unsafe_ptr_arg_deref)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    _config_envoy: abi::ConfigEnvoyPtr,
-    config: abi::ConfigModulePtr,
-    _event: u64,
-) {
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: Envoy passes the configuration it was given, alive while this hook runs.
-        if let Some(sources) = unsafe { crate::http_stub::sources_of(config) } {
-            sources.tick();
-        }
-    });
-}
-
-/// The response to a fetch (or its failure). A panic here loses this response only: the machine
-/// gives the fetch up after its timeout and the last good list keeps deciding.
-#[no_mangle]
-#[allow(clippy::not_unsafe_ptr_arg_deref)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    _config_envoy: abi::ConfigEnvoyPtr,
-    config: abi::ConfigModulePtr,
-    id: u64,
-    result: u32,
-    headers: *const abi::EnvoyHeader,
-    headers_len: usize,
-    chunks: *const EnvoyBuffer,
-    chunks_len: usize,
-) {
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: as above; Envoy's headers and chunks are valid during this hook.
-        unsafe {
-            if let Some(sources) = crate::http_stub::sources_of(config) {
-                sources.response(id, result, headers, headers_len, chunks, chunks_len);
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
