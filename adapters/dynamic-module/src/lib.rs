@@ -5,8 +5,10 @@ pub mod abi;
 pub mod http_stub;
 pub mod logging;
 pub mod network;
+pub mod published;
 pub mod sources;
 pub mod store;
+pub mod ticker;
 
 /// The ABI version this module was written against, handed to Envoy when it loads the module.
 static ABI_VERSION: &[u8] = b"v0.2.0\0";

@@ -22,10 +22,9 @@
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, warn};
 
@@ -38,7 +37,9 @@ use client_ip_core::source::machine::{Seen, Shared};
 
 use crate::abi::callout::{self as abi, callout_result, init_result, ModuleHeader};
 use crate::abi::{EnvoyBuffer, ModuleBuffer};
+use crate::published::Published;
 use crate::store::{Store, WriteError};
+use crate::ticker::Ticker;
 
 /// The tick while settling after configure, and after it (the period the wasm build's root
 /// context ticks at).
@@ -52,38 +53,6 @@ pub struct Bound {
     pub policy: Policy,
     /// `name=version` per used source (`name=-` while unavailable), comma-separated.
     pub lists: String,
-}
-
-/// One value shared by every worker, replaced as a whole. A reader takes an `Arc` to the value
-/// current at that moment and keeps it as long as it likes; a replacement never changes it.
-pub struct Published<T> {
-    current: RwLock<Arc<T>>,
-}
-
-impl<T> Published<T> {
-    /// Publishes `value`.
-    pub fn new(value: T) -> Self {
-        Published {
-            current: RwLock::new(Arc::new(value)),
-        }
-    }
-
-    /// The value current now.
-    pub fn load(&self) -> Arc<T> {
-        match self.current.read() {
-            Ok(v) => Arc::clone(&v),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Replaces the value (the old one lives on while a reader holds it).
-    pub fn store(&self, value: T) {
-        let value = Arc::new(value);
-        match self.current.write() {
-            Ok(mut v) => *v = value,
-            Err(poisoned) => *poisoned.into_inner() = value,
-        }
-    }
 }
 
 fn now_ms() -> u64 {
@@ -105,11 +74,31 @@ fn module_buffer(s: &[u8]) -> ModuleBuffer {
     }
 }
 
+/// What the sources do with Envoy from the configuration's hooks: the seam of [`Feeds`], Envoy's
+/// in the module ([`ConfigEnvoy`]), a fake list server in the unit tests.
+trait ConfigHost {
+    /// Defines a counter (or a gauge); its id.
+    fn define(&self, name: &str, gauge: bool) -> Option<usize>;
+    /// Sends `GET path` with `:authority` and the extra headers to `cluster`; the callout's id.
+    fn send(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        extra: &[(String, String)],
+        timeout_ms: u32,
+    ) -> Result<u64, SendError>;
+    /// Adds `n` to counter `id`.
+    fn increment(&self, id: usize, n: u64);
+    /// Sets gauge `id`.
+    fn set_gauge(&self, id: usize, value: u64);
+}
+
 /// The configuration's side of Envoy, for the calls made from its hooks on the main thread.
 #[derive(Clone, Copy)]
 struct ConfigEnvoy(abi::ConfigEnvoyPtr);
 
-impl ConfigEnvoy {
+impl ConfigHost for ConfigEnvoy {
     fn define(&self, name: &str, gauge: bool) -> Option<usize> {
         let mut id = 0usize;
         // SAFETY: the configuration is alive while its hooks run; `id` outlives the call.
@@ -186,6 +175,38 @@ impl ConfigEnvoy {
             other => Err(SendError::Other(format!("callout status {other}"))),
         }
     }
+
+    fn increment(&self, id: usize, n: u64) {
+        // SAFETY: main thread, in a hook of the live configuration.
+        let status = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                n,
+            )
+        };
+        if status != 0 {
+            debug!("cannot increment counter {id}: status {status}");
+        }
+    }
+
+    fn set_gauge(&self, id: usize, value: u64) {
+        // SAFETY: as above.
+        let status = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.0,
+                id,
+                std::ptr::null(),
+                0,
+                value,
+            )
+        };
+        if status != 0 {
+            debug!("cannot set gauge {id}: status {status}");
+        }
+    }
 }
 
 /// The metric ids of one source.
@@ -206,7 +227,7 @@ fn counter_slot(c: Counter) -> usize {
 }
 
 impl FeedMetrics {
-    fn define(envoy: ConfigEnvoy, name: &str) -> FeedMetrics {
+    fn define(envoy: &dyn ConfigHost, name: &str) -> FeedMetrics {
         let full = |what: &str| format!("client_ip.source.{name}.{what}");
         let counter = |what: &str| envoy.define(&full(what), false);
         let gauge = |what: &str| envoy.define(&full(what), true);
@@ -225,7 +246,7 @@ impl FeedMetrics {
 
 /// The machine of one configuration, with what its actions need.
 struct Feeds {
-    envoy: ConfigEnvoy,
+    envoy: Box<dyn ConfigHost>,
     machine: Machine,
     template: Policy,
     plan: SourcePlan,
@@ -236,6 +257,45 @@ struct Feeds {
 }
 
 impl Feeds {
+    /// The feeds of a configuration; None when no list names a source.
+    fn new(
+        host: Box<dyn ConfigHost>,
+        config: &[u8],
+        template: Policy,
+        plan: SourcePlan,
+    ) -> Option<Feeds> {
+        let now = now_ms();
+        let uses = (0..plan.sources.len())
+            .map(|i| Use {
+                source: plan.sources[i].clone(),
+                used: plan.is_used(i),
+                trusted: plan.is_trusted(i),
+            })
+            .collect();
+        let machine = Machine::new(config, uses, now, random(now))?;
+        Store::process().acquire(machine.prefix());
+        let metrics = (0..plan.sources.len())
+            .map(|i| {
+                if plan.is_used(i) {
+                    FeedMetrics::define(host.as_ref(), &plan.sources[i].name)
+                } else {
+                    FeedMetrics::default()
+                }
+            })
+            .collect();
+        let mut feeds = Feeds {
+            envoy: host,
+            machine,
+            template,
+            plan,
+            metrics,
+            body: None,
+            changed: false,
+        };
+        feeds.tick(true);
+        Some(feeds)
+    }
+
     fn bound(&self) -> Bound {
         let versions: Vec<String> = self
             .machine
@@ -362,19 +422,7 @@ impl Feeds {
                 }
                 Action::Count { source, counter, n } => {
                     if let Some(id) = self.metrics[source].counters[counter_slot(counter)] {
-                        // SAFETY: main thread, in a hook of the live configuration.
-                        let status = unsafe {
-                            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                                self.envoy.0,
-                                id,
-                                std::ptr::null(),
-                                0,
-                                n,
-                            )
-                        };
-                        if status != 0 {
-                            debug!("cannot count {counter:?}: status {status}");
-                        }
+                        self.envoy.increment(id, n);
                     }
                     Vec::new()
                 }
@@ -388,19 +436,7 @@ impl Feeds {
                         Gauge::AgeS => 1,
                     };
                     if let Some(id) = self.metrics[source].gauges[slot] {
-                        // SAFETY: as above.
-                        let status = unsafe {
-                            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
-                                self.envoy.0,
-                                id,
-                                std::ptr::null(),
-                                0,
-                                value,
-                            )
-                        };
-                        if status != 0 {
-                            debug!("cannot set {gauge:?}: status {status}");
-                        }
+                        self.envoy.set_gauge(id, value);
                     }
                     Vec::new()
                 }
@@ -419,95 +455,6 @@ impl Feeds {
             };
             stack.extend(more.into_iter().rev());
         }
-    }
-}
-
-/// The module's own timer: sleeps, then asks Envoy's scheduler for a tick on the main thread.
-struct Ticker {
-    shared: Arc<(Mutex<bool>, Condvar)>,
-    period_ms: Arc<AtomicU32>,
-    thread: Option<JoinHandle<()>>,
-    scheduler: SchedulerHandle,
-}
-
-/// A scheduler pointer, committed from the ticker thread (Envoy's scheduler is made for that).
-#[derive(Clone, Copy)]
-struct SchedulerHandle(abi::SchedulerPtr);
-// SAFETY: Envoy's config scheduler may be committed from any thread; it is deleted only after
-// the ticker thread has been joined (Ticker::drop).
-unsafe impl Send for SchedulerHandle {}
-
-impl Ticker {
-    fn start(envoy: ConfigEnvoy, period_ms: u32) -> Option<Ticker> {
-        // SAFETY: main thread, in config_new.
-        let scheduler =
-            unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy.0) };
-        if scheduler.is_null() {
-            warn!("sources: Envoy gave no scheduler; the lists will not be fetched");
-            return None;
-        }
-        let scheduler = SchedulerHandle(scheduler);
-        let shared = Arc::new((Mutex::new(false), Condvar::new()));
-        let period = Arc::new(AtomicU32::new(period_ms));
-        let (s, p) = (Arc::clone(&shared), Arc::clone(&period));
-        let thread = std::thread::Builder::new()
-            .name("client-ip-ticks".into())
-            .spawn(move || {
-                let handle = scheduler;
-                let (stop, wake) = &*s;
-                let Ok(mut stopped) = stop.lock() else { return };
-                loop {
-                    let wait = Duration::from_millis(u64::from(p.load(Ordering::Relaxed)));
-                    stopped = match wake.wait_timeout(stopped, wait) {
-                        Ok((g, _)) => g,
-                        Err(_) => return,
-                    };
-                    if *stopped {
-                        return;
-                    }
-                    // SAFETY: the scheduler lives until this thread is joined.
-                    unsafe {
-                        abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                            handle.0, 0,
-                        )
-                    };
-                }
-            });
-        match thread {
-            Ok(thread) => Some(Ticker {
-                shared,
-                period_ms: period,
-                thread: Some(thread),
-                scheduler,
-            }),
-            Err(e) => {
-                warn!("sources: cannot start the tick thread ({e}); the lists will not be fetched");
-                // SAFETY: made above, never committed.
-                unsafe {
-                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-                        scheduler.0,
-                    )
-                };
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        let (stop, wake) = &*self.shared;
-        if let Ok(mut stopped) = stop.lock() {
-            *stopped = true;
-        }
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        // SAFETY: the thread that committed it is gone; main thread (config_destroy).
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.scheduler.0)
-        };
     }
 }
 
@@ -537,43 +484,15 @@ impl Sources {
         template: Policy,
         plan: SourcePlan,
     ) -> Option<Sources> {
-        let now = now_ms();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
-        let machine = Machine::new(config, uses, now, random(now))?;
-        Store::process().acquire(machine.prefix());
         let envoy = ConfigEnvoy(config_envoy);
-        let metrics = (0..plan.sources.len())
-            .map(|i| {
-                if plan.is_used(i) {
-                    FeedMetrics::define(envoy, &plan.sources[i].name)
-                } else {
-                    FeedMetrics::default()
-                }
-            })
-            .collect();
-        let mut feeds = Feeds {
-            envoy,
-            machine,
-            template,
-            plan,
-            metrics,
-            body: None,
-            changed: false,
-        };
-        feeds.tick(true);
+        let feeds = Feeds::new(Box::new(envoy), config, template, plan)?;
         let published = Published::new(feeds.bound());
         Some(Sources {
             main: std::thread::current().id(),
             feeds: RefCell::new(feeds),
             published,
-            ticker: Ticker::start(envoy, SETTLING_TICK_MS),
-            created_ms: now,
+            ticker: Ticker::start(config_envoy, SETTLING_TICK_MS),
+            created_ms: now_ms(),
         })
     }
 
@@ -606,7 +525,7 @@ impl Sources {
             let settling = now_ms() < self.created_ms.saturating_add(SETTLING_MS)
                 || self.on_main(|f| f.machine.settling(now_ms())) == Some(true);
             let period = if settling { SETTLING_TICK_MS } else { TICK_MS };
-            t.period_ms.store(period, Ordering::Relaxed);
+            t.set_period(period);
         }
     }
 
@@ -637,15 +556,20 @@ impl Drop for Sources {
     fn drop(&mut self) {
         // Stop the ticks first: no hook of this configuration runs after this.
         self.ticker = None;
-        let feeds = self.feeds.get_mut();
+    }
+}
+
+impl Drop for Feeds {
+    /// Hands the lease over at once; the last configuration of this prefix empties its values.
+    fn drop(&mut self) {
         let store = Store::process();
-        let lease = store.get(&feeds.machine.lease_key());
-        let actions = feeds.machine.release(&lease);
-        feeds.perform(actions);
-        if store.release(feeds.machine.prefix()) {
+        let lease = store.get(&self.machine.lease_key());
+        let actions = self.machine.release(&lease);
+        self.perform(actions);
+        if store.release(self.machine.prefix()) {
             info!(
                 "sources: emptied the shared lists of a replaced configuration ({})",
-                feeds.machine.prefix()
+                self.machine.prefix()
             );
         }
     }
@@ -705,15 +629,5 @@ unsafe fn read_response(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stream_keeps_the_value_it_took_when_a_new_one_is_published() {
-        let p = Published::new(1);
-        let taken = p.load();
-        p.store(2);
-        assert_eq!(*taken, 1);
-        assert_eq!(*p.load(), 2);
-    }
-}
+#[path = "sources_tests.rs"]
+mod tests;
