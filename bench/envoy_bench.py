@@ -1142,7 +1142,7 @@ def report(raw: dict) -> str:
                  "refused per second (wrk's read errors); every one of them was closed by the filter or RBAC "
                  "without an upstream connection. Ratios of N- cases are read against N-A/N-B, not A/B.")
     L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK, release profile, wasm-opt pass and "
-             "host-call layer (`src/host.rs`), an HTTP context that returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
+             "host-call layer (`adapters/proxy-wasm/src/host.rs`), an HTTP context that returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
              "configurations would.")
     L.append("")
     return "\n".join(L)

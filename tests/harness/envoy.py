@@ -102,6 +102,8 @@ ACCESS_LOG_FORMAT = {
     "client_ip_key": "%FILTER_STATE(wasm.client_ip_key:PLAIN)%",
     "client_link": "%FILTER_STATE(wasm.client_link:PLAIN)%",
     "client_ip_lists": "%FILTER_STATE(wasm.client_ip_lists:PLAIN)%",
+    "client_country": "%FILTER_STATE(wasm.client_country:PLAIN)%",
+    "client_asn": "%FILTER_STATE(wasm.client_asn:PLAIN)%",
     "status": "%RESPONSE_CODE%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",

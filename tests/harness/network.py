@@ -61,6 +61,8 @@ TCP_LOG_FORMAT = {
     "client_ip": "%FILTER_STATE(wasm.client_ip:PLAIN)%",
     "decision": "%FILTER_STATE(wasm.client_ip_decision:PLAIN)%",
     "rule": "%FILTER_STATE(wasm.client_ip_rule:PLAIN)%",
+    "client_country": "%FILTER_STATE(wasm.client_country:PLAIN)%",
+    "client_asn": "%FILTER_STATE(wasm.client_asn:PLAIN)%",
     "upstream_host": "%UPSTREAM_HOST%",
     "bytes_received": "%BYTES_RECEIVED%",
     "flags": "%RESPONSE_FLAGS%",
