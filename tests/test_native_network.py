@@ -4,9 +4,6 @@ counters and close behaviour, in a real Envoy behind a PROXY v2 client. Draft of
 be folded into the tests parametrised over both builds (tests/test_network_mode.py)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from harness import envoy as E
@@ -23,12 +20,8 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def native_module() -> str:
-    path = os.environ.get("CLIENT_IP_NATIVE") or str(
-        manifests.REPO / "target" / "native" / "libclient_ip_filter_module.so")
-    if not Path(path).is_file():
-        pytest.fail(f"the native module {path} is missing: build it with `make native`")
-    return path
+def native_module(native_so) -> str:
+    return native_so
 
 
 @pytest.fixture(scope="module")

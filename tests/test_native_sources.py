@@ -8,15 +8,12 @@ log, not from requests."""
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from harness import envoy as E
 from harness import listserver as L
-from harness import manifests
 from harness import procs
 
 REFRESH_S = 10
@@ -30,18 +27,10 @@ CONFIG = {
 NATIVE_HTTP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
 
 
-def native_module() -> str:
-    path = os.environ.get("CLIENT_IP_NATIVE") or str(
-        manifests.REPO / "target" / "native" / "libclient_ip_filter_module.so")
-    if not Path(path).is_file():
-        pytest.fail(f"the native module {path} is missing: build it with `make native`")
-    return path
-
-
-def native_filter(configuration: dict) -> dict:
+def native_filter(configuration: dict, path: str) -> dict:
     return {"name": "client-ip-filter", "typed_config": {
         "@type": NATIVE_HTTP_TYPE,
-        "dynamic_module_config": {"module": {"local": {"filename": native_module()}}},
+        "dynamic_module_config": {"module": {"local": {"filename": path}}},
         "filter_name": "client_ip_filter",
         "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                           "value": json.dumps(configuration)}}}
@@ -70,8 +59,8 @@ def web(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def loaded(envoy_factory, web):
-    env = envoy_factory(E.EnvoyOptions(wasm=False, http_filters_before=[native_filter(CONFIG)],
+def loaded(envoy_factory, native_so, web):
+    env = envoy_factory(E.EnvoyOptions(wasm=False, http_filters_before=[native_filter(CONFIG, native_so)],
                                        clusters=[L.envoy_cluster("lists", web.port)]))
     env.started_at = time.monotonic()
     procs.wait_until(lambda: stat(env, "client_ip.source.drop.fetch_ok") == 1, 10, what="drop loaded")

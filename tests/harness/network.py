@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
-import os
 import shutil
 import socket
 import ssl
@@ -90,10 +89,8 @@ def network_wasm_filter(frags: manifests.Fragments, configuration: manifests.Con
 def native_network_filter(wasm_filter: dict, native_path: Optional[str] = None) -> dict:
     """The native build's network filter (``envoy.filters.network.dynamic_modules``) standing in for
     ``wasm_filter`` (a wasm network filter as a test loads it): same name, same configuration string,
-    the module file ``native_path`` (default ``$CLIENT_IP_NATIVE``, see manifests.native_path_from_env)."""
-    if native_path is None:
-        native_path = os.environ.get("CLIENT_IP_NATIVE") or str(
-            manifests.REPO / "target" / "native" / "libclient_ip_filter_module.so")
+    the module file ``native_path`` (default manifests.native_path_from_env)."""
+    native_path = native_path or manifests.native_path_from_env()
     return {"name": wasm_filter["name"], "typed_config": {
         "@type": NETWORK_NATIVE_TYPE,
         "dynamic_module_config": {"module": {"local": {"filename": native_path}}},
