@@ -2,12 +2,11 @@
 through Envoy's HTTP callouts from the HTTP filter configuration (main thread), refreshed with a
 conditional request (nginx answers 304), and a list server that goes away keeping the last good list,
 with the wasm build's counters, gauges and log lines. Draft of branch native-net, to be folded into the
-tests parametrised over both builds (tests/test_sources.py): until the native HTTP filter lands the
-module's HTTP filter passes every request, so this file reads what the sources did from /stats and the
-log, not from requests."""
+tests parametrised over both builds (tests/test_sources.py, which runs on the native build too with
+CLIENT_IP_BUILDS=native): requests are decided with the fetched list, and /stats and the log show what
+the sources did."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -15,6 +14,8 @@ import pytest
 from harness import envoy as E
 from harness import listserver as L
 from harness import procs
+from harness import proxyproto as pp
+from harness.client import exchange
 
 REFRESH_S = 10
 REFRESH_WAIT = REFRESH_S + 4
@@ -24,16 +25,6 @@ CONFIG = {
                          "refresh_s": REFRESH_S, "timeout_ms": 2000}},
     "access": {"deny": ["source:drop"]},
 }
-NATIVE_HTTP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
-
-
-def native_filter(configuration: dict, path: str) -> dict:
-    return {"name": "client-ip-filter", "typed_config": {
-        "@type": NATIVE_HTTP_TYPE,
-        "dynamic_module_config": {"module": {"local": {"filename": path}}},
-        "filter_name": "client_ip_filter",
-        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                          "value": json.dumps(configuration)}}}
 
 
 def stat(env, name: str) -> int:
@@ -60,18 +51,25 @@ def web(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(envoy_factory, native_so, web):
-    env = envoy_factory(E.EnvoyOptions(wasm=False, http_filters_before=[native_filter(CONFIG, native_so)],
+    env = envoy_factory(E.EnvoyOptions(build="native", configuration=CONFIG,
                                        clusters=[L.envoy_cluster("lists", web.port)]))
     env.started_at = time.monotonic()
     procs.wait_until(lambda: stat(env, "client_ip.source.drop.fetch_ok") == 1, 10, what="drop loaded")
     return env
 
 
-def test_native_source_is_fetched_once_through_the_callout_and_logged(loaded, web):
+def status(env, echo, src: str) -> int:
+    return exchange(env, echo, proxy=pp.v2(src)).status
+
+
+def test_native_source_is_fetched_once_through_the_callout_and_logged(loaded, web, echo):
     assert web.count("/drop.txt") == 1, web.requests()
     assert stat(loaded, "client_ip.source.drop.entries") == 2
     lines = [l for l in module_lines(loaded, "info") if "source drop: loaded with 2 entries" in l]
     assert len(lines) == 1, module_lines(loaded, "info")
+    assert status(loaded, echo, "192.0.2.129") == 403
+    assert status(loaded, echo, "198.51.100.63") == 403
+    assert status(loaded, echo, "198.51.100.64") == 200
 
 
 def test_native_refresh_is_conditional_and_304_keeps_the_list(loaded, web):
@@ -85,7 +83,7 @@ def test_native_refresh_is_conditional_and_304_keeps_the_list(loaded, web):
     assert stat(loaded, "client_ip.source.drop.entries") == 2
 
 
-def test_native_failing_list_server_keeps_the_last_good_list(loaded, web):
+def test_native_failing_list_server_keeps_the_last_good_list(loaded, web, echo):
     web.stop()
     procs.wait_until(lambda: stat(loaded, "client_ip.source.drop.fetch_failed") >= 1,
                      REFRESH_WAIT + 2, interval=0.2, what="a failed fetch counted")
@@ -93,3 +91,5 @@ def test_native_failing_list_server_keeps_the_last_good_list(loaded, web):
     warnings = [l for l in module_lines(loaded, "warning") if "source drop" in l]
     assert warnings, module_lines(loaded, "warning")
     assert "keeping the last good list" in warnings[0], warnings
+    assert status(loaded, echo, "192.0.2.129") == 403
+    assert status(loaded, echo, "198.51.100.64") == 200

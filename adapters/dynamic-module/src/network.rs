@@ -381,7 +381,6 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_config_new(
     config: EnvoyBuffer,
 ) -> abi::ConfigModulePtr {
     let made = catch_unwind(AssertUnwindSafe(|| {
-        crate::logging::refresh();
         // SAFETY: Envoy's buffer is valid for the duration of this hook.
         let bytes = unsafe { copied(&config) }.unwrap_or_default();
         let define = |name: &str| {

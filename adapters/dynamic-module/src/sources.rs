@@ -107,15 +107,15 @@ impl ConfigHost for ConfigEnvoy {
                 abi::envoy_dynamic_module_callback_http_filter_config_define_gauge(
                     self.0,
                     module_buffer(name.as_bytes()),
-                    std::ptr::null(),
+                    std::ptr::null_mut(),
                     0,
                     &mut id,
                 )
             } else {
-                abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
+                crate::abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
                     self.0,
                     module_buffer(name.as_bytes()),
-                    std::ptr::null(),
+                    std::ptr::null_mut(),
                     0,
                     &mut id,
                 )
@@ -182,7 +182,7 @@ impl ConfigHost for ConfigEnvoy {
             abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
                 self.0,
                 id,
-                std::ptr::null(),
+                std::ptr::null_mut(),
                 0,
                 n,
             )
@@ -198,7 +198,7 @@ impl ConfigHost for ConfigEnvoy {
             abi::envoy_dynamic_module_callback_http_filter_config_set_gauge(
                 self.0,
                 id,
-                std::ptr::null(),
+                std::ptr::null_mut(),
                 0,
                 value,
             )
@@ -459,11 +459,14 @@ impl Feeds {
 }
 
 /// Lists from list servers for one HTTP filter configuration: the machine (main thread only) and
-/// the bound policy every worker reads.
-pub struct Sources {
+/// what every worker reads, `T` made from the policy bound to the current lists (the HTTP
+/// filter's compiled configuration).
+pub struct Sources<T> {
     main: ThreadId,
     feeds: RefCell<Feeds>,
-    published: Published<Bound>,
+    published: Published<T>,
+    /// Makes the published value from a new bound policy (main thread).
+    make: Box<dyn Fn(Bound) -> T>,
     ticker: Option<Ticker>,
     created_ms: u64,
 }
@@ -471,23 +474,26 @@ pub struct Sources {
 // SAFETY: `feeds` (the machine holds `Rc`s) is touched only on the thread that made it — Envoy's
 // main thread, where every configuration hook runs — and every access checks it
 // ([`Sources::on_main`]); the workers only call `current`, which reads `published` (a lock).
-unsafe impl Sync for Sources {}
+unsafe impl<T: Send + Sync> Sync for Sources<T> {}
 // SAFETY: as above; Envoy destroys the configuration on the main thread.
-unsafe impl Send for Sources {}
+unsafe impl<T: Send + Sync> Send for Sources<T> {}
 
-impl Sources {
+impl<T> Sources<T> {
     /// The sources of a configuration (`config` its bytes; `template` and `plan` its compiled
-    /// policy); None when no list names a source. Called from `on_http_filter_config_new`.
+    /// policy); None when no list names a source. `make` makes what the workers read from each
+    /// bound policy. Called from `on_http_filter_config_new`.
     pub fn start(
         config_envoy: abi::ConfigEnvoyPtr,
         config: &[u8],
         template: Policy,
         plan: SourcePlan,
-    ) -> Option<Sources> {
+        make: impl Fn(Bound) -> T + 'static,
+    ) -> Option<Sources<T>> {
         let envoy = ConfigEnvoy(config_envoy);
         let feeds = Feeds::new(Box::new(envoy), config, template, plan)?;
-        let published = Published::new(feeds.bound());
+        let published = Published::new(make(feeds.bound()));
         Some(Sources {
+            make: Box::new(make),
             main: std::thread::current().id(),
             feeds: RefCell::new(feeds),
             published,
@@ -496,8 +502,8 @@ impl Sources {
         })
     }
 
-    /// The bound policy current now (any thread): a stream takes it when it starts.
-    pub fn current(&self) -> Arc<Bound> {
+    /// The value current now (any thread): a stream takes it when it starts.
+    pub fn current(&self) -> Arc<T> {
         self.published.load()
     }
 
@@ -511,7 +517,7 @@ impl Sources {
     }
 
     fn republish(&self, feeds: &Feeds) {
-        self.published.store(feeds.bound());
+        self.published.store((self.make)(feeds.bound()));
     }
 
     /// A tick (`on_http_filter_config_scheduled`).
@@ -552,7 +558,7 @@ impl Sources {
     }
 }
 
-impl Drop for Sources {
+impl<T> Drop for Sources<T> {
     fn drop(&mut self) {
         // Stop the ticks first: no hook of this configuration runs after this.
         self.ticker = None;

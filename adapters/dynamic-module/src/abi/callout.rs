@@ -1,7 +1,7 @@
 //! Envoy's dynamic-module C ABI (Envoy 1.40) for what an HTTP filter *configuration* does on its
 //! own, outside any request, declared by hand: HTTP callouts, a scheduler that runs a hook on the
 //! main thread, and the configuration's counters and gauges. List sources use them
-//! ([`crate::sources`]).
+//! ([`crate::sources`]). Counters are defined with [`super`]'s `..._config_define_counter`.
 //!
 //! Threads: the callout and the metrics calls are made on the main thread (from the
 //! configuration's hooks); `scheduler_commit` may be called from any thread and makes Envoy call
@@ -89,19 +89,11 @@ extern "C" {
         scheduler: SchedulerPtr,
     );
 
-    /// Defines a counter (no labels); its id in `id`. 0 on success.
-    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
-        config: ConfigEnvoyPtr,
-        name: ModuleBuffer,
-        label_names: *const ModuleBuffer,
-        label_names_len: usize,
-        id: *mut usize,
-    ) -> u32;
     /// Defines a gauge (no labels); its id in `id`. 0 on success.
     pub fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
         config: ConfigEnvoyPtr,
         name: ModuleBuffer,
-        label_names: *const ModuleBuffer,
+        label_names: *mut ModuleBuffer,
         label_names_len: usize,
         id: *mut usize,
     ) -> u32;
@@ -109,7 +101,7 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
         config: ConfigEnvoyPtr,
         id: usize,
-        label_values: *const ModuleBuffer,
+        label_values: *mut ModuleBuffer,
         label_values_len: usize,
         value: u64,
     ) -> u32;
@@ -117,7 +109,7 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
         config: ConfigEnvoyPtr,
         id: usize,
-        label_values: *const ModuleBuffer,
+        label_values: *mut ModuleBuffer,
         label_values_len: usize,
         value: u64,
     ) -> u32;
