@@ -447,10 +447,10 @@ retired: build envoy nginx
 ## reliability: every reliability driver in sequence on the current build, each writing its record, then the
 ## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
 ## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
-RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_SOAK_SECONDS    ?= 90
 RELIABILITY_REFRESH_SECONDS ?= 120
-RELIABILITY_FUZZ_SECONDS    ?= 45
-RELIABILITY_RETIRED_RECONFIGS ?= 30
+RELIABILITY_FUZZ_SECONDS    ?= 30
+RELIABILITY_RETIRED_RECONFIGS ?= 20
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
 	@failed=; for run in hostile-json differential adoption reconfig \
