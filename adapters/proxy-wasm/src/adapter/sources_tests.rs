@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::sources::Feeds;
-use crate::access::Verdict;
-use crate::config;
 use crate::host::{HostError, SourceHost};
-use crate::policy::{Downstream, Request};
-use crate::testutil::headers;
+use client_ip_core::access::Verdict;
+use client_ip_core::config;
+use client_ip_core::policy::{Downstream, Request};
+use client_ip_core::testutil::headers;
 
 /// `CasMismatch`.
 const CAS_MISMATCH: HostError = HostError(8);

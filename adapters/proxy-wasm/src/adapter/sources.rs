@@ -8,13 +8,13 @@ use std::hash::{BuildHasher, Hasher};
 
 use log::{debug, info, warn};
 
-use crate::bind::{bind, SourcePlan};
 use crate::host::{HostError, SourceHost};
-use crate::policy::Policy;
-use crate::source::machine::{
+use client_ip_core::bind::{bind, SourcePlan};
+use client_ip_core::policy::Policy;
+use client_ip_core::source::machine::{
     Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
 };
-use crate::source::retire::Retired;
+use client_ip_core::source::retire::Retired;
 
 /// How often a fetching VM looks at the retired configurations' leases.
 const RETIRED_CHECK_MS: u64 = 5_000;

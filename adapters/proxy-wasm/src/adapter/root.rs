@@ -18,10 +18,10 @@ use super::http::Stream;
 use super::network::{self, Connection, Refusing};
 use super::refresh_log_level;
 use super::sources::{Feeds, SETTLING_TICK_MS};
-use crate::config;
-use crate::filter_type::FilterType;
 use crate::host;
-use crate::tally::FLUSH_PERIOD_MS;
+use client_ip_core::config;
+use client_ip_core::filter_type::FilterType;
+use client_ip_core::tally::FLUSH_PERIOD_MS;
 
 #[derive(Default)]
 pub(super) struct Root {
