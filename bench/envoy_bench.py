@@ -28,6 +28,12 @@ Cases:
          from a loopback HTTP server (in this script) through an Envoy cluster
   I1M    the same 1,000,000 entries inline in the configuration: (S1M) / (I1M) is what a source
          costs per request (goal ≥ 0.95×)
+  DM-C   client-ip-filter's native build (the Envoy dynamic module, docs/native.md), default
+         configuration: against (A) no filter (goal ≥ 0.9×) and (C) the wasm build
+  DM-E10, DM-E10k   the native build, allow list of 10 / 10,000: against (E10)/(E10k) and RBAC (F10)/(F10k)
+  DM-S1M the native build, the 1,000,000 entries of (S1M) from the same list source (memory: one table
+         per process instead of one per VM)
+         (the DM- cases run when --module names the .so, `make native`)
   B-calls  the do-nothing filter making exactly (C)'s four host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
@@ -49,8 +55,9 @@ refused per second, which wrk counts as read errors):
 The N- cases carry set_filter_state as deployed, the filter and RBAC sit before tcp_proxy.
 
 Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load; and (S1M),
-(I1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a source's
-list is parsed once and copied into each VM; inline, each VM parses the configuration itself).
+(I1M), (DM-S1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a
+source's list is parsed once and copied into each VM; inline, each VM parses the configuration itself; the
+native build holds one table per process).
 Then the host calls of every wasm case, counted by the `count-host-calls` builds (bench/host_calls.py).
 Writes the run's record, bench/results/bench.json (committed), and BENCHMARKS.md rendered from it
 alone (`report`; tools/figures.py regenerates and checks it, and the docs' figures that come from it);
@@ -79,6 +86,7 @@ REPO = Path(__file__).resolve().parent.parent
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+DYNAMIC_MODULE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
 RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 LUA = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 SET_FILTER_STATE = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config"
@@ -195,6 +203,14 @@ def wasm_filter(path: str, vm_id: str, root_id: str, configuration: str) -> dict
                           "value": configuration}}}}
 
 
+def module_filter(path: str, configuration: str) -> dict:
+    """The native build's HTTP filter as native/envoy.yaml has it (the module file, the same JSON)."""
+    return {"name": "client-ip-filter", "typed_config": {
+        "@type": DYNAMIC_MODULE, "dynamic_module_config": {"module": {"local": {"filename": path}}},
+        "filter_name": "client_ip_filter",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}}}
+
+
 def rbac_filter(nets: list[str]) -> dict:
     principals = []
     for net in nets:
@@ -248,6 +264,10 @@ CALL_NAMES = {"fs": "get_property", "inc": "increment_metric", "prop": "set_prop
               "set": "set_map_value"}
 
 
+# The native build's comparisons the report shows (BENCHMARKS.md "The native build"; tools/figures.py).
+NATIVE_COMPARED = [("DM-C", "C"), ("DM-E10", "E10"), ("DM-E10k", "E10k"), ("DM-E10", "F10"),
+                   ("DM-E10k", "F10k"), ("DM-S1M", "S1M")]
+
 SOURCE_CLUSTER = "bench-lists"
 SOURCE_PATH = "/million.txt"
 MILLION = 1_000_000
@@ -258,9 +278,11 @@ def million_entries() -> list[str]:
 
 
 def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
-          probes: dict[str, str] | None = None, million: list[str] | None = None) -> list[dict]:
+          probes: dict[str, str] | None = None, million: list[str] | None = None,
+          module: str | None = None) -> list[dict]:
     """Each case: name, what, http filters, whether set_filter_state goes first, route headers.
-    With ``million`` (the 1M entries), also (S1M) from the list source and (I1M) inline."""
+    With ``million`` (the 1M entries), also (S1M) from the list source and (I1M) inline. With ``module``
+    (the native build's .so), the DM- cases."""
     allow = {n: entries(n, 4000 + n) for n in (10, 10_000, 100_000)}
     d_config = json.dumps({
         "client_ip": {"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]},
@@ -302,12 +324,24 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         {"name": "RL-FS", "what": "(C) + rate_limit key in filter state + local rate limit filter (CEL)",
          "sfs": True, "filters": ours(json.dumps({"rate_limit": {}})) + [local_rate_limit_filter(from_header=False)]},
     ]
+    source = {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": SOURCE_PATH,
+              "refresh_s": 3600, "max_bytes": 64 << 20}
+    million_config = json.dumps({"sources": {"million": source}, "access": {"allow": ["source:million"]}})
+    if module:
+        out += [
+            {"name": "DM-C", "what": "native build (dynamic module), default configuration", "sfs": True,
+             "filters": [module_filter(module, "")]},
+            {"name": "DM-E10", "what": "native build, allow list of 10", "sfs": True,
+             "filters": [module_filter(module, json.dumps({"access": {"allow": allow[10]}}))]},
+            {"name": "DM-E10k", "what": "native build, allow list of 10,000", "sfs": True,
+             "filters": [module_filter(module, json.dumps({"access": {"allow": allow[10_000]}}))]},
+        ]
+        if million is not None:
+            out.append({"name": "DM-S1M", "what": "native build, allow list of 1,000,000 from a list source",
+                        "sfs": True, "source": True, "filters": [module_filter(module, million_config)]})
     if million is not None:
-        source = {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": SOURCE_PATH,
-                  "refresh_s": 3600, "max_bytes": 64 << 20}
         out.append({"name": "S1M", "what": "client-ip-filter, allow list of 1,000,000 from a list source",
-                    "sfs": True, "source": True, "filters": ours(json.dumps(
-                        {"sources": {"million": source}, "access": {"allow": ["source:million"]}}))})
+                    "sfs": True, "source": True, "filters": ours(million_config)})
         out.append({"name": "I1M", "what": "client-ip-filter, the same 1,000,000 inline", "sfs": True,
                     "filters": ours(json.dumps({"access": {"allow": million}}))})
     # The connection cases (network filters before tcp_proxy; see the module doc).
@@ -694,6 +728,7 @@ def main() -> int:
     ap.add_argument("--count-wasm", help="the filter built with count-host-calls (make build-counting): "
                                          "the host-calls column is counted with it")
     ap.add_argument("--count-noop-wasm", help="the no-op filter built with count-host-calls")
+    ap.add_argument("--module", help="the native build (the dynamic module .so, make native): cases DM-*")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                     help="another build of the filter, run as cases C-LABEL and D-LABEL")
     ap.add_argument("--probe-calls", action="append", default=[], metavar="LABEL=CALLS",
@@ -734,12 +769,12 @@ def main() -> int:
     wanted = set(args.only.split(",")) if args.only else None
     million = None
     list_server = None
-    if wanted is None or wanted & {"S1M", "I1M"}:
+    if wanted is None or wanted & {"S1M", "I1M", "DM-S1M"}:
         print("bench: generating the 1,000,000 entries of (S1M) and (I1M)", flush=True)
         million = million_entries()
         list_server = ListServer(million)
     all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes,
-                      million)
+                      million, os.path.abspath(args.module) if args.module else None)
     if args.only:
         keep = set(args.only.split(","))
         all_cases = [c for c in all_cases if c["name"] in keep]
@@ -814,7 +849,7 @@ def main() -> int:
 
     # ---- 1M entries from a source vs inline: Envoy's RSS by worker count --------------------------
     memory: dict[str, dict] = {}
-    mem_cases = [c for c in all_cases if c["name"] in ("A", "S1M", "I1M")]
+    mem_cases = [c for c in all_cases if c["name"] in ("A", "S1M", "I1M", "DM-S1M")]
     for c in ([] if args.no_alone or million is None else mem_cases):
         for conc in (1, 3):
             port, admin = free_port(), free_port()
@@ -889,6 +924,10 @@ def main() -> int:
     target("refused connections: (N-R10k) / (N-FR10k) network RBAC 10,000 principals",
            ratio("N-R10k", "N-FR10k"), 5.0)
     target("(S1M) 1,000,000 from a source / (I1M) the same inline", ratio("S1M", "I1M"), 0.95)
+    target("native: (DM-C) default configuration / (A) no filter", ratio("DM-C", "A"), 0.90)
+    # What the native build changes, beside its goal (BENCHMARKS.md "The native build").
+    native_ratios = {f"{a}/{b}": ratio(a, b) for a, b in [("DM-C", "A")] + NATIVE_COMPARED
+                     if a in names and b in names}
     for label in variants:
         target(f"(C-{label}) / (B)", ratio(f"C-{label}", "B"), 0.85)
         target(f"(D-{label}) / (B)", ratio(f"D-{label}", "B"), 0.80)
@@ -911,12 +950,14 @@ def main() -> int:
         if size:
             target("release .wasm", size / 1024, 450, " KiB", True)
     wasm_counters = {k: v for k, v in stats.items() if k.startswith("wasmcustom.client_ip.")}
+    module_counters = {k: v for k, v in stats.items() if k.startswith("dynamicmodulescustom.client_ip.")}
     rbac = {k: v for k, v in stats.items() if ".rbac." in k and k.endswith(("allowed", "denied"))}
     rbac.update({k: v for k, v in stats.items() if k.startswith("net_rbac.") and k.endswith(("allowed", "denied"))})
 
     raw = {"started_at": started_at, "args": vars(args), "machine": machine(), "results": results,
            "size_steps": steps,
            "summary": summary, "alone": alone, "host_calls": host_calls_counted, "memory": memory, "targets": targets, "wasm_counters": wasm_counters,
+           "module_counters": module_counters, "native_ratios": native_ratios,
            "rbac": rbac, "load_before": load_before, "load_after": load_after,
            "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
            "steal_pct": steal_pct, "elapsed_s": elapsed}
@@ -960,6 +1001,32 @@ def calls_text(raw: dict, name: str) -> str:
     import host_calls as HC
     counted = raw.get("host_calls", {}).get(name, {}).get("calls", {})
     return ", ".join(f"`{k}` {HC.fmt(v)}" for k, v in counted.items()) or "none"
+
+
+def native_build_section(raw: dict) -> list[str]:
+    """BENCHMARKS.md "The native build": the DM- cases against no filter, the wasm build and RBAC
+    (medians of the per-round ratios of this run); nothing when the run had no DM- case."""
+    s = raw["summary"]
+    if "DM-C" not in s:
+        return []
+    L = ["## The native build (Envoy dynamic module)", "",
+         "The same core as an Envoy dynamic module (`make native`, docs/native.md), in the same Envoy, "
+         "listeners and rounds as the cases above. Ratios are medians of the per-round ratios of "
+         "requests/s.", "",
+         "| native case | against | ratio |", "|---|---|--:|"]
+    values = raw.get("native_ratios") or {}
+    for a, b in [("DM-C", "A")] + NATIVE_COMPARED:
+        value = values.get(f"{a}/{b}")
+        if value is not None and value == value:
+            L.append(f"| {a} | ({b}) {next(c['what'] for c in raw['cases'] if c['name'] == b)} | "
+                     f"{value:.2f}× |")
+    L.append("")
+    counters = raw.get("module_counters") or {}
+    if counters:
+        L.append("Sanity: the native build's counters after the rounds: "
+                 + ", ".join(f"`{k}` {v}" for k, v in sorted(counters.items()) if v) + ".")
+        L.append("")
+    return L
 
 
 def report(raw: dict) -> str:
@@ -1047,17 +1114,20 @@ def report(raw: dict) -> str:
         L.append("Envoy serving one case alone, at `--concurrency 1` and `3`, RSS after the list is "
                  "loaded (3 s after the first 200) and 2 s of load. (S1M) fetches the list once per Envoy "
                  "(the main thread's VM parses it) and each VM copies the published table; (I1M) has each "
-                 "VM parse the inline configuration itself.")
+                 "VM parse the inline configuration itself."
+                 + (" (DM-S1M) is the native build: one table per process, whatever the worker count."
+                    if "DM-S1M@1" in mem else ""))
         L.append("")
         L.append("| case | --concurrency 1 RSS MiB | --concurrency 3 RSS MiB | per extra worker MiB | ready s (1 / 3) |")
         L.append("|---|--:|--:|--:|--:|")
-        for n in ("A", "S1M", "I1M"):
+        for n in ("A", "S1M", "I1M", "DM-S1M"):
             one, three = mem.get(f"{n}@1"), mem.get(f"{n}@3")
             if one and three:
                 L.append(f"| {n} | {one['rss_kib'] / 1024:.1f} | {three['rss_kib'] / 1024:.1f} | "
                          f"{(three['rss_kib'] - one['rss_kib']) / 2048:.1f} | "
                          f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
         L.append("")
+    L += native_build_section(raw)
     if raw.get("native_text"):
         L.append("## Native micro-benchmarks of the core (`cargo bench`)")
         L.append("")
@@ -1142,7 +1212,7 @@ def report(raw: dict) -> str:
                  "refused per second (wrk's read errors); every one of them was closed by the filter or RBAC "
                  "without an upstream connection. Ratios of N- cases are read against N-A/N-B, not A/B.")
     L.append("- (B) is `bench/noop-filter`: the same proxy-wasm SDK, release profile, wasm-opt pass and "
-             "host-call layer (`src/host.rs`), an HTTP context that returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
+             "host-call layer (`adapters/proxy-wasm/src/host.rs`), an HTTP context that returns `Continue`. (C)–(E) share one V8 VM (`vm_id`), as one plugin with several "
              "configurations would.")
     L.append("")
     return "\n".join(L)

@@ -2,8 +2,8 @@
 tests/test_host_calls.py.
 
 The counting builds (`make build-counting`: the filter and the no-op filter with the cargo feature
-`count-host-calls`, src/host.rs `count`) count every host call a request or a connection makes, by
-ABI function, and report the totals from the root's tick as counters `client_ip.host_calls.<call>`,
+`count-host-calls`, adapters/proxy-wasm/src/host.rs `count`) count every host call a request or a
+connection makes, by ABI function, and report the totals from the root's tick as counters `client_ip.host_calls.<call>`,
 with `client_ip.host_calls.contexts` the number of HTTP streams and connections they were made for.
 The root's own calls (configure, tick, flushes, list fetches) are not counted.
 

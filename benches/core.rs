@@ -27,9 +27,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use client_ip_filter::config;
-use client_ip_filter::ipset::{parse_net, IpSet};
-use client_ip_filter::policy::{Downstream, InMemory, Policy, Request};
+use client_ip_core::config;
+use client_ip_core::ipset::{parse_net, IpSet};
+use client_ip_core::policy::{Downstream, InMemory, Policy, Request};
 
 // ---------------------------------------------------------------------------------------------
 // Heap accounting: current and peak bytes allocated through the global allocator.
@@ -334,8 +334,9 @@ fn decision_config(allow: &str) -> String {
     )
 }
 
-/// The header lines the filter fetches for a request: what `src/adapter/http.rs` asks Envoy for, with the
-/// full request standing in for the host.
+/// The header lines the filter fetches for a request: what
+/// `adapters/proxy-wasm/src/adapter/http.rs` asks Envoy for, with the full request standing in for
+/// the host.
 fn fetched(
     policy: &Policy,
     downstream: &Downstream,

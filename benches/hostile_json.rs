@@ -10,8 +10,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use client_ip_filter::source::format::{parse, Accept};
-use client_ip_filter::source::{Format, Select};
+use client_ip_core::source::format::{parse, Accept};
+use client_ip_core::source::{Format, Select};
 
 struct Counting;
 

@@ -1,14 +1,13 @@
-//! client-ip-filter: a proxy-wasm filter for Envoy and Istio (an HTTP filter, or a network filter
-//! for TCP and TLS passthrough) that resolves the real client address (PROXY protocol, trusted
-//! forwarding headers), enforces IP allow/deny lists and writes client-IP headers. The behaviour
-//! contract is `docs/` (indexed by `docs/README.md`); the README is the guide.
+//! client-ip-core: the pure core of client-ip-filter, the Envoy/Istio filter that resolves the real
+//! client address (PROXY protocol, trusted forwarding headers), enforces IP allow/deny lists and
+//! writes client-IP headers, as an HTTP filter or a network filter for TCP and TLS passthrough. The
+//! behaviour contract is `docs/` (indexed by `docs/README.md`); the README is the guide.
 //!
-//! The crate is a pure core, testable natively, and a thin proxy-wasm adapter (`adapter`:
-//! the root, HTTP stream, network connection, compiled-configuration, metrics, identity and
-//! sources modules; the contexts are built for wasm32 only, the per-request logic they run is
-//! generic over [`host::StreamHost`] and unit-tested natively with a failing fake). The core's modules, each depending only on modules
-//! listed before it (dependencies point one way):
-//! - [`host`]: the proxy-wasm host calls, returning the host's status instead of panicking.
+//! This crate makes no host call: it decides, in plain Rust, from what an adapter read, and is
+//! unit-tested natively. Two thin adapters read what Envoy has, call it and apply its decisions:
+//! the proxy-wasm filter (`adapters/proxy-wasm`, crate `client_ip_filter`, the `.wasm`) and the
+//! Envoy dynamic module (`adapters/dynamic-module`, crate `client_ip_filter_module`, the `.so`).
+//! The modules, each depending only on modules listed before it (dependencies point one way):
 //! - [`filter_type`]: which kind of Envoy filter a configuration is for, and a mismatch.
 //! - [`addr`]: address text, forwarding-header entries, canonical (mapped-folded) addresses.
 //! - [`ipset`]: compiled CIDR sets with logarithmic lookups.
@@ -21,11 +20,12 @@
 //! - [`rate_limit`]: the per-client rate-limit key (Envoy's limiters count).
 //! - [`policy`]: the per-request decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
-//! - [`tally`]: the decision counters, counted in the VM and flushed in batches.
+//! - [`tally`]: the decision counters, counted by the adapter and flushed in batches.
 //! - [`source`]: lists from a list server (formats, schedule, shared table, lease).
 //! - [`bind`]: a policy bound to its sources' current lists.
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors (one module per
 //!   section).
+//! - `testutil` (tests and the cargo feature `testutil` only): helpers of the unit tests.
 
 pub mod access;
 pub mod addr;
@@ -35,7 +35,6 @@ pub mod config;
 pub mod connection;
 pub mod filter_type;
 pub mod forward;
-pub mod host;
 pub mod identity;
 pub mod ipset;
 pub mod path;
@@ -45,9 +44,5 @@ pub mod resolve;
 pub mod source;
 pub mod tally;
 
-#[cfg(test)]
-mod testutil;
-
-// The contexts are wasm32 only; natively, the per-request logic is unit-tested with a fake host.
-#[cfg(any(target_arch = "wasm32", test))]
-mod adapter;
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;

@@ -20,6 +20,8 @@ pub fn config_error(json: &str) -> String {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next value of the sequence (not an `Iterator`: the sequence never ends).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -5,6 +5,12 @@ need it FAIL (never skip) with the command that installs it.
 
 Module-scoped ``envoy_factory`` starts Envoys that live until the module ends, so the tests sharing a
 configuration share one Envoy (a test only ever looks at its own request: x-test-id, counter deltas).
+
+Both builds: a module marked ``pytestmark = pytest.mark.both_builds`` runs once per build of
+``$CLIENT_IP_BUILDS`` (default ``wasm,native``): the module-scoped ``build`` fixture is parametrised,
+and its ``envoy_factory`` starts every Envoy with that build's HTTP filter block (EnvoyOptions.build;
+the same configuration JSON). Tests are not copied: one test function, ids ``[wasm]`` / ``[native]``.
+Other modules see ``build == "wasm"``.
 """
 from __future__ import annotations
 
@@ -37,6 +43,13 @@ def _missing_wasm() -> str:
     return ""
 
 
+def _missing_native() -> str:
+    path = manifests.native_path_from_env()
+    if not os.path.isfile(path):
+        return f"the native build is not built at {path} (CLIENT_IP_NATIVE_SO): run `make native`"
+    return ""
+
+
 def _missing_haproxy() -> str:
     if not haproxy_mod.haproxy_binary():
         return "haproxy is not installed: run `make haproxy`"
@@ -50,6 +63,10 @@ LAST_TEST = "test_make_test_installs_every_program_the_suite_started"
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "both_builds: run the module once per build of $CLIENT_IP_BUILDS "
+                                       "(wasm, native), through the module-scoped build fixture")
+    config.addinivalue_line("markers", "only_builds(*names): in a both_builds module, a test of one "
+                                       "build's own mechanics, run on those builds only")
     SESSION_PROGRAMS.unlink(missing_ok=True)
     os.environ[procs.PROGRAM_LOG_ENV] = str(SESSION_PROGRAMS)
 
@@ -63,10 +80,24 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: item.name == LAST_TEST)
 
 
+def pytest_generate_tests(metafunc):
+    """A both_builds module's tests, once per build, grouped by build (module scope)."""
+    if "build" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_builds"):
+        builds = manifests.builds_from_env()
+        only = metafunc.definition.get_closest_marker("only_builds")
+        if only:  # a rule of one build's mechanics (e.g. proxy-wasm's one VM per worker)
+            builds = tuple(b for b in builds if b in only.args)
+        metafunc.parametrize("build", builds, indirect=True, scope="module")
+
+
 def pytest_report_header(config):
     lines = [f"envoy: {envoy_mod.envoy_binary()}", f"wasm:  {manifests.wasm_path_from_env()}",
+             f"native: {manifests.native_path_from_env()}", f"builds: {','.join(manifests.builds_from_env())}",
              f"haproxy: {haproxy_mod.haproxy_binary()}"]
-    for check in (_missing_envoy, _missing_wasm, _missing_haproxy):
+    checks = [_missing_envoy, _missing_wasm, _missing_haproxy]
+    if "native" in manifests.builds_from_env():
+        checks.append(_missing_native)
+    for check in checks:
         msg = check()
         if msg:
             lines.append("MISSING: " + msg)
@@ -88,6 +119,27 @@ def wasm(envoy_bin) -> str:
     if msg:
         pytest.fail(msg, pytrace=False)
     return manifests.wasm_path_from_env()
+
+
+@pytest.fixture(scope="session")
+def native_so(envoy_bin) -> str:
+    """The native build (the dynamic module .so); a test that needs it fails when it is missing."""
+    msg = _missing_native()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return manifests.native_path_from_env()
+
+
+@pytest.fixture(scope="module")
+def build(request) -> str:
+    """The build this module's Envoys load: the parameter of a both_builds module, else "wasm".
+    The native build, when asked for and missing, fails the tests (never skips)."""
+    name = getattr(request, "param", "wasm")
+    if name == "native":
+        msg = _missing_native()
+        if msg:
+            pytest.fail(msg, pytrace=False)
+    return name
 
 
 @pytest.fixture(scope="session")
@@ -118,16 +170,23 @@ def sidecar_fragments() -> manifests.Fragments:
 class EnvoyFactory:
     """Starts Envoys for one module; all are stopped (process group killed) at module teardown."""
 
-    def __init__(self, echo: EchoServer, workdir: Path):
+    def __init__(self, echo: EchoServer, workdir: Path, build: str = "wasm"):
         self.echo = echo
         self.workdir = workdir
+        self.build = build  # filled into every EnvoyOptions whose build is None
         self.started: list = []
+
+    def _with_build(self, opts: envoy_mod.EnvoyOptions) -> envoy_mod.EnvoyOptions:
+        if opts.build is None:
+            opts = envoy_mod.copy_options(opts, build=self.build)
+        return opts
 
     def __call__(self, opts: envoy_mod.EnvoyOptions | None = None, dynamic: bool = False,
                  **option_changes) -> envoy_mod.Envoy:
         opts = opts or envoy_mod.EnvoyOptions()
         if option_changes:
             opts = envoy_mod.copy_options(opts, **option_changes)
+        opts = self._with_build(opts)
         name = f"envoy{len(self.started)}"
         env = envoy_mod.Envoy(opts, upstream_port=self.echo.port, workdir=str(self.workdir),
                               dynamic=dynamic, name=name)
@@ -138,7 +197,7 @@ class EnvoyFactory:
     def refused(self, opts: envoy_mod.EnvoyOptions, **kw) -> envoy_mod.Refused:
         name = f"refused{len(self.started)}"
         self.started.append(None)
-        return envoy_mod.run_refused(opts, workdir=str(self.workdir), upstream_port=self.echo.port,
+        return envoy_mod.run_refused(self._with_build(opts), workdir=str(self.workdir), upstream_port=self.echo.port,
                                      name=name, **kw)
 
     def stop_all(self) -> None:
@@ -148,8 +207,9 @@ class EnvoyFactory:
 
 
 @pytest.fixture(scope="module")
-def envoy_factory(request, echo, envoy_bin, tmp_path_factory):
-    factory = EnvoyFactory(echo, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+def envoy_factory(request, echo, envoy_bin, build, tmp_path_factory):
+    factory = EnvoyFactory(echo, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "-" + build),
+                           build)
     try:
         yield factory
     finally:

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use client_ip_filter::ipset::{parse_net, IpSet};
+use client_ip_core::ipset::{parse_net, IpSet};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, good enough for test inputs.

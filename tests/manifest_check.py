@@ -1,4 +1,5 @@
-"""Offline validation of the shipped Kubernetes/Istio manifests (envoyfilter/, istio-examples/).
+"""Offline validation of the shipped Kubernetes/Istio/Envoy Gateway manifests (envoyfilter/, istio-examples/,
+native/istio/, native/envoy-gateway/).
 
 What a cluster would check before admitting an object, as far as it can be done without one:
 
@@ -13,6 +14,10 @@ What a cluster would check before admitting an object, as far as it can be done 
   object actually has must be one of CEL_RULES below (re-implemented in Python, keyed by the exact rule
   text), or validation fails with "unimplemented CEL rule" -- a new rule in a CRD update cannot pass
   unnoticed.
+* Envoy Gateway kinds (``gateway.envoyproxy.io``: EnvoyProxy, EnvoyExtensionPolicy, ClientTrafficPolicy):
+  the same, against Envoy Gateway's own CRDs (the generated CRD files of its Helm chart, from the
+  ``github.com/envoyproxy/gateway`` Go module pinned in tests/envoy-gateway/go.mod, copied into
+  .work/envoy-gateway/ by ``make eg-crds``; ``$CLIENT_IP_EG_CRDS`` names another directory).
 * Kubernetes core kinds (Service, Deployment, ServiceAccount, Role, RoleBinding): Kubernetes' own JSON
   schemas, strict variant, shipped in the ``kubernetes-validate`` package, for the oldest and newest
   Kubernetes versions of K8S_VERSIONS.
@@ -35,11 +40,16 @@ import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-MANIFEST_DIRS = (REPO / "envoyfilter", REPO / "istio-examples")
+MANIFEST_DIRS = (REPO / "envoyfilter", REPO / "istio-examples", REPO / "native" / "istio",
+                 REPO / "native" / "envoy-gateway")
 # The newest pinned Istio release (Makefile ISTIO_NEWEST); make exports the path it copies the file to.
 ISTIO_NEWEST = "1.31"
 CRD_FILE = Path(os.environ.get("CLIENT_IP_ISTIO_CRDS",
                                REPO / ".work" / "istio" / ISTIO_NEWEST / "customresourcedefinitions.gen.yaml"))
+
+# Envoy Gateway's CRD files (make eg-crds); its group.
+EG_CRD_DIR = Path(os.environ.get("CLIENT_IP_EG_CRDS", REPO / ".work" / "envoy-gateway"))
+EG_GROUP = "gateway.envoyproxy.io"
 
 # Kubernetes versions the core objects must be valid for: Istio 1.21 (our minimum, for
 # set_filter_state's factory_key) supports Kubernetes 1.26+; the newest is the package's latest.
@@ -72,12 +82,22 @@ def all_objects() -> Iterator[tuple[Path, int, dict]]:
 
 @functools.lru_cache(maxsize=1)
 def crd_schemas() -> dict:
-    """{(group, version, kind): openAPIV3Schema} from Istio's CRD file."""
+    """{(group, version, kind): openAPIV3Schema} from Istio's CRD file and Envoy Gateway's CRD files."""
     out = {}
     if not CRD_FILE.is_file():
         raise FileNotFoundError(f"Istio's CRD file {CRD_FILE} is missing: run `make istio-crds` (it copies "
                                 "kubernetes/customresourcedefinitions.gen.yaml out of the pinned istio.io/api module)")
-    with open(CRD_FILE) as fh:
+    eg_files = sorted(EG_CRD_DIR.glob(f"{EG_GROUP}_*.yaml"))
+    if not eg_files:
+        raise FileNotFoundError(f"Envoy Gateway's CRD files are missing in {EG_CRD_DIR}: run `make eg-crds` (it "
+                                "copies them out of the github.com/envoyproxy/gateway module tests/envoy-gateway/go.mod pins)")
+    for path in [CRD_FILE] + eg_files:
+        _read_crds(path, out)
+    return out
+
+
+def _read_crds(path: Path, out: dict) -> None:
+    with open(path) as fh:
         for crd in yaml.safe_load_all(fh):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
@@ -85,7 +105,6 @@ def crd_schemas() -> dict:
             for v in spec["versions"]:
                 if v.get("served", True):
                     out[(spec["group"], v["name"], spec["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
-    return out
 
 
 def structural(schema: Any) -> Any:
@@ -123,10 +142,12 @@ def _path(err: jsonschema.ValidationError) -> str:
 
 
 def validate_istio(doc: dict) -> list[str]:
+    """An Istio or Envoy Gateway object against its CRD's schema and CEL rules."""
     group, _, version = doc["apiVersion"].partition("/")
     key = (group, version, doc["kind"])
     if key not in crd_schemas():
-        return [f"no Istio CRD schema for {doc['apiVersion']} {doc['kind']}"]
+        owner = "Envoy Gateway" if group == EG_GROUP else "Istio"
+        return [f"no {owner} CRD schema for {doc['apiVersion']} {doc['kind']}"]
     errors = [f"{_path(e)}: {e.message}" for e in _validator(*key).iter_errors(doc)]
     errors += check_cel(crd_schemas()[key], doc)
     return errors
@@ -211,6 +232,47 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
     'self.startsWith("unix://") ? (self.substring(7, 8) == "/" || self.substring(7, 8) == "@") : true':
         lambda s: s[7:8] in ("/", "@") if s.startswith("unix://") else True,
 }
+
+# Envoy Gateway's rules (EnvoyProxy, EnvoyExtensionPolicy, ClientTrafficPolicy), met by native/envoy-gateway/.
+_EG_POLICY_KINDS = ["Gateway", "HTTPRoute", "GRPCRoute", "UDPRoute", "TCPRoute", "TLSRoute"]
+_GW_GROUP = "gateway.networking.k8s.io"
+_EG_IMAGE = re.compile(r"^[a-zA-Z0-9._-]+(:[0-9]+)?(/[a-zA-Z0-9._/-]+)?(:[a-zA-Z0-9._-]+)?(@sha256:[a-z0-9]+)?$")
+CEL_RULES.update({
+    '(has(self.targetRef) && !has(self.targetRefs)) || (!has(self.targetRef) && has(self.targetRefs)) || (has(self.targetSelectors) && self.targetSelectors.size() > 0)':
+        lambda s: (_has(s, "targetRef") != _has(s, "targetRefs")) or len(s.get("targetSelectors") or []) > 0,
+    "has(self.targetRef) ? self.targetRef.group == 'gateway.networking.k8s.io' : true":
+        lambda s: s["targetRef"].get("group") == _GW_GROUP if _has(s, "targetRef") else True,
+    "has(self.targetRef) ? self.targetRef.kind == 'Gateway' : true":
+        lambda s: s["targetRef"].get("kind") == "Gateway" if _has(s, "targetRef") else True,
+    "has(self.targetRef) ? self.targetRef.kind in ['Gateway', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'] : true":
+        lambda s: s["targetRef"].get("kind") in _EG_POLICY_KINDS if _has(s, "targetRef") else True,
+    "has(self.targetRefs) ? self.targetRefs.all(ref, ref.group == 'gateway.networking.k8s.io') : true":
+        lambda s: all(r.get("group") == _GW_GROUP for r in s["targetRefs"]) if _has(s, "targetRefs") else True,
+    "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind == 'Gateway') : true":
+        lambda s: all(r.get("kind") == "Gateway" for r in s["targetRefs"]) if _has(s, "targetRefs") else True,
+    "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in ['Gateway', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) : true":
+        lambda s: all(r.get("kind") in _EG_POLICY_KINDS for r in s["targetRefs"]) if _has(s, "targetRefs") else True,
+    "self.type == 'Remote' ? has(self.remote) : !has(self.remote)":
+        lambda s: _has(s, "remote") == (s.get("type", "Local") == "Remote"),
+    "self.type != 'Local' || has(self.local)":
+        lambda s: s.get("type", "Local") != "Local" or _has(s, "local"),
+    "self.type == 'Remote' ? !has(self.local) : true":
+        lambda s: not _has(s, "local") if s.get("type", "Local") == "Remote" else True,
+    "self.type == 'HTTP' ? has(self.http) : !has(self.http)":
+        lambda s: _has(s, "http") == (s.get("type") == "HTTP"),
+    "self.type == 'Image' ? has(self.image) : !has(self.image)":
+        lambda s: _has(s, "image") == (s.get("type") == "Image"),
+    '(has(self.before) || has(self.after))': lambda s: _has(s, "before") or _has(s, "after"),
+    '(has(self.before) && !has(self.after)) || (!has(self.before) && has(self.after))':
+        lambda s: _has(s, "before") != _has(s, "after"),
+    '((has(self.envoyDeployment) && !has(self.envoyDaemonSet)) || (!has(self.envoyDeployment) && has(self.envoyDaemonSet))) || (!has(self.envoyDeployment) && !has(self.envoyDaemonSet))':
+        lambda s: not (_has(s, "envoyDeployment") and _has(s, "envoyDaemonSet")),
+    '((has(self.envoyHpa) && !has(self.envoyDaemonSet)) || (!has(self.envoyHpa) && has(self.envoyDaemonSet))) || (!has(self.envoyHpa) && !has(self.envoyDaemonSet))':
+        lambda s: not (_has(s, "envoyHpa") and _has(s, "envoyDaemonSet")),
+    '!has(self.image) || !has(self.imageRepository)': lambda s: not (_has(s, "image") and _has(s, "imageRepository")),
+    "self.matches('^[a-zA-Z0-9._-]+(:[0-9]+)?(/[a-zA-Z0-9._/-]+)?(:[a-zA-Z0-9._-]+)?(@sha256:[a-z0-9]+)?$')":
+        lambda s: bool(_EG_IMAGE.match(s)),
+})
 
 
 def _norm_rule(rule: str) -> str:
@@ -384,7 +446,7 @@ def validate(doc: Any) -> list[str]:
         errors += validate_core(doc)
     elif api == "install.istio.io/v1alpha1" and kind == "IstioOperator":
         errors += check_istio_operator(doc)
-    elif api.split("/")[0].endswith("istio.io"):
+    elif api.split("/")[0].endswith("istio.io") or api.split("/")[0] == EG_GROUP:
         errors += validate_istio(doc)
     else:
         errors.append(f"no schema known for {api} {kind}")

@@ -7,6 +7,9 @@ from harness import envoy as E
 from harness import proxyproto as pp
 from harness.client import exchange
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 FORWARD = {"headers": ["x-real-ip"], "port_header": "x-client-port"}
 TRUSTED = {"client_ip": {"trusted_proxies": ["10.0.0.0/8"]}, "forward": FORWARD}
 DS = pp.v1("10.0.0.1", sport=40000)  # a trusted downstream (the proxy in front of Envoy)

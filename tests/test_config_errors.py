@@ -9,6 +9,9 @@ from harness import envoy as E
 from harness import proxyproto as pp
 from harness.client import exchange
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 # (id, configuration, strings the one error line must contain)
 BAD = [
     ("bad-json", '{"access": {"allow": [}', []),
@@ -67,7 +70,7 @@ def test_config_error_envoy_refuses_to_start_and_logs_key_path_and_value(envoy_f
     refused = envoy_factory.refused(E.EnvoyOptions(configuration=configuration))
     assert refused.exit_status is not None, "Envoy started with a bad configuration"
     assert refused.exit_status != 0
-    errors = [l for l in refused.log.splitlines() if "][error][wasm]" in l and "wasm log" in l]
+    errors = refused.filter_lines("error")
     assert len(errors) == 1, f"expected exactly one error line from the filter, got {errors}"
     for needle in needles:
         assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
@@ -97,7 +100,7 @@ def test_config_cidr_with_host_bits_is_accepted_with_a_warning(envoy_factory, ec
     assert exchange(env, echo, proxy=pp.v1("10.200.0.1")).status == 200
     assert exchange(env, echo, proxy=pp.v1("11.0.0.1")).status == 403
     line = env.wait_log("10.1.2.3/8")
-    assert "][warning][wasm]" in line, line
+    assert env.tag("warning") in line, line
 
 
 def test_config_every_key_of_the_spec_example_is_accepted(envoy_factory, echo, wasm):

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The top-level entries a path in a document may start with; anything else in backticks is not a
 # repository path (a key, a header, a file on a proxy).
-TOP = ("src", "tests", "docs", "envoyfilter", "istio-examples", "demo", "bench", "benches", "oci", "tools",
-       "fuzz", "observability", ".ci")
+TOP = ("src", "adapters", "tests", "docs", "envoyfilter", "istio-examples", "demo", "bench", "benches", "oci",
+       "tools", "fuzz", "observability", ".ci", "native")
 TOP_FILES = ("Makefile", "Cargo.toml", "Cargo.lock", "README.md", "RELIABILITY.md", "BENCHMARKS.md",
              "CHANGELOG.md", "LICENSE")
 

@@ -8,6 +8,9 @@ from harness import envoy as E
 from harness import proxyproto as pp
 from harness.client import exchange, exchange_h2
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 # Default resolution (no header believed): the client is the downstream address; show it and its port.
 FORWARD = {"forward": {"headers": ["x-real-ip"], "port_header": "x-client-port"}}
 # The same, taking a downstream address derived from X-Forwarded-For (the behaviour before issue 20).

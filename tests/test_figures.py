@@ -106,3 +106,84 @@ def test_the_differential_line_comes_from_its_record(tmp_path, monkeypatch):
     assert figures.FIGURES["diff.last_run"]() == "not recorded (run `make differential`)"
     record.write_text("$ make differential   # now\nipset differential: 7 lists, 90 lookups, 60 inside, 30 outside\n")
     assert figures.FIGURES["diff.last_run"]().startswith("7 lists, 90 lookups (60 inside, 30 outside)")
+
+
+def test_the_hostile_json_and_retired_tables_come_from_their_text_records(tmp_path, monkeypatch):
+    text = (REPO / "RELIABILITY.md").read_text()
+    for name in ("hostile_json.table", "retired.table"):
+        table = figures.FIGURES[name]()
+        assert not table.startswith("not recorded"), name
+        assert table in text, name
+    # A typed cell over the record is caught.
+    cell = "| replaced configurations emptied | 0 of "
+    assert cell in text
+    typed = text.replace(cell, "| replaced configurations emptied | 1 of ", 1)
+    assert [p.split(" shows")[0] for p in figures.text_problems("RELIABILITY.md", typed)] == [
+        "RELIABILITY.md: figure retired.table"]
+    # Without the records, they say so.
+    monkeypatch.setattr(figures, "RETIRED_RECORD", tmp_path / "absent.txt")
+    monkeypatch.setattr(figures, "HOSTILE_RECORD", tmp_path / "absent.txt")
+    assert figures.FIGURES["retired.table"]() == "not recorded (run `make retired`)"
+    assert figures.FIGURES["hostile_json.table"]() == "not recorded (run `make hostile-json`)"
+
+
+def test_the_retired_figures_follow_the_record(tmp_path, monkeypatch):
+    record = tmp_path / "retired.txt"
+    record.write_text(
+        "$ tests/reliability/retired.py --reconfigs 2 --settle 9 --concurrency 2   # now, commit abc\n"
+        "configuration 0 loaded: rss 100.0 MiB, allocated 10.0 MiB, heap 1.0 MiB\n"
+        "configuration 1 loaded: rss 110.0 MiB, allocated 11.0 MiB, heap 1.0 MiB\n"
+        "configuration 2 loaded: rss 120.0 MiB, allocated 12.0 MiB, heap 1.0 MiB\n"
+        "9 s after the last: rss 105.0 MiB, allocated 3.5 MiB, heap 1.0 MiB\n"
+        "replaced configurations emptied: 2 of 2 (2 log lines)\n")
+    monkeypatch.setattr(figures, "RETIRED_RECORD", record)
+    table = figures.FIGURES["retired.table"]()
+    assert "| RSS after 2 reconfigurations |" in table and "| 120.0 MiB |" in table
+    assert "| allocated 9 s after the last |" in table and "| 3.5 MiB |" in table
+    assert figures.FIGURES["retired.after_run"]() == "now, commit abc"
+
+
+def test_the_refresh_adoption_and_gradual_drain_figures_come_from_their_records(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setattr(figures, "RESULTS", tmp_path)
+    for name, command in (("refresh.table", "make refresh"), ("adoption.summary", "make adoption"),
+                          ("reconfig.gradual", "make reconfig")):
+        assert figures.FIGURES[name]() == f"not recorded (run `{command}`)"
+    cls = {"completed": 10, "errors": {}, "latency_us": {"p50": 512, "p99": 4096}}
+    (tmp_path / "refresh.json").write_text(json.dumps({
+        "duration_s": 30.0, "flip_s": 10.0, "concurrency": 2, "body_bytes": 12_806_142,
+        "flips_written": 2, "versions_adopted": 2, "x_status_changes": 4, "y_status_changes": 4,
+        "worst_latency_during_refresh_ms": 12.5, "slow_during_refresh": 0,
+        "worst_latency_outside_refresh_ms": 3.0, "slow_outside_refresh": 0, "list_server_requests": 3,
+        "classes": {"X": cls, "Y": cls}, "memory": {"vmrss_kb": 204800}, "checks": [{"check": "a", "ok": True}]}))
+    table = figures.FIGURES["refresh.table"]()
+    assert "| requests | 20 (X 10 / Y 10), 0 failed |" in table
+    assert "| worst latency during a refresh | 12.5 ms (0 responses of 20 ms or more) |" in table
+    assert "| Envoy RSS at the end | 200 MiB |" in table
+    assert figures.FIGURES["refresh.body"]() == "12.8 MB"
+    (tmp_path / "adoption.json").write_text(json.dumps({
+        "label": "commit abc", "wasm": "make build", "date": "now", "refreshes": 5, "adoptions": 10,
+        "read_ms": {"min": 1, "median": 2, "max": 3}, "decoded_ms": {"min": 20, "median": 25.5, "max": 40},
+        "load_average": {"start": 0.5, "end": 0.7}}))
+    assert figures.FIGURES["adoption.summary"]().endswith(
+        "read 1–3 ms (median 2), opened and decoded 20–40 ms (median 25.5)")
+    (tmp_path / "reconfig-gradual.json").write_text(json.dumps({
+        "errors": {"A": 18, "B": 18}, "pushes": [{"expect": "A"}] * 6 + [{"expect": None}] * 3,
+        "effect_s": {"min": 1.015, "max": 1.065}, "conns_per_client": 3,
+        "requests_per_client": {"A": 1, "B": 1}}))
+    assert figures.FIGURES["reconfig.gradual"]() == (
+        "the new policy took effect in 1.015–1.065 s, and 36 requests failed (6 good pushes, "
+        "6 connections under load)")
+
+
+def test_make_reliability_runs_every_driver_that_writes_a_record():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nreliability:", 1)[1].split("\n\n", 1)[0]
+    for target in ("hostile-json", "differential", "adoption", "reconfig", "soak", "refresh", "retired",
+                   "rate-limit-load", "fuzz"):
+        assert f" {target}" in recipe or f'"{target} ' in recipe, target
+    assert "tools/figures.py --write" in recipe
+    v = figures.make_vars()
+    for name in ("RELIABILITY_SOAK_SECONDS", "RELIABILITY_REFRESH_SECONDS", "RELIABILITY_FUZZ_SECONDS",
+                 "RELIABILITY_RETIRED_RECONFIGS"):
+        assert v[name].isdigit(), name

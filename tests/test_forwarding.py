@@ -6,6 +6,9 @@ from harness import envoy as E
 from harness import proxyproto as pp
 from harness.client import exchange, exchange_h2
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 
 def xff(*values):
     return [("X-Forwarded-For", v) for v in values]

@@ -22,8 +22,8 @@ COUNT_WASM = os.environ.get("CLIENT_IP_COUNT_WASM", str(REPO / "target/count/cli
 COUNT_NOOP_WASM = os.environ.get("CLIENT_IP_COUNT_NOOP_WASM", str(REPO / "target/count/noop_filter.wasm"))
 
 # What each bench case costs per request (per connection for N-), by ABI call: the design
-# (src/adapter/http.rs, network.rs; bench/noop-filter). A change in the filter's host calls shows
-# here first.
+# (adapters/proxy-wasm/src/adapter/http.rs, network.rs; bench/noop-filter). A change in the filter's
+# host calls shows here first.
 # The default: the downstream address, the header lines read once (forward.strip and other spellings
 # of the filter's headers; wrk sends none, so nothing is removed), wasm.client_ip, x-real-ip. Before
 # forward.strip (issue 20) it was three: no header read.
@@ -86,7 +86,7 @@ def test_the_noop_baseline_has_the_filters_release_profile():
     ours = tomllib.loads((REPO / "Cargo.toml").read_text())["profile"]["release"]
     noop = tomllib.loads((REPO / "bench/noop-filter/Cargo.toml").read_text())["profile"]["release"]
     assert noop == ours
-    assert '#[path = "../../../src/host.rs"]' in (REPO / "bench/noop-filter/src/lib.rs").read_text()
+    assert '#[path = "../../../adapters/proxy-wasm/src/host.rs"]' in (REPO / "bench/noop-filter/src/lib.rs").read_text()
     assert "proxy_wasm::hostcalls" not in (REPO / "bench/noop-filter/src/lib.rs").read_text()
 
 

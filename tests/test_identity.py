@@ -25,6 +25,9 @@ from harness import proxyproto as pp
 from harness.client import exchange
 from harness.proxyproto import tlv_aws_vpce, tlv_azure_link, tlv_gcp_psc
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 REPO = manifests.REPO
 FS_MANIFEST = REPO / "envoyfilter" / "ingress-gateway-private-link.yaml"
 MD_MANIFEST = REPO / "envoyfilter" / "ingress-gateway-private-link-metadata.yaml"
@@ -331,7 +334,7 @@ def test_identity_config_error_envoy_refuses_to_start(envoy_factory, wasm, confi
     refused = envoy_factory.refused(E.EnvoyOptions(fragments=manifests.load(FS_MANIFEST),
                                                    configuration=configuration))
     assert refused.exit_status not in (None, 0), "Envoy started with a bad configuration"
-    errors = [l for l in refused.log.splitlines() if "][error][wasm]" in l and "wasm log" in l]
+    errors = refused.filter_lines("error")
     assert len(errors) == 1, errors
     for needle in needles:
         assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"

@@ -197,7 +197,8 @@ def test_remote_variant_differs_from_the_local_one_only_in_the_code_source_and_i
 @pytest.mark.parametrize("relpath", ["envoyfilter/ingress-gateway.yaml", "envoyfilter/ingress-gateway-remote.yaml",
                                      "envoyfilter/sidecar-inbound.yaml",
                                      "envoyfilter/ingress-gateway-private-link.yaml",
-                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml"])
+                                     "envoyfilter/ingress-gateway-private-link-metadata.yaml",
+                                     "envoyfilter/ingress-gateway-geo.yaml"])
 def test_envoyfilter_patches_are_placed_as_documented(relpath):
     ef = one(relpath, "EnvoyFilter")
     ctx = "SIDECAR_INBOUND" if "sidecar" in relpath else "GATEWAY"
@@ -600,3 +601,70 @@ def test_cloudfront_envoyfilter_is_the_gateway_one_with_the_wasmplugin_configura
     plugin["sources"]["cloudfront"].pop("cluster")
     assert config == plugin
     assert cluster["transport_socket"]["typed_config"]["sni"] == plugin["sources"]["cloudfront"]["authority"]
+
+
+# -- the geo databases (docs/geo.md): ServiceEntry, WasmPlugin, EnvoyFilter -----------------------------------
+
+GEO_PLUGIN = "istio-examples/wasmplugin-geo-gateway.yaml"
+GEO_ENVOYFILTER = "envoyfilter/ingress-gateway-geo.yaml"
+
+
+def _mmdb_sources(config: dict) -> dict:
+    return {n: s for n, s in config["sources"].items() if s.get("format") == "mmdb"}
+
+
+def test_geo_sources_cluster_is_the_one_the_service_entry_creates():
+    se = one(GEO_PLUGIN, "ServiceEntry")["spec"]
+    plugin = one(GEO_PLUGIN, "WasmPlugin")
+    (host,), (port,) = se["hosts"], se["ports"]
+    assert port["protocol"] == "HTTP"  # the filter speaks plain HTTP to the cluster, no DestinationRule
+    sources = _mmdb_sources(plugin["spec"]["pluginConfig"])
+    assert len(sources) == 2
+    for s in sources.values():
+        assert s["cluster"] == f"outbound|{port['number']}||{host}" and s["authority"] == host
+    # the same WasmPlugin as the plain gateway one (applying one replaces the other), other configuration
+    plain = one("istio-examples/wasmplugin-ingress-gateway.yaml", "WasmPlugin")
+    assert plugin["metadata"] == plain["metadata"]
+    for key in ("selector", "url", "sha256", "pluginName", "phase", "failStrategy"):
+        assert plugin["spec"][key] == plain["spec"][key], key
+
+
+def test_geo_configuration_denies_a_country_and_a_network_and_forwards_both():
+    config = one(GEO_PLUGIN, "WasmPlugin")["spec"]["pluginConfig"]
+    sources = _mmdb_sources(config)
+    geo = config["geo"]
+    assert sources[geo["country"]]["country_field"] == "country.iso_code"   # MaxMind's layout
+    assert sources[geo["asn"]]["asn_field"] == "autonomous_system_number"
+    deny = config["access"]["deny"]
+    assert any(e.startswith("country:") for e in deny) and any(e.startswith("asn:") for e in deny)
+    assert {config["forward"]["country_header"], config["forward"]["asn_header"]} == {
+        "x-client-country", "x-client-asn"}
+    # a deny list that cannot be checked refuses (503) rather than lets a denied country in
+    assert {s["on_unavailable"] for s in sources.values()} == {"refuse"}
+
+
+def test_geo_envoyfilter_is_the_gateway_one_with_the_wasmplugin_configuration_and_a_cluster():
+    local = one("envoyfilter/ingress-gateway.yaml", "EnvoyFilter")
+    geo = one(GEO_ENVOYFILTER, "EnvoyFilter")
+    assert geo["metadata"] == local["metadata"]
+    gp, lp = geo["spec"]["configPatches"], local["spec"]["configPatches"]
+    assert [p["applyTo"] for p in gp] == [p["applyTo"] for p in lp] + ["CLUSTER"]
+    for g, l in zip(gp, lp):
+        g, l = copy.deepcopy(g), copy.deepcopy(l)
+        if g["applyTo"] == "HTTP_FILTER":
+            for p in (g, l):
+                p["patch"]["value"]["typed_config"]["config"]["configuration"].pop("value")
+        assert g == l
+    config = envoyfilter_configuration(GEO_ENVOYFILTER)
+    plugin = one(GEO_PLUGIN, "WasmPlugin")["spec"]["pluginConfig"]
+    cluster = gp[-1]
+    assert cluster["patch"]["operation"] == "ADD" and cluster["match"] == {"context": "GATEWAY"}
+    value = cluster["patch"]["value"]
+    for name in _mmdb_sources(config):
+        assert config["sources"][name].pop("cluster") == value["name"]
+        plugin["sources"][name].pop("cluster")
+    assert config == plugin
+    sock = value["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    se = one(GEO_PLUGIN, "ServiceEntry")["spec"]
+    assert [sock["address"]] == se["hosts"] and sock["port_value"] == se["ports"][0]["number"]
+    assert {s["authority"] for s in _mmdb_sources(config).values()} == {sock["address"]}

@@ -10,6 +10,9 @@ from harness import procs
 from harness import proxyproto as pp
 from harness.client import exchange
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 CONFIG = {"client_ip": {"trusted_proxies": ["10.0.0.0/8"]},
           "access": {"allow": ["203.0.113.0/24"],
                      "rules": [{"name": "r1", "path_prefixes": ["/r1"], "allow": ["203.0.113.10"]},
@@ -140,9 +143,8 @@ def test_debug_line_per_decision_and_nothing_per_request_at_info_or_above(obs, e
     procs.wait_until(lambda: marker in obs.log_text()[start:], timeout=15, what="the marker's debug line")
     span = obs.log_text()[start:]
     span = span[:span.index(marker)]
-    decisions = [l for l in span.splitlines() if "[wasm]" in l and "wasm log" in l and " decision=" in l]
+    decisions = [l for l in obs.filter_lines(text=span) if " decision=" in l]
     assert len(decisions) == n, f"{n} decisions wrote {len(decisions)} decision lines: {decisions[:3]}"
-    assert all("][debug][wasm]" in l for l in decisions), decisions[:3]
-    loud = [l for l in span.splitlines()
-            if re.search(r"\]\[(%s)\]\[wasm\] .*wasm log" % "|".join(LOUD), l)]
+    assert all(obs.tag("debug") in l for l in decisions), decisions[:3]
+    loud = [l for level in LOUD for l in obs.filter_lines(level, text=span)]
     assert loud == [], loud[:5]

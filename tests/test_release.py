@@ -94,7 +94,8 @@ def test_cargo_build_of_the_module_is_deterministic(wasm, tmp_path):
     assert "-Oz" in flags, flags
     target = tmp_path / "target"
     env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    build = subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1"], cwd=REPO, env=env,
+    build = subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1",
+                            "-p", "client-ip-filter"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stderr[-3000:]
     raw = target / "wasm32-wasip1" / "release" / "deps" / "client_ip_filter.wasm"

@@ -6,6 +6,9 @@ from harness import envoy as E
 from harness import proxyproto as pp
 from harness.client import exchange
 
+# The integration tests of the contract run on both builds (tests/conftest.py both_builds).
+pytestmark = pytest.mark.both_builds
+
 FORWARD = {"headers": ["x-real-ip"], "port_header": "x-client-port"}
 
 
@@ -128,9 +131,8 @@ def test_cidr_with_host_bits_is_accepted_as_its_network_with_a_warning(forms, ec
     assert resolved(ex)[0] == "198.51.100.1"
     ex = exchange(forms, echo, proxy=pp.v1("172.32.0.1"), headers=xff("198.51.100.1"))
     assert resolved(ex)[0] == "172.32.0.1"
-    warnings = [l for l in forms.log_text().splitlines()
-                if "][warning][wasm]" in l and "172.16.1.2/12" in l]
-    assert warnings, "no wasm warning naming 172.16.1.2/12 in the Envoy log"
+    warnings = [l for l in forms.filter_lines("warning") if "172.16.1.2/12" in l]
+    assert warnings, "no filter warning naming 172.16.1.2/12 in the Envoy log"
 
 
 def test_host_bits_warnings_are_listed_up_to_ten_then_counted(envoy_factory, wasm, echo):
@@ -140,7 +142,7 @@ def test_host_bits_warnings_are_listed_up_to_ten_then_counted(envoy_factory, was
                                                       "forward": FORWARD}))
     ex = exchange(env, echo, proxy=pp.v1("10.3.7.9"), headers=xff("198.51.100.1"))
     assert resolved(ex)[0] == "198.51.100.1"  # 10.3.7.1/24 is used as 10.3.7.0/24
-    lines = [l for l in env.log_text().splitlines() if "][warning][wasm]" in l and "host bits" in l]
+    lines = [l for l in env.filter_lines("warning") if "host bits" in l]
     summaries = [l for l in lines if "1990 more CIDRs have host bits set (not listed)" in l]
     assert summaries, "\n".join(lines[-5:])
     # Each configure (Envoy runs it once per VM) lists 10 and counts the rest.

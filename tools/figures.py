@@ -14,6 +14,9 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
                                      `make reconfig`, `make refresh` (the drivers' --report)
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/reliability/results/ipset-differential.txt  written by `make differential`
+  tests/reliability/results/{hostile-json,retired}{,-before}.txt  written by `make hostile-json`,
+                                     `make retired` (read by tools/figures_text.py)
+  tests/reliability/results/{reconfig-gradual,adoption}.json  written by `make reconfig`, `make adoption`
   tests/test_spoofing_corpus.py      the corpus itself: its cases (and groups) are counted, not typed
   Makefile                           the targets' durations are its variables (FUZZ_SECONDS, ...)
 
@@ -31,6 +34,10 @@ import re
 import sys
 from pathlib import Path
 from typing import Callable, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from figures_text import (header, hostile_cases, hostile_headline, hostile_table, hostile_times,  # noqa: E402
+                          retired_run, retired_table)
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_RECORD = REPO / "bench" / "results" / "bench.json"
@@ -194,6 +201,53 @@ def refresh_summary(r: dict) -> str:
             f"list server; {checks(r)}")
 
 
+def refresh_table(r: dict) -> str:
+    """The refresh run's figures, one per row (make refresh's record)."""
+    cls = r["classes"]
+    total = sum(c["completed"] for c in cls.values())
+    failed = sum(sum(e.values()) if isinstance(e, dict) else e for c in cls.values() for e in [c["errors"]])
+    p50 = max(c["latency_us"]["p50"] for c in cls.values()) / 1000
+    p99 = max(c["latency_us"]["p99"] for c in cls.values()) / 1000
+    stats = r.get("source_stats", {})
+    rss = r.get("memory", {}).get("vmrss_kb")
+    per_client = " / ".join(f"{n} {c['completed']:,}" for n, c in cls.items())
+    rows = [("load", f"{r['duration_s']:.0f} s, Envoy `--concurrency {r['concurrency']}`, the list flipped every "
+                     f"{r['flip_s']:g} s"),
+            ("requests", f"{total:,} ({per_client}), {failed} failed"),
+            ("latency p50 / p99 (loadgen's bucket bounds)", f"≤ {p50:g} / ≤ {p99:g} ms"),
+            ("list versions", f"{r['flips_written']} written, {r['versions_adopted']} adopted; X changed status "
+                              f"{r['x_status_changes']} times, Y {r['y_status_changes']}"),
+            ("worst latency during a refresh", f"{r['worst_latency_during_refresh_ms']:.1f} ms "
+                                               f"({r['slow_during_refresh']} responses of 20 ms or more)"),
+            ("worst latency outside refreshes", f"{r['worst_latency_outside_refresh_ms']:.1f} ms "
+                                                f"({r['slow_outside_refresh']} responses of 20 ms or more)"),
+            ("requests at the list server", f"{r['list_server_requests']} ("
+                                            f"{stats.get('client_ip.source.big.not_modified', 0)} answered "
+                                            "not modified over the whole run)"),
+            ("Envoy RSS at the end", f"{rss / 1024:.0f} MiB" if rss else "–"),
+            ("checks", checks(r))]
+    return "\n".join(["| | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows])
+
+
+def gradual_summary(r: dict) -> str:
+    failed = sum(sum(e.values()) if isinstance(e, dict) else e for e in r["errors"].values())
+    good = [p for p in r["pushes"] if p["expect"] is not None]
+    e = r["effect_s"]
+    took = (f"{e['min']:.3f}–{e['max']:.3f} s" if e.get("min") is not None and e.get("max") is not None
+            else "–")
+    conns = r.get("conns_per_client", 3) * len(r["requests_per_client"])
+    return (f"the new policy took effect in {took}, and {failed} requests failed ({len(good)} good pushes, "
+            f"{conns} connections under load)")
+
+
+def adoption_summary(r: dict) -> str:
+    rd, dc = r["read_ms"], r["decoded_ms"]
+    return (f"{r['adoptions']} adoptions over {r['refreshes']} refreshes ({r['label'] or r['wasm']}, {r['date']}, "
+            f"load average {r['load_average']['start']:g} → {r['load_average']['end']:g}): read "
+            f"{rd['min']}–{rd['max']} ms (median {rd['median']:g}), opened and decoded "
+            f"{dc['min']}–{dc['max']} ms (median {dc['median']:g})")
+
+
 def rate_limit_accuracy(r: dict) -> str:
     a = r["accuracy"]
     clients, bucket = a["clients"], a["bucket"]
@@ -332,6 +386,32 @@ def differential() -> str:
             f"0 disagreements{when}")
 
 
+# -- the text records of make hostile-json and make retired (read by tools/figures_text.py) ------
+
+HOSTILE_RECORD = RESULTS / "hostile-json.txt"
+HOSTILE_BEFORE = RESULTS / "hostile-json-before.txt"
+RETIRED_RECORD = RESULTS / "retired.txt"
+RETIRED_BEFORE = RESULTS / "retired-before.txt"
+
+
+def hostile(fn: Callable[[list[dict], list[dict]], str]) -> Callable[[], str]:
+    def render() -> str:
+        after, before = hostile_cases(HOSTILE_RECORD), hostile_cases(HOSTILE_BEFORE)
+        if not after or not before:
+            return missing("make hostile-json")
+        return fn(before, after)
+    return render
+
+
+def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
+    def render() -> str:
+        before, after = retired_run(RETIRED_BEFORE), retired_run(RETIRED_RECORD)
+        if before is None or after is None:
+            return missing("make retired")
+        return fn(before, after)
+    return render
+
+
 # -- the Makefile's variables: what the long targets run ---------------------------------------------
 
 def make_vars() -> dict:
@@ -341,6 +421,13 @@ def make_vars() -> dict:
         if m:
             out.setdefault(m.group(1), m.group(2))
     return out
+
+
+def reliability_durations() -> str:
+    v = make_vars()
+    return (f"soak {v['RELIABILITY_SOAK_SECONDS']} s, refresh {v['RELIABILITY_REFRESH_SECONDS']} s, fuzz "
+            f"{len(v['FUZZ_TARGETS'].split())} × {v['RELIABILITY_FUZZ_SECONDS']} s, retired "
+            f"{v['RELIABILITY_RETIRED_RECONFIGS']} reconfigurations")
 
 
 def timings_table() -> str:
@@ -353,6 +440,7 @@ def timings_table() -> str:
             "| `make reconfig` | an LDS run and an ECDS run |",
             f"| `make refresh` | {v['REFRESH_SECONDS']} s (`REFRESH_SECONDS`) of load, after generating "
             "the two 1M-entry versions |",
+            f"| `make reliability` | every driver above in sequence: {reliability_durations()} |",
             f"| `make fuzz-short` (in `make test`) | {n} corpus replays + {n} × {v['FUZZ_SHORT_SECONDS']} s "
             "(`FUZZ_SHORT_SECONDS`) of fuzzing |"]
     return "\n".join(rows)
@@ -436,10 +524,28 @@ FIGURES: dict[str, Callable[[], str]] = {
     "reconfig.lds": driver("reconfig", "make reconfig", reconfig_summary),
     "reconfig.ecds": driver("reconfig-ecds", "make reconfig", reconfig_summary),
     "refresh.summary": driver("refresh", "make refresh", refresh_summary),
+    "refresh.table": driver("refresh", "make refresh", refresh_table),
+    "refresh.body": driver("refresh", "make refresh", lambda r: f"{r['body_bytes'] / 1e6:.1f} MB"),
+    "reconfig.gradual": driver("reconfig-gradual", "make reconfig", gradual_summary),
+    "adoption.summary": driver("adoption", "make adoption", adoption_summary),
+    "adoption.before_seal": driver("adoption-before-seal", "tests/reliability/adoption.py --wasm <a build of 1947c7c> --report tests/reliability/results/adoption-before-seal.json", adoption_summary),
+    "make.reliability": lambda: reliability_durations(),
     "rate_limit.accuracy": driver("rate-limit", "make rate-limit-load", rate_limit_accuracy),
     "rate_limit.rotation": driver("rate-limit", "make rate-limit-load", rate_limit_rotation_table),
     "rate_limit.shipped": driver("rate-limit", "make rate-limit-load", rate_limit_shipped),
     "rate_limit.memory": driver("rate-limit", "make rate-limit-load", rate_limit_memory),
+    "hostile_json.table": hostile(hostile_table),
+    "hostile_json.times": hostile(hostile_times),
+    "hostile_json.headline": hostile(hostile_headline),
+    "hostile_json.body": hostile(lambda b, a: f"{a[0]['body_mib']:g} MiB"),
+    "hostile_json.before_run": lambda: header(HOSTILE_BEFORE.read_text()) if HOSTILE_BEFORE.exists() else missing("make hostile-json"),
+    "hostile_json.after_run": lambda: header(HOSTILE_RECORD.read_text()) if HOSTILE_RECORD.exists() else missing("make hostile-json"),
+    "retired.table": retired(retired_table),
+    "retired.reconfigs": retired(lambda b, a: str(a["reconfigs"])),
+    "retired.settle": retired(lambda b, a: f"{a['settle']:g}"),
+    "retired.settled_allocated": retired(lambda b, a: f"{a['settled'][1]:.1f} MiB"),
+    "retired.before_run": retired(lambda b, a: b["header"]),
+    "retired.after_run": retired(lambda b, a: a["header"]),
 }
 
 

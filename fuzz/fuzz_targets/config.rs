@@ -3,8 +3,8 @@
 //! path, printable as one log line.
 #![no_main]
 
-use client_ip_filter::config::parse;
-use client_ip_filter::policy::{Downstream, Request};
+use client_ip_core::config::parse;
+use client_ip_core::policy::{Downstream, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

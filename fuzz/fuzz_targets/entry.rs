@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use client_ip_filter::addr::{parse_entry, AddrText};
+use client_ip_core::addr::{parse_entry, AddrText};
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)] // the networks part is the header target's
@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 mod reference;
 
 fuzz_target!(|data: &[u8]| {
-    // The filter reads header values as bytes and converts them lossily (src/host.rs `text`).
+    // The filter reads header values as bytes and converts them lossily (adapters/proxy-wasm/src/host.rs `text`).
     let text = String::from_utf8_lossy(data);
     check(&text);
 });

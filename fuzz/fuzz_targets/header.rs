@@ -12,11 +12,11 @@
 
 use std::net::IpAddr;
 
-use client_ip_filter::access::{Lists, Verdict};
-use client_ip_filter::addr::parse_socket_addr;
-use client_ip_filter::ipset::{parse_net, IpSet};
-use client_ip_filter::policy::{Downstream, Policy, Request};
-use client_ip_filter::resolve::{OnInvalid, Resolver, Trust};
+use client_ip_core::access::{Lists, Verdict};
+use client_ip_core::addr::parse_socket_addr;
+use client_ip_core::ipset::{parse_net, IpSet};
+use client_ip_core::policy::{Downstream, Policy, Request};
+use client_ip_core::resolve::{OnInvalid, Resolver, Trust};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../reference.rs"]
@@ -131,7 +131,7 @@ fuzz_target!(|data: &[u8]| {
     let request = Request {
         downstream: Downstream {
             addr: downstream,
-            origin: client_ip_filter::policy::Origin::FilterState,
+            origin: client_ip_core::policy::Origin::FilterState,
         },
         headers: &lines,
     };

@@ -4,9 +4,9 @@
 //! encodes back to exactly the same bytes (nothing in it is ignored or guessed).
 #![no_main]
 
-use client_ip_filter::source::format::{parse, Accept, Rejection};
-use client_ip_filter::source::table::{decode, encode};
-use client_ip_filter::source::{Format, Select};
+use client_ip_core::source::format::{parse, Accept, Rejection};
+use client_ip_core::source::table::{decode, encode};
+use client_ip_core::source::{Format, Select};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_ENTRIES: usize = 1000;

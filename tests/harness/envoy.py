@@ -5,7 +5,9 @@ The listener is built from the manifests' fragments (see ``manifests``)::
     [proxy_protocol]              listener filter (LISTENER_FILTER patch), optional
     [set_filter_state]            network filter  (NETWORK_FILTER patch), optional
     http_connection_manager       use_remote_address / xff_num_trusted_hops as asked,
-        [client-ip-filter wasm]   HTTP filter     (HTTP_FILTER patch, filename + configuration replaced)
+        [client-ip-filter wasm]   HTTP filter     (HTTP_FILTER patch, filename + configuration replaced;
+                                  for the native build native/envoy.yaml's dynamic-module block with
+                                  the same configuration, EnvoyOptions.build)
         router                    -> cluster "echo" (the test's EchoServer)
 
 and an access log (JSON lines, one per request) with the downstream addresses, the three filter-state
@@ -44,9 +46,17 @@ HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connectio
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 FILE_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 
-# Prefixes Envoy may put in front of proxy-wasm metric names in /stats; stats() strips them so tests
-# always see the names of the behaviour contract (client_ip.allowed, ...). See RAW_STAT_PREFIXES_SEEN.
+# Prefixes Envoy may put in front of the filter's metric names in /stats; stats() strips them so tests
+# always see the names of the behaviour contract (client_ip.allowed, ...): proxy-wasm's, and the
+# dynamic module's default metrics namespace (DynamicModuleConfig.metrics_namespace,
+# "dynamicmodulescustom").
 WASM_STAT_PREFIXES = ("wasmcustom.", "wasm.")
+NATIVE_STAT_PREFIXES = ("dynamicmodulescustom.",)
+STAT_PREFIXES = WASM_STAT_PREFIXES + NATIVE_STAT_PREFIXES
+
+# The Envoy log component each build's own log lines carry: proxy-wasm's "[wasm]" (with "wasm log
+# <vm>: " before the message), the dynamic module's "[dynamic_modules]".
+LOG_COMPONENT = {"wasm": "wasm", "native": "dynamic_modules"}
 
 
 def envoy_binary() -> str:
@@ -68,6 +78,8 @@ class EnvoyOptions:
     allow_requests_without_proxy_protocol: bool = False
     set_filter_state: Optional[bool] = None        # include the set_filter_state network filter
     wasm: bool = True                              # include the client-ip-filter HTTP filter
+    build: Optional[str] = None                    # "wasm" or "native" (None: wasm; the envoy_factory
+                                                   # of a both_builds module fills in its build)
     configuration: manifests.Configuration = None  # None: the manifest's; dict or raw JSON text
     wasm_path: Optional[str] = None                # default $CLIENT_IP_WASM
     use_remote_address: Optional[bool] = None      # None: true for GATEWAY, false otherwise (Istio)
@@ -83,6 +95,9 @@ class EnvoyOptions:
     # the manifest's other HTTP filters (a rate limiter) replaced by name with these values
     http_filter_overrides: dict = field(default_factory=dict)
     http_filters_before: list = field(default_factory=list)  # HTTP filters ahead of all others
+
+    def resolved_build(self) -> str:
+        return self.build or "wasm"
 
     def resolved_use_remote_address(self) -> bool:
         if self.use_remote_address is not None:
@@ -150,7 +165,8 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     for f in frags.http_filters:
         if f.get("typed_config", {}).get("@type") == manifests.WASM_TYPE:
             if opts.wasm:
-                http_filters.append(frags.wasm_http_filter(opts.wasm_path, opts.configuration))
+                http_filters.append(filter_block(frags.wasm_http_filter(opts.wasm_path, opts.configuration),
+                                                 opts))
         else:
             http_filters.append(copy.deepcopy(opts.http_filter_overrides.get(f["name"], f)))
     http_filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}})
@@ -190,6 +206,29 @@ def listener(opts: EnvoyOptions, port: int, access_log_path: str, name: str = "i
     }
     if listener_filters:
         out["listener_filters"] = listener_filters
+    return out
+
+
+def filter_block(wasm_block: dict, opts: EnvoyOptions) -> dict:
+    """``wasm_block`` (the filter as the wasm build loads it) for ``opts``'s build: unchanged for
+    wasm, the dynamic-module block with the same configuration for native."""
+    if opts.resolved_build() == "native":
+        return manifests.native_http_filter(wasm_block)
+    return wasm_block
+
+
+def filter_log_lines(text: str, build: str, level: Optional[str] = None) -> list:
+    """The lines of an Envoy log ``text`` that the filter of ``build`` wrote (at ``level``, e.g.
+    "warning", or any): proxy-wasm's carry "[wasm]" and "wasm log", the module's "[dynamic_modules]"."""
+    comp = LOG_COMPONENT[build]
+    out = []
+    for line in text.splitlines():
+        tag = f"][{level}][{comp}]" if level else f"][{comp}]"
+        if tag not in line:
+            continue
+        if build == "wasm" and "wasm log" not in line:
+            continue
+        out.append(line)
     return out
 
 
@@ -265,7 +304,7 @@ class Envoy:
     def argv(self) -> list:
         return [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(self.opts.concurrency),
                 "--use-dynamic-base-id", "--log-path", str(self.log_path),
-                "-l", "info", "--component-log-level", "wasm:debug",
+                "-l", "info", "--component-log-level", "wasm:debug,dynamic_modules:debug",
                 "--file-flush-interval-msec", "50",
                 "--drain-time-s", "1", "--parent-shutdown-time-s", "2"]
 
@@ -306,6 +345,8 @@ class Envoy:
 
     # -- dynamic listener (file-based LDS) --------------------------------------------------------
     def _write_lds(self, opts: EnvoyOptions) -> None:
+        if opts.build is None:  # an update keeps the running Envoy's build
+            opts = copy_options(opts, build=self.opts.build)
         lst = listener(opts, self.port, str(self.access_log_path))
         tmp = self.lds_dir / ".lds.yaml.tmp"
         tmp.write_text(yaml.safe_dump(lds_document(lst), sort_keys=False))
@@ -348,7 +389,7 @@ class Envoy:
         if raw:
             return out
         for name, value in list(out.items()):
-            for prefix in WASM_STAT_PREFIXES:
+            for prefix in STAT_PREFIXES:
                 if name.startswith(prefix + "client_ip."):
                     out.setdefault(name[len(prefix):], value)
         return out
@@ -386,6 +427,18 @@ class Envoy:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    @property
+    def build(self) -> str:
+        return self.opts.resolved_build()
+
+    def tag(self, level: str) -> str:
+        """The level and component tag of the filter's log lines, e.g. "][warning][wasm]"."""
+        return f"][{level}][{LOG_COMPONENT[self.build]}]"
+
+    def filter_lines(self, level: Optional[str] = None, text: Optional[str] = None) -> list:
+        """The log lines the filter wrote (``filter_log_lines``), of the whole log or of ``text``."""
+        return filter_log_lines(self.log_text() if text is None else text, self.build, level)
+
     def access_log_lines(self) -> list:
         """Every access-log entry so far, parsed (dicts with the ACCESS_LOG_FORMAT keys)."""
         try:
@@ -417,6 +470,11 @@ class Envoy:
 class Refused:
     exit_status: Optional[int]  # None: Envoy started (did not refuse)
     log: str
+    build: str = "wasm"
+
+    def filter_lines(self, level: Optional[str] = None) -> list:
+        """The log lines the filter wrote (``filter_log_lines``)."""
+        return filter_log_lines(self.log, self.build, level)
 
 
 def run_refused(opts: EnvoyOptions, workdir: Optional[str] = None, upstream_port: int = 9,
@@ -432,10 +490,10 @@ def run_refused(opts: EnvoyOptions, workdir: Optional[str] = None, upstream_port
         while time.monotonic() < deadline:
             rc = env.proc.poll()
             if rc is not None:
-                return Refused(rc, env.log_text())
+                return Refused(rc, env.log_text(), env.build)
             try:
                 if env.admin("/ready").strip() == "LIVE":
-                    return Refused(None, env.log_text())
+                    return Refused(None, env.log_text(), env.build)
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.05)

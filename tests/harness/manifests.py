@@ -8,6 +8,12 @@ replace only
 
   * the wasm ``vm_config.code.local.filename`` (with ``$CLIENT_IP_WASM``), and
   * when a test needs another filter configuration, ``config.configuration.value`` (the JSON string).
+
+The native build (the Envoy dynamic module, docs/native.md) is the same filter in another HTTP filter
+block: ``native/envoy.yaml``'s ``envoy.filters.http.dynamic_modules`` filter, whose ``filter_config`` is
+the same JSON string. ``native_http_filter`` takes that block unchanged and replaces only
+``dynamic_module_config.module.local.filename`` (with ``$CLIENT_IP_NATIVE_SO``) and ``filter_config.value``
+(with the configuration the wasm block would carry), so a test runs on either build by naming it.
 """
 from __future__ import annotations
 
@@ -28,6 +34,14 @@ SIDECAR = ENVOYFILTER_DIR / "sidecar-inbound.yaml"
 PROXY_PROTOCOL = "envoy.filters.listener.proxy_protocol"
 SET_FILTER_STATE = "envoy.filters.network.set_filter_state"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+DYNAMIC_MODULE_TYPE = ("type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+                       "DynamicModuleFilter")
+NATIVE_DIR = REPO / "native"
+NATIVE_ENVOY = NATIVE_DIR / "envoy.yaml"
+# The two builds of the filter: the proxy-wasm .wasm and the Envoy dynamic module .so.
+BUILDS = ("wasm", "native")
+# What a run without $CLIENT_IP_BUILDS covers (make test sets both).
+DEFAULT_BUILDS = ("wasm",)
 
 Configuration = Union[None, str, dict]
 
@@ -96,6 +110,36 @@ class Fragments:
         return f
 
 
+def native_filter() -> dict:
+    """The dynamic-module HTTP filter exactly as ``native/envoy.yaml`` has it (a deep copy)."""
+    with open(NATIVE_ENVOY) as fh:
+        boot = yaml.safe_load(fh)
+    for lst in boot["static_resources"]["listeners"]:
+        for chain in lst["filter_chains"]:
+            for nf in chain["filters"]:
+                for f in nf.get("typed_config", {}).get("http_filters", []):
+                    if f.get("typed_config", {}).get("@type") == DYNAMIC_MODULE_TYPE:
+                        return copy.deepcopy(f)
+    raise LookupError(f"{NATIVE_ENVOY}: no HTTP filter of type {DYNAMIC_MODULE_TYPE}")
+
+
+def native_configuration_text() -> str:
+    """``native/envoy.yaml``'s filter configuration (the JSON string), as shipped."""
+    return native_filter()["typed_config"]["filter_config"]["value"]
+
+
+def native_http_filter(wasm_block: dict, native_path: Optional[str] = None) -> dict:
+    """The native build's HTTP filter standing in for ``wasm_block`` (a wasm HTTP filter as a test
+    would load it): ``native/envoy.yaml``'s block, named as ``wasm_block``, with the module file
+    ``native_path`` (default ``$CLIENT_IP_NATIVE_SO``) and ``wasm_block``'s configuration string."""
+    f = native_filter()
+    f["name"] = wasm_block["name"]
+    tc = f["typed_config"]
+    tc["dynamic_module_config"]["module"]["local"]["filename"] = native_path or native_path_from_env()
+    tc["filter_config"]["value"] = wasm_block["typed_config"]["config"]["configuration"]["value"]
+    return f
+
+
 def load(path: Union[str, Path]) -> Fragments:
     """Load an EnvoyFilter manifest (one or more YAML documents; other kinds are ignored) and group
     the values of its inserting patches by applyTo; MERGE patches and other applyTo go to ``others``."""
@@ -136,6 +180,26 @@ def wasm_path_from_env() -> str:
     if path:
         return path
     return str(REPO / "target" / "wasm32-wasip1" / "release" / "client_ip_filter.wasm")
+
+
+def native_path_from_env() -> str:
+    """The native build (``make native``): ``$CLIENT_IP_NATIVE_SO`` (the Makefile exports it; the
+    older name ``$CLIENT_IP_NATIVE`` is read too) or its default path."""
+    path = os.environ.get("CLIENT_IP_NATIVE_SO") or os.environ.get("CLIENT_IP_NATIVE")
+    if path:
+        return path
+    return str(REPO / "target" / "native" / "libclient_ip_filter_module.so")
+
+
+def builds_from_env() -> tuple:
+    """The builds the integration tests run on: ``$CLIENT_IP_BUILDS`` (comma-separated, e.g.
+    ``wasm,native``; default DEFAULT_BUILDS). An unknown name is an error, not a silent skip."""
+    text = os.environ.get("CLIENT_IP_BUILDS", ",".join(DEFAULT_BUILDS))
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BUILDS]
+    if unknown or not names:
+        raise ValueError(f"CLIENT_IP_BUILDS={text!r}: each name must be one of {', '.join(BUILDS)}")
+    return names
 
 
 def _by_name(filters: list, name: str) -> Optional[dict]:

@@ -82,7 +82,8 @@ class TunedEnvoy(Envoy):
     def argv(self) -> list:
         argv = super().argv()
         argv[argv.index("--concurrency") + 1] = str(self.concurrency)
-        argv[argv.index("--component-log-level") + 1] = f"wasm:{self.wasm_log_level}"
+        argv[argv.index("--component-log-level") + 1] = (f"wasm:{self.wasm_log_level},"
+                                                          f"dynamic_modules:{self.wasm_log_level}")
         for flag, value in self.flags.items():
             if flag in argv:
                 argv[argv.index(flag) + 1] = str(value)

@@ -18,9 +18,10 @@
 //! With `network` it is a network filter (`envoy.filters.network.wasm`) that does nothing: every
 //! connection goes on untouched. Case (N-B), the floor of any wasm network filter.
 //!
-//! Its host calls go through client-ip-filter's own host-call layer (`src/host.rs`, compiled into
-//! this crate as it is), not the SDK's `hostcalls`, so a call costs here what it costs there; and
-//! with the feature `count-host-calls` they are counted the same way.
+//! Its host calls go through client-ip-filter's own host-call layer
+//! (`adapters/proxy-wasm/src/host.rs`, compiled into this crate as it is), not the SDK's
+//! `hostcalls`, so a call costs here what it costs there; and with the feature `count-host-calls`
+//! they are counted the same way.
 
 use std::rc::Rc;
 
@@ -29,7 +30,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 /// client-ip-filter's host-call layer, the same source file.
 #[allow(dead_code)]
-#[path = "../../../src/host.rs"]
+#[path = "../../../adapters/proxy-wasm/src/host.rs"]
 mod host;
 
 use host::PropertyPath;

@@ -6,9 +6,9 @@ use log::{debug, warn};
 
 #[cfg(target_arch = "wasm32")]
 use crate::host::{self, HostError};
-use crate::policy::{Decision, Policy};
-use crate::rate_limit::Keying;
-use crate::tally::Tally;
+use client_ip_core::policy::{Decision, Policy};
+use client_ip_core::rate_limit::Keying;
+use client_ip_core::tally::Tally;
 
 /// A configuration's counters: the host's ids, and the counts not yet handed over.
 pub(super) struct Metrics {

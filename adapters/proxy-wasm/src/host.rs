@@ -189,6 +189,92 @@ impl StreamHost for Abi {
     }
 }
 
+/// The host calls a configuration's list sources make (the root context's: shared data, the
+/// clock, HTTP calls to a list server, metrics), as a trait: the seam between
+/// `adapter::sources` and Envoy. [`Abi`] is Envoy's; the adapter's native tests put a fake
+/// shared-data store in its place (with Envoy's compare-and-swap, so conflicts can be made to
+/// happen between a read and a write) and a fake list server.
+pub trait SourceHost {
+    /// See [`now_ms`].
+    fn now_ms(&self) -> Result<u64, HostError>;
+    /// See [`shared_data`].
+    fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// See [`set_shared_data`].
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError>;
+    /// See [`dispatch_get`].
+    fn dispatch_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError>;
+    /// See [`http_call_response_headers`].
+    fn http_call_response_headers(&self) -> Result<Vec<(String, String)>, HostError>;
+    /// See [`http_call_response_body`].
+    fn http_call_response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// See [`define_counter`].
+    fn define_counter(&self, name: &str) -> Result<u32, HostError>;
+    /// See [`define_gauge`].
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError>;
+    /// See [`increment_metric`].
+    fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError>;
+    /// See [`record_metric`].
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
+}
+
+#[cfg(target_arch = "wasm32")]
+impl SourceHost for Abi {
+    #[inline(always)]
+    fn now_ms(&self) -> Result<u64, HostError> {
+        now_ms()
+    }
+    #[inline(always)]
+    fn shared_data(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        shared_data(key)
+    }
+    #[inline(always)]
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+        set_shared_data(key, value, cas)
+    }
+    #[inline(always)]
+    fn dispatch_get(
+        &self,
+        cluster: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u32,
+    ) -> Result<u32, HostError> {
+        dispatch_get(cluster, authority, path, headers, timeout_ms)
+    }
+    #[inline(always)]
+    fn http_call_response_headers(&self) -> Result<Vec<(String, String)>, HostError> {
+        http_call_response_headers()
+    }
+    #[inline(always)]
+    fn http_call_response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        http_call_response_body(size)
+    }
+    #[inline(always)]
+    fn define_counter(&self, name: &str) -> Result<u32, HostError> {
+        define_counter(name)
+    }
+    #[inline(always)]
+    fn define_gauge(&self, name: &str) -> Result<u32, HostError> {
+        define_gauge(name)
+    }
+    #[inline(always)]
+    fn increment_metric(&self, id: u32, delta: i64) -> Result<(), HostError> {
+        increment_metric(id, delta)
+    }
+    #[inline(always)]
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError> {
+        record_metric(id, value)
+    }
+}
+
 /// Host calls counted by kind (cargo feature `count-host-calls`; `make bench` and the host-call
 /// test build with it, the release `.wasm` does not). Calls made while a [`count::Background`]
 /// guard lives (the root's configure, tick, HTTP-call responses, done) are not counted: what is

@@ -23,12 +23,12 @@ use super::compiled::Compiled;
 #[cfg(target_arch = "wasm32")]
 use super::{local_reply, reply_headers};
 use super::{property, record_geo, set_filter_state};
-use crate::access::Verdict;
-use crate::connection::Connection as ConnectionInfo;
-use crate::filter_type::{FilterType, Mismatch};
 use crate::host::{self, PropertyPath, StreamHost};
-use crate::identity::Link;
-use crate::policy::{Decision, Downstream, Policy};
+use client_ip_core::access::Verdict;
+use client_ip_core::connection::Connection as ConnectionInfo;
+use client_ip_core::filter_type::{FilterType, Mismatch};
+use client_ip_core::identity::Link;
+use client_ip_core::policy::{Decision, Downstream, Policy};
 
 /// `request.protocol`: Envoy sets it for every HTTP stream (HTTP/1.0 to HTTP/3) before the
 /// filter's context is created; a TCP connection has none.

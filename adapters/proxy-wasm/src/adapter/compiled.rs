@@ -9,7 +9,7 @@ use super::identity::LinkReader;
 use super::metrics::Metrics;
 use super::reply_headers;
 use crate::host::PropertyPath;
-use crate::policy::{HeaderReads, Policy};
+use client_ip_core::policy::{HeaderReads, Policy};
 
 /// A configuration compiled once, shared by every stream that starts while it is current: the
 /// policy, and everything a request needs from the host side prepared ahead of it.

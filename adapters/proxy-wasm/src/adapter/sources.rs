@@ -8,13 +8,13 @@ use std::hash::{BuildHasher, Hasher};
 
 use log::{debug, info, warn};
 
-use crate::bind::{bind, SourcePlan};
-use crate::host::{self, HostError};
-use crate::policy::Policy;
-use crate::source::machine::{
+use crate::host::{HostError, SourceHost};
+use client_ip_core::bind::{bind, SourcePlan};
+use client_ip_core::policy::Policy;
+use client_ip_core::source::machine::{
     Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
 };
-use crate::source::retire::Retired;
+use client_ip_core::source::retire::Retired;
 
 /// How often a fetching VM looks at the retired configurations' leases.
 const RETIRED_CHECK_MS: u64 = 5_000;
@@ -29,6 +29,7 @@ thread_local! {
 }
 
 /// The tick while settling (see [`Machine::settling`]).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(super) const SETTLING_TICK_MS: u32 = 100;
 /// `CasMismatch`.
 const CAS_MISMATCH: u32 = 8;
@@ -48,16 +49,16 @@ struct FeedMetrics {
 }
 
 impl FeedMetrics {
-    fn define(name: &str) -> FeedMetrics {
+    fn define(host: &impl SourceHost, name: &str) -> FeedMetrics {
         let counter = |what: &str| {
             let full = format!("client_ip.source.{name}.{what}");
-            host::define_counter(&full)
+            host.define_counter(&full)
                 .map_err(|e| debug!("cannot define {full}: {e:?}"))
                 .ok()
         };
         let gauge = |what: &str| {
             let full = format!("client_ip.source.{name}.{what}");
-            host::define_gauge(&full)
+            host.define_gauge(&full)
                 .map_err(|e| debug!("cannot define {full}: {e:?}"))
                 .ok()
         };
@@ -98,8 +99,8 @@ fn random(now: u64) -> u64 {
     h.finish()
 }
 
-fn read(key: &str) -> Shared {
-    match host::shared_data(key) {
+fn read(host: &impl SourceHost, key: &str) -> Shared {
+    match host.shared_data(key) {
         Ok(v) => v,
         Err(e) => {
             debug!("cannot read {key}: {e:?}");
@@ -108,8 +109,9 @@ fn read(key: &str) -> Shared {
     }
 }
 
-/// The sources of one configuration in this VM.
-pub(super) struct Feeds {
+/// The sources of one configuration in this VM, over the host `H` (Envoy's in the `.wasm`).
+pub(super) struct Feeds<H: SourceHost> {
+    host: H,
     machine: Machine,
     template: Policy,
     plan: SourcePlan,
@@ -118,7 +120,7 @@ pub(super) struct Feeds {
     changed: bool,
 }
 
-impl Drop for Feeds {
+impl<H: SourceHost> Drop for Feeds<H> {
     /// The configuration's sources go away in this VM: remember it, so that its shared values
     /// are emptied once no VM uses it.
     fn drop(&mut self) {
@@ -132,10 +134,10 @@ impl Drop for Feeds {
     }
 }
 
-impl Feeds {
+impl<H: SourceHost> Feeds<H> {
     /// The feeds of a configuration (`config` its bytes); None when no list names a source.
-    pub(super) fn new(config: &[u8], template: Policy, plan: SourcePlan) -> Option<Feeds> {
-        let now = host::now_ms().unwrap_or(0);
+    pub(super) fn new(host: H, config: &[u8], template: Policy, plan: SourcePlan) -> Option<Self> {
+        let now = host.now_ms().unwrap_or(0);
         let uses = (0..plan.sources.len())
             .map(|i| Use {
                 source: plan.sources[i].clone(),
@@ -149,13 +151,14 @@ impl Feeds {
         let metrics = (0..plan.sources.len())
             .map(|i| {
                 if plan.is_used(i) {
-                    FeedMetrics::define(&plan.sources[i].name)
+                    FeedMetrics::define(&host, &plan.sources[i].name)
                 } else {
                     FeedMetrics::default()
                 }
             })
             .collect();
         Some(Feeds {
+            host,
             machine,
             template,
             plan,
@@ -186,22 +189,24 @@ impl Feeds {
     }
 
     /// Whether this VM should tick fast (see [`Machine::settling`]).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub(super) fn settling(&self) -> bool {
-        self.machine.settling(host::now_ms().unwrap_or(u64::MAX))
+        self.machine
+            .settling(self.host.now_ms().unwrap_or(u64::MAX))
     }
 
     /// Called at configure time (`configuring`: only adopts what is published) and on every
     /// tick. `serves` tells whether this VM has served a request. True when the policy must be
     /// bound again.
     pub(super) fn tick(&mut self, serves: bool, configuring: bool) -> bool {
-        let Ok(now) = host::now_ms() else {
+        let Ok(now) = self.host.now_ms() else {
             return false;
         };
         let m = &self.machine;
         let status = (0..m.sources().len())
             .map(|i| {
                 if m.is_used(i) {
-                    read(&m.status_key(i))
+                    read(&self.host, &m.status_key(i))
                 } else {
                     None
                 }
@@ -211,12 +216,12 @@ impl Feeds {
             lease: if configuring {
                 None
             } else {
-                read(&m.lease_key())
+                read(&self.host, &m.lease_key())
             },
             idle: if configuring {
                 None
             } else {
-                read(&m.idle_key())
+                read(&self.host, &m.idle_key())
             },
             status,
         };
@@ -233,17 +238,18 @@ impl Feeds {
     /// Empties the shared values of the retired configurations no VM uses any more.
     fn empty_retired(&self, now: u64) {
         let own = self.machine.prefix();
+        let host = &self.host;
         RETIRED.with(|r| {
             r.borrow_mut().retain_mut(|retired| {
                 if retired.prefix == own {
                     return false;
                 }
-                let lease = read(&retired.lease_key()).map(|(b, _)| b);
+                let lease = read(host, &retired.lease_key()).map(|(b, _)| b);
                 let Some(keys) = retired.step(now, lease.as_deref()) else {
                     return true;
                 };
                 for key in &keys {
-                    if let Err(e) = host::set_shared_data(key, &[], 0) {
+                    if let Err(e) = host.set_shared_data(key, &[], 0) {
                         debug!("cannot empty {key}: {e:?}");
                     }
                 }
@@ -261,11 +267,11 @@ impl Feeds {
         if self.machine.awaits(token).is_none() {
             return false;
         }
-        let now = host::now_ms().unwrap_or(0);
+        let now = self.host.now_ms().unwrap_or(0);
         let head = if num_headers == 0 {
             Head::None
         } else {
-            match host::http_call_response_headers() {
+            match self.host.http_call_response_headers() {
                 Ok(headers) => {
                     let header = |name: &str| {
                         headers
@@ -290,7 +296,7 @@ impl Feeds {
 
     /// Releases the lease (the VM is going away), so that another VM takes over at once.
     pub(super) fn release(&mut self) {
-        let lease = read(&self.machine.lease_key());
+        let lease = read(&self.host, &self.machine.lease_key());
         let actions = self.machine.release(&lease);
         self.perform(actions);
     }
@@ -305,7 +311,8 @@ impl Feeds {
         let mut stack: Vec<Action> = actions;
         stack.reverse();
         while let Some(action) = stack.pop() {
-            let now = || host::now_ms().unwrap_or(0);
+            let host = &self.host;
+            let now = || host.now_ms().unwrap_or(0);
             let more = match action {
                 Action::Send { source, headers } => {
                     let s = &self.machine.sources()[source];
@@ -313,17 +320,12 @@ impl Feeds {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
-                    let result = host::dispatch_get(
-                        &s.cluster,
-                        &s.authority,
-                        &s.path,
-                        &headers,
-                        s.timeout_ms,
-                    )
-                    .map_err(|e| match e {
-                        HostError(NOT_FOUND) => SendError::UnknownCluster,
-                        e => SendError::Other(format!("{e:?}")),
-                    });
+                    let result = host
+                        .dispatch_get(&s.cluster, &s.authority, &s.path, &headers, s.timeout_ms)
+                        .map_err(|e| match e {
+                            HostError(NOT_FOUND) => SendError::UnknownCluster,
+                            e => SendError::Other(format!("{e:?}")),
+                        });
                     self.machine.sent(source, now(), result)
                 }
                 Action::Write {
@@ -332,7 +334,7 @@ impl Feeds {
                     cas,
                     lease,
                 } => {
-                    let result = host::set_shared_data(&key, &value, cas);
+                    let result = host.set_shared_data(&key, &value, cas);
                     drop(value);
                     match (lease, result) {
                         (Some(op), r) => {
@@ -353,7 +355,7 @@ impl Feeds {
                 Action::ReadTable { source } => {
                     let key = self.machine.table_key(source);
                     let t0 = now();
-                    let bytes = read(&key).map(|(b, _)| b);
+                    let bytes = read(host, &key).map(|(b, _)| b);
                     let t1 = now();
                     let more = self.machine.table(source, t1, bytes);
                     debug!(
@@ -365,14 +367,16 @@ impl Feeds {
                     more
                 }
                 Action::ReadBody { source, size } => {
-                    let body = host::http_call_response_body(size).map_err(|e| format!("{e:?}"));
-                    let lease = read(&self.machine.lease_key());
+                    let body = host
+                        .http_call_response_body(size)
+                        .map_err(|e| format!("{e:?}"));
+                    let lease = read(host, &self.machine.lease_key());
                     self.machine.body(source, now(), body, &lease)
                 }
                 Action::Count { source, counter, n } => {
                     if let Some(id) = self.metrics[source].counter(counter) {
                         if n > 0 {
-                            let _ = host::increment_metric(id, n as i64);
+                            let _ = host.increment_metric(id, n as i64);
                         }
                     }
                     Vec::new()
@@ -383,7 +387,7 @@ impl Feeds {
                     value,
                 } => {
                     if let Some(id) = self.metrics[source].gauge(gauge) {
-                        let _ = host::record_metric(id, value);
+                        let _ = host.record_metric(id, value);
                     }
                     Vec::new()
                 }

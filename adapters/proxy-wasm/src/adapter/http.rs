@@ -27,13 +27,13 @@ use proxy_wasm::types::Action;
 
 use super::compiled::Compiled;
 use super::{local_reply, property, record_geo, reply_headers, set_filter_state};
-use crate::access::Verdict;
-use crate::addr::AddrText;
-use crate::forward::HeaderOp;
 use crate::host::{self, HostError, PropertyPath, StreamHost};
-use crate::identity::Link;
-use crate::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
-use crate::rate_limit::Keying;
+use client_ip_core::access::Verdict;
+use client_ip_core::addr::AddrText;
+use client_ip_core::forward::HeaderOp;
+use client_ip_core::identity::Link;
+use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
+use client_ip_core::rate_limit::Keying;
 
 /// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
 const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");

@@ -9,8 +9,8 @@ use proxy_wasm::types::Action;
 use super::compiled::Compiled;
 use super::http::request_headers;
 use super::network::Connection;
-use crate::config;
 use crate::host::{HostError, PropertyPath, StreamHost};
+use client_ip_core::config;
 
 /// `Status::InternalFailure`.
 const FAILURE: HostError = HostError(10);

@@ -23,8 +23,10 @@ mod metrics;
 mod network;
 #[cfg(target_arch = "wasm32")]
 mod root;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", test))]
 mod sources;
+#[cfg(test)]
+mod sources_tests;
 #[cfg(test)]
 mod tests;
 
@@ -115,8 +117,8 @@ const CLIENT_ASN: PropertyPath = PropertyPath::fixed(b"client_asn");
 /// and the databases know the client (absent otherwise).
 fn record_geo(
     host: &mut impl StreamHost,
-    policy: &crate::policy::Policy,
-    decision: &crate::policy::Decision,
+    policy: &client_ip_core::policy::Policy,
+    decision: &client_ip_core::policy::Decision,
 ) {
     let Some(geo) = policy.client_geo(decision) else {
         return;

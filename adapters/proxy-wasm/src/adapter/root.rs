@@ -18,10 +18,10 @@ use super::http::Stream;
 use super::network::{self, Connection, Refusing};
 use super::refresh_log_level;
 use super::sources::{Feeds, SETTLING_TICK_MS};
-use crate::config;
-use crate::filter_type::FilterType;
 use crate::host;
-use crate::tally::FLUSH_PERIOD_MS;
+use client_ip_core::config;
+use client_ip_core::filter_type::FilterType;
+use client_ip_core::tally::FLUSH_PERIOD_MS;
 
 #[derive(Default)]
 pub(super) struct Root {
@@ -33,7 +33,7 @@ pub(super) struct Root {
     /// then stops asking (see [`RootContext::get_type`]).
     confirmed: Cell<Option<FilterType>>,
     /// Lists from list servers (docs/sources.md), when the configuration names any.
-    feeds: Option<Feeds>,
+    feeds: Option<Feeds<host::Abi>>,
     /// This VM has served a request or a connection (a worker's); see `sources`.
     serves: Cell<bool>,
     /// The tick period asked for (0: none yet).
@@ -153,7 +153,7 @@ impl RootContext for Root {
         debug!("request headers read: {:?}", policy.header_reads());
         // Lists naming sources start unavailable; the first fetch is sent right away (by the
         // VM that takes the lease) and every VM adopts the list on a later tick.
-        self.feeds = Feeds::new(&bytes, policy.clone(), plan);
+        self.feeds = Feeds::new(host::Abi, &bytes, policy.clone(), plan);
         let policy = self.feeds.as_ref().map_or(policy, Feeds::policy);
         match Compiled::new(policy) {
             Ok(compiled) => self.install(compiled),

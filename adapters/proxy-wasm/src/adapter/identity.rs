@@ -13,8 +13,8 @@ use log::debug;
 
 use super::{property, set_filter_state};
 use crate::host::{PropertyPath, StreamHost};
-use crate::identity::{read_value, Kind, Link, Route};
-use crate::policy::Policy;
+use client_ip_core::identity::{read_value, Kind, Link, Route};
+use client_ip_core::policy::Policy;
 
 /// The filter state written for access logs: `wasm.client_link`.
 const CLIENT_LINK: PropertyPath = PropertyPath::fixed(b"client_link");
