@@ -347,7 +347,7 @@ unit:
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
-  ratelimit-service istio-xds istio-envoys geo-data eg-crds
+  ratelimit-service istio-xds istio-envoys geo-data eg-crds geo-lookup
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -355,7 +355,7 @@ integration: build native build-counting noop hostile-module envoy haproxy opens
 ## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_TARGETS       := entry header config source
+FUZZ_TARGETS       := entry header config source mmdb
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
@@ -372,7 +372,7 @@ fuzz-build: cargo-fuzz
 fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_RUN) $$t .work/fuzz/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
@@ -388,7 +388,7 @@ fuzz: fuzz-build venv
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf .work/fuzz-short/$$t && mkdir -p .work/fuzz-short/$$t; \
-	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  $(FUZZ_RUN) $$t fuzz/corpus/$$t -- -runs=0 > .work/fuzz-short/$$t.replay.log 2>&1 || \
 	    { tail -n 40 .work/fuzz-short/$$t.replay.log; exit 1; }; \
 	  $(FUZZ_RUN) $$t .work/fuzz-short/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SHORT_SECONDS) \
@@ -482,7 +482,7 @@ RELIABILITY_FUZZ_SECONDS    ?= 45
 RELIABILITY_RETIRED_RECONFIGS ?= 30
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
-	@failed=; for run in hostile-json differential adoption reconfig \
+	@failed=; for run in hostile-json differential geo-differential adoption reconfig \
 	    "soak SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS)" "refresh REFRESH_SECONDS=$(RELIABILITY_REFRESH_SECONDS)" \
 	    "retired RETIRED_RECONFIGS=$(RELIABILITY_RETIRED_RECONFIGS)" rate-limit-load \
 	    "fuzz FUZZ_SECONDS=$(RELIABILITY_FUZZ_SECONDS)"; do \
@@ -492,6 +492,25 @@ reliability:
 	done; \
 	$(PY) tools/figures.py --write; \
 	if [ -n "$$failed" ]; then echo "reliability: failed:$$failed"; exit 1; fi
+
+## geo-lookup: examples/geo_lookup.rs, the filter's geo table and decisions natively (release), for
+## the differential test (tests/test_geo_differential.py, in make integration) and make geo-compare.
+GEO_LOOKUP := target/release/examples/geo_lookup
+.PHONY: geo-lookup geo-differential
+geo-lookup: toolchain
+	cargo build --release --example geo_lookup
+
+## geo-differential: the geo differential test with GEO_DIFF_LOOKUPS addresses per real database
+## (make test runs 520,000 each), its counts recorded in tests/reliability/results/geo-differential.txt
+## (RELIABILITY.md: tools/figures.py).
+GEO_DIFF_LOOKUPS ?= 1000000
+geo-differential: geo-lookup geo-data venv
+	@mkdir -p $(RESULTS)
+	GEO_DIFF_LOOKUPS=$(GEO_DIFF_LOOKUPS) GEO_DIFF_RECORD=$(RESULTS)/geo-differential.txt \
+	  GEO_DIFF_HEAD="$$ make geo-differential   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)" \
+	  $(PY) -m pytest -q tests/test_geo_differential.py -k agree
+	@cat $(RESULTS)/geo-differential.txt
+	$(PY) tools/figures.py --write
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest

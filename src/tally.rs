@@ -85,24 +85,25 @@ impl Alarm {
 const RATE_LIMIT_KEYED: &str = "client_ip.rate_limit.keyed";
 const RATE_LIMIT_EXEMPT: &str = "client_ip.rate_limit.exempt";
 
-/// Decision counts of one configuration not yet handed to the host.
-#[derive(Debug)]
-pub struct Tally {
+/// The counters of one configuration and which of them a decision counts, with no counts of its
+/// own: what [`Tally`] counts into, and what an adapter whose host keeps the counts (Envoy's
+/// dynamic modules, where a counter increment is a plain call) uses directly. Immutable, so one
+/// value can serve every worker thread.
+#[derive(Debug, Clone)]
+pub struct Slots {
     names: Vec<String>,
-    counts: Vec<Cell<u64>>,
-    /// Requests refused because their downstream address came from X-Forwarded-For.
-    unverified_downstream: Alarm,
-    /// Requests refused because a header edit failed.
-    edit_failed: Alarm,
     /// The slot of `client_ip.rate_limit.keyed` (`.exempt` follows), with a `rate_limit` section.
     rate_limit: Option<Slot>,
 }
 
-impl Tally {
+impl Slots {
+    /// The slot of `client_ip.header_edit_failed`.
+    pub const HEADER_EDIT_FAILED: Slot = HEADER_EDIT_FAILED;
+
     /// The counters of `policy`: the fixed ones, then `client_ip.rule.<name>.allowed`, `.denied`
     /// and `.dry_run_denied` for each rule, in rule order, then `client_ip.rate_limit.keyed` and
-    /// `.exempt` when the policy has a `rate_limit` section. All start at zero.
-    pub fn for_policy(policy: &Policy) -> Tally {
+    /// `.exempt` when the policy has a `rate_limit` section.
+    pub fn for_policy(policy: &Policy) -> Slots {
         let mut names: Vec<String> = FIXED.iter().map(|n| n.to_string()).collect();
         for rule in &policy.access.rules {
             for outcome in ["allowed", "denied", "dry_run_denied"] {
@@ -114,25 +115,7 @@ impl Tally {
             names.push(RATE_LIMIT_KEYED.to_string());
             names.push(RATE_LIMIT_EXEMPT.to_string());
         }
-        let counts = names.iter().map(|_| Cell::new(0)).collect();
-        Tally {
-            names,
-            counts,
-            unverified_downstream: Alarm::default(),
-            edit_failed: Alarm::default(),
-            rate_limit,
-        }
-    }
-
-    /// Counts a request's rate-limit keying: keyed, or exempt.
-    #[inline]
-    pub fn count_key(&self, keying: &Keying) {
-        if let Some(base) = self.rate_limit {
-            self.bump(match keying {
-                Keying::Keyed(_) => base,
-                Keying::Exempt => base + 1,
-            });
-        }
+        Slots { names, rate_limit }
     }
 
     /// Every counter's name, by slot: what the adapter defines with the host.
@@ -140,34 +123,89 @@ impl Tally {
         &self.names
     }
 
-    /// Counts one decision: its verdict, its rule's verdict, an invalid entry, a downstream
-    /// address taken from X-Forwarded-For, an invalid private-link TLV, a decision that read a
-    /// list naming an unavailable source (`on_unavailable: "refuse"`).
+    /// Hands `count` each slot one decision counts: its verdict, its rule's verdict, an invalid
+    /// entry, a downstream address taken from X-Forwarded-For, an invalid private-link TLV, a
+    /// decision that read a list naming an unavailable source (`on_unavailable: "refuse"`).
     #[inline]
-    pub fn count(&self, decision: &Decision) {
+    pub fn each(&self, decision: &Decision, mut count: impl FnMut(Slot)) {
         let outcome = match decision.verdict {
             Verdict::Allow => ALLOWED,
             Verdict::Deny => DENIED,
             Verdict::DryRunDeny => DRY_RUN_DENIED,
         };
-        self.bump(outcome);
+        count(outcome);
         if let Some(rule) = decision.rule {
-            self.bump(FIXED.len() + 3 * rule + outcome);
+            count(FIXED.len() + 3 * rule + outcome);
         }
         if decision.invalid {
-            self.bump(INVALID);
+            count(INVALID);
         }
         if decision.downstream.origin == Origin::SourceAddressFromXff {
-            self.bump(DOWNSTREAM_FROM_XFF);
-        }
-        if decision.unverified_downstream {
-            self.unverified_downstream.raise(|| None);
+            count(DOWNSTREAM_FROM_XFF);
         }
         if decision.link.invalid {
-            self.bump(LINK_INVALID);
+            count(LINK_INVALID);
         }
         if decision.unavailable {
-            self.bump(UNAVAILABLE);
+            count(UNAVAILABLE);
+        }
+    }
+
+    /// The slot a request's rate-limit keying counts (keyed, or exempt); None without a
+    /// `rate_limit` section.
+    #[inline]
+    pub fn key(&self, keying: &Keying) -> Option<Slot> {
+        self.rate_limit.map(|base| match keying {
+            Keying::Keyed(_) => base,
+            Keying::Exempt => base + 1,
+        })
+    }
+}
+
+/// Decision counts of one configuration not yet handed to the host.
+#[derive(Debug)]
+pub struct Tally {
+    slots: Slots,
+    counts: Vec<Cell<u64>>,
+    /// Requests refused because their downstream address came from X-Forwarded-For.
+    unverified_downstream: Alarm,
+    /// Requests refused because a header edit failed.
+    edit_failed: Alarm,
+}
+
+impl Tally {
+    /// The counters of `policy` ([`Slots::for_policy`]), all at zero.
+    pub fn for_policy(policy: &Policy) -> Tally {
+        let slots = Slots::for_policy(policy);
+        let counts = slots.names.iter().map(|_| Cell::new(0)).collect();
+        Tally {
+            slots,
+            counts,
+            unverified_downstream: Alarm::default(),
+            edit_failed: Alarm::default(),
+        }
+    }
+
+    /// Counts a request's rate-limit keying: keyed, or exempt.
+    #[inline]
+    pub fn count_key(&self, keying: &Keying) {
+        if let Some(slot) = self.slots.key(keying) {
+            self.bump(slot);
+        }
+    }
+
+    /// Every counter's name, by slot: what the adapter defines with the host.
+    pub fn names(&self) -> &[String] {
+        self.slots.names()
+    }
+
+    /// Counts one decision ([`Slots::each`]); a refusal for a downstream address taken from
+    /// X-Forwarded-For also raises its warning.
+    #[inline]
+    pub fn count(&self, decision: &Decision) {
+        self.slots.each(decision, |slot| self.bump(slot));
+        if decision.unverified_downstream {
+            self.unverified_downstream.raise(|| None);
         }
     }
 

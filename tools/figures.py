@@ -14,6 +14,7 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
                                      `make reconfig`, `make refresh` (the drivers' --report)
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/reliability/results/ipset-differential.txt  written by `make differential`
+  tests/reliability/results/geo-differential.txt  written by `make geo-differential`
   tests/reliability/results/{hostile-json,retired}{,-before}.txt  written by `make hostile-json`,
                                      `make retired` (read by tools/figures_text.py)
   tests/reliability/results/{reconfig-gradual,adoption}.json  written by `make reconfig`, `make adoption`
@@ -386,6 +387,26 @@ def differential() -> str:
             f"0 disagreements{when}")
 
 
+# -- the geo differential test's record --------------------------------------------------------------
+
+GEO_DIFF_RECORD = RESULTS / "geo-differential.txt"
+GEO_DIFF_LINE = re.compile(r"geo differential: (\S+): (\d+) lookups \((\d+) IPv4, (\d+) IPv6\), "
+                           r"(\d+) known, (\d+) denied, (\d+) disagreements")
+
+
+def geo_differential() -> str:
+    try:
+        text = GEO_DIFF_RECORD.read_text()
+    except FileNotFoundError:
+        return missing("make geo-differential")
+    rows = GEO_DIFF_LINE.findall(text)
+    if not rows:
+        return missing("make geo-differential") + " (the record holds no result line)"
+    first = text.splitlines()[0]
+    when = f" ({first.split('#', 1)[1].strip()})" if first.startswith("$") and "#" in first else ""
+    parts = [f"{name}: {int(n):,} lookups ({int(v4):,} IPv4, {int(v6):,} IPv6; {int(known):,} held), "
+             f"{int(bad):,} disagreements" for name, n, v4, v6, known, _, bad in rows]
+    return "; ".join(parts) + when
 # -- the text records of make hostile-json and make retired (read by tools/figures_text.py) ------
 
 HOSTILE_RECORD = RESULTS / "hostile-json.txt"
@@ -512,6 +533,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "spoof.forged_forwarding": lambda: str(corpus()["forged_forwarding"]),
     "spoof.groups": corpus_groups_table,
     "diff.last_run": differential,
+    "geo.diff": geo_differential,
     "make.fuzz_targets": lambda: str(len(make_vars()["FUZZ_TARGETS"].split())),
     "make.fuzz_seconds": lambda: make_vars()["FUZZ_SECONDS"],
     "make.fuzz_short_seconds": lambda: make_vars()["FUZZ_SHORT_SECONDS"],

@@ -701,3 +701,93 @@ fn a_worker_takes_a_free_lease_only_after_the_grace() {
     }
     assert!(now > T0 + GRACE_MS);
 }
+
+const GEO_CONFIG: &str = r#"{"sources": {"countries": {"cluster": "geo", "authority": "geo.internal",
+    "path": "/country.mmdb", "format": "mmdb", "country_field": "country.iso_code",
+    "refresh_s": 60, "on_unavailable": "refuse"}},
+    "geo": {"country": "countries"},
+    "access": {"deny": ["country:KP"]},
+    "forward": {"country_header": "x-client-country"}}"#;
+
+#[test]
+fn an_mmdb_body_is_read_once_published_and_every_worker_decides_and_labels_by_its_countries() {
+    use crate::source::mmdb_tests::{database, V};
+    let country = |c: &str| {
+        V::Map(vec![(
+            "country",
+            V::Map(vec![("iso_code", V::Str(c.into()))]),
+        )])
+    };
+    let db = database(
+        &[("1.2.3.0", 24, 0), ("5.6.0.0", 16, 1)],
+        &[country("KP"), country("DE")],
+        4,
+        28,
+    );
+    let mut store = Store::default();
+    let mut fetcher_vm = Vm::new(GEO_CONFIG, false, T0, 11);
+    let mut worker = Vm::new(GEO_CONFIG, true, T0, 13);
+    let mut now = T0;
+    while fetcher_vm.sent.is_empty() {
+        now += 100;
+        fetcher_vm.tick(&mut store, now);
+        worker.tick(&mut store, now);
+        assert!(now < T0 + 2_000, "no fetch within 2 s");
+    }
+    assert_eq!(
+        worker.verdict("5.6.7.8"),
+        (Verdict::Deny, true),
+        "refuse before the first file"
+    );
+    fetcher_vm.respond(&mut store, now, ok_head(db.len(), None), &db);
+    assert_eq!(fetcher_vm.published, 1);
+    now += 100;
+    worker.tick(&mut store, now);
+    assert!(
+        worker.sent.is_empty(),
+        "the worker never fetches nor parses"
+    );
+    assert_eq!(worker.verdict("1.2.3.4"), (Verdict::Deny, false));
+    assert_eq!(worker.verdict("5.6.7.8"), (Verdict::Allow, false));
+    assert_eq!(worker.verdict("[::ffff:1.2.3.9]").0, Verdict::Deny);
+    let header = |vm: &Vm, client: &str| {
+        let policy = crate::bind::bind(&vm.template, &vm.plan, &vm.m.lists());
+        let headers = Vec::new();
+        let request = Request {
+            downstream: Downstream::from_filter_state(&format!("{client}:1000")),
+            headers: &headers,
+        };
+        let d = policy.decide(&request);
+        policy
+            .header_plan(&request, &d)
+            .to_vec()
+            .into_iter()
+            .find(|(name, v)| name == "x-client-country" && v.is_some())
+            .and_then(|(_, v)| v)
+    };
+    assert_eq!(header(&worker, "5.6.7.8").as_deref(), Some("DE"));
+    assert_eq!(header(&worker, "9.9.9.9"), None);
+    // A truncated file is refused with its reason; every VM keeps the last good table.
+    while fetcher_vm.sent.is_empty() {
+        now += 1_000;
+        fetcher_vm.tick(&mut store, now);
+        worker.tick(&mut store, now);
+    }
+    let cut = &db[..db.len() - 30];
+    fetcher_vm.respond(&mut store, now, ok_head(cut.len(), None), cut);
+    assert_eq!(fetcher_vm.count(Counter::Rejected), 1);
+    assert!(
+        fetcher_vm
+            .warnings()
+            .iter()
+            .any(|w| w.contains("not a usable MaxMind DB")),
+        "{:?}",
+        fetcher_vm.warnings()
+    );
+    now += 100;
+    worker.tick(&mut store, now);
+    for vm in [&fetcher_vm, &worker] {
+        assert_eq!(vm.verdict("1.2.3.4"), (Verdict::Deny, false));
+        assert_eq!(header(vm, "5.6.7.8").as_deref(), Some("DE"));
+    }
+}

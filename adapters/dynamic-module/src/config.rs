@@ -1,0 +1,122 @@
+//! The filter configuration: the same JSON as the `.wasm`'s, given as the filter's
+//! `filter_config` (a `google.protobuf.StringValue`), compiled once by
+//! [`client_ip_core::config`] when Envoy creates the filter configuration. An error refuses the
+//! configuration (Envoy rejects it) and is logged as the `.wasm` logs it,
+//! `invalid configuration: <key path>: <what is wrong>`.
+//!
+//! The compiled configuration is immutable and shared by every worker thread's streams.
+
+use client_ip_core::config;
+use client_ip_core::filter_type::FilterType;
+use client_ip_core::policy::{HeaderReads, Policy};
+use client_ip_core::tally::Slots;
+
+use crate::host::HostError;
+
+/// One filter configuration, compiled.
+pub struct Compiled {
+    /// The decision policy.
+    pub policy: Policy,
+    /// Which request headers a decision can need, worked out once.
+    pub reads: HeaderReads,
+    /// The counters and which of them a decision counts.
+    pub slots: Slots,
+    /// Envoy's id of each counter, by slot.
+    pub ids: Vec<usize>,
+}
+
+impl Compiled {
+    /// Compiles `json`, defining each counter with `define` (Envoy allows it only now). The
+    /// error is the line to log.
+    pub fn new(
+        json: &[u8],
+        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+    ) -> Result<Compiled, String> {
+        let (policy, _plan, warnings) =
+            config::parse_sourced(json).map_err(|e| format!("invalid configuration: {e}"))?;
+        for warning in &warnings {
+            log::warn!("configuration: {warning}");
+        }
+        if policy.filter_type == FilterType::Network {
+            return Err(
+                "invalid configuration: filter_type: \"network\" is a network filter's \
+                 configuration, loaded in an HTTP filter (envoy.filters.http.dynamic_modules)"
+                    .to_string(),
+            );
+        }
+        let slots = Slots::for_policy(&policy);
+        let ids = slots
+            .names()
+            .iter()
+            .map(|name| define(name).map_err(|e| format!("cannot define counter {name}: {e:?}")))
+            .collect::<Result<_, _>>()?;
+        log::info!(
+            "configured: {} rule(s), forwarding {:?}",
+            policy.access.rules.len(),
+            policy.forwarding.headers
+        );
+        Ok(Compiled {
+            reads: policy.header_reads(),
+            policy,
+            slots,
+            ids,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(json: &str) -> Result<Compiled, String> {
+        let mut next = 0;
+        Compiled::new(json.as_bytes(), |_| {
+            next += 1;
+            Ok(next - 1)
+        })
+    }
+
+    #[test]
+    fn a_configuration_error_is_the_wasm_builds_line_with_its_key_path() {
+        let err = compile(r#"{"access": {"allow": ["10.0.0.300/8"]}}"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            r#"invalid configuration: access.allow[0]: "10.0.0.300/8" is not an IP address or CIDR"#
+        );
+    }
+
+    #[test]
+    fn every_counter_is_defined_once_at_configure_time() {
+        let c = compile(r#"{"access": {"rules": [{"name": "admin"}]}}"#).unwrap();
+        assert_eq!(c.ids.len(), c.slots.names().len());
+        assert!(c
+            .slots
+            .names()
+            .iter()
+            .any(|n| n == "client_ip.rule.admin.denied"));
+    }
+
+    #[test]
+    fn a_counter_envoy_refuses_refuses_the_configuration() {
+        let err = Compiled::new(b"{}", |_| {
+            Err(HostError {
+                call: "define_counter",
+                status: 3,
+            })
+        })
+        .err()
+        .unwrap();
+        assert!(
+            err.starts_with("cannot define counter client_ip.allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_network_configuration_is_refused_in_the_http_filter() {
+        let err = compile(r#"{"filter_type": "network"}"#).err().unwrap();
+        assert!(err.contains("filter_type"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! One HTTP request: reads the downstream address and the headers this request's decision needs,
+//! asks the core for a [`Decision`] and applies it (a local refusal, or the header plan), through
+//! [`StreamHost`]. The same core calls, in the same order, as the `.wasm`'s HTTP context.
+//!
+//! The filter state is written under the names the `.wasm` gets from Envoy (`wasm.client_ip`,
+//! `wasm.client_ip_decision`, ...), so that access logs read `%FILTER_STATE(wasm.client_ip:PLAIN)%`
+//! with either build. Counters are Envoy's, incremented per decision (no batching: a native call).
+//!
+//! A header edit Envoy refuses refuses the request (500, [`Refusal::EDIT_FAILED`]): a request is
+//! never forwarded with a client-IP header the filter could not sanitise.
+
+use log::debug;
+
+use client_ip_core::access::Verdict;
+use client_ip_core::addr::AddrText;
+use client_ip_core::forward::HeaderOp;
+use client_ip_core::identity::Link;
+use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
+use client_ip_core::rate_limit::Keying;
+use client_ip_core::tally::{Slot, Slots};
+
+use crate::config::Compiled;
+use crate::host::{HostError, StreamHost};
+
+/// Filter state for access logs, named as Envoy names the `.wasm`'s.
+const CLIENT_IP: &str = "wasm.client_ip";
+const CLIENT_IP_DECISION: &str = "wasm.client_ip_decision";
+const CLIENT_IP_RULE: &str = "wasm.client_ip_rule";
+/// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
+const CLIENT_IP_KEY: &str = "wasm.client_ip_key";
+/// The client's country and AS number (docs/geo.md).
+const CLIENT_COUNTRY: &str = "wasm.client_country";
+const CLIENT_ASN: &str = "wasm.client_asn";
+
+/// What the filter chain does after the request headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The request goes on upstream.
+    Continue,
+    /// The request was answered locally (or must not go on): stop the chain.
+    Stop,
+}
+
+/// The reply when there is no configuration to decide with (never expected: fail closed).
+pub const NOT_CONFIGURED: Refusal<'static> = Refusal {
+    status: 500,
+    body: "client-ip-filter: not configured\n",
+    details: "client_ip_filter_not_configured",
+};
+
+/// The reply when the filter panicked while deciding (the panic was caught): fail closed.
+pub const PANICKED: Refusal<'static> = Refusal {
+    status: 500,
+    body: "client-ip-filter: internal error\n",
+    details: "client_ip_filter_internal_error",
+};
+
+/// One request's headers arrived: decide and apply the decision, through `host`.
+pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next {
+    let policy = &compiled.policy;
+    let filter_state = host.filter_state(&policy.downstream_filter_state);
+    let downstream = Downstream::read(filter_state.as_deref(), || host.source_address());
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
+    let headers = match fetched {
+        Ok(headers) => headers,
+        Err(status) => {
+            debug!("cannot read request headers: {status:?}");
+            let body = "client-ip-filter: cannot read request headers\n";
+            host.send_local_response(500, body, "");
+            return Next::Stop;
+        }
+    };
+    let request = Request {
+        downstream,
+        headers: &headers,
+    };
+    let decision = policy.decide_with_link(&request, Link::default());
+    compiled
+        .slots
+        .each(&decision, |slot| count(host, compiled, slot));
+    if decision.verdict == Verdict::Deny {
+        let client = decision.client.map(|c| c.text());
+        record(
+            host,
+            policy,
+            &decision,
+            client.as_ref().map(AddrText::as_str),
+        );
+        return refuse(host, policy.refusal(&decision));
+    }
+    let plan = policy.header_plan(&request, &decision);
+    record(host, policy, &decision, plan.client_text());
+    let edited = Policy::sanitise(&plan, |op| match op {
+        HeaderOp::Set(name, value) => host.set_request_header(name, value),
+        HeaderOp::Remove(name) => host.remove_request_header(name),
+    });
+    if let Err(failed) = edited {
+        // Fail closed: the request may still carry a header the client wrote.
+        count(host, compiled, Slots::HEADER_EDIT_FAILED);
+        log::warn!("request refused (500): {}", failed.detail);
+        return refuse(host, Refusal::EDIT_FAILED);
+    }
+    if let Some(keying) = policy.rate_limit_key(&decision) {
+        if let Some(slot) = compiled.slots.key(&keying) {
+            count(host, compiled, slot);
+        }
+        let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
+        apply_key(host, &keying, header);
+    }
+    Next::Continue
+}
+
+/// Answers a refused request locally.
+pub fn refuse(host: &mut impl StreamHost, refusal: Refusal<'_>) -> Next {
+    host.send_local_response(refusal.status, refusal.body, refusal.details);
+    Next::Stop
+}
+
+/// Adds one to the counter of `slot` (a failure is logged at debug: counting never refuses).
+fn count(host: &mut impl StreamHost, compiled: &Compiled, slot: Slot) {
+    if let Some(&id) = compiled.ids.get(slot) {
+        if let Err(e) = host.increment_counter(id) {
+            debug!("cannot count {}: {e:?}", compiled.slots.names()[slot]);
+        }
+    }
+}
+
+/// Writes filter state `key` (a failure is logged at debug, never fatal).
+fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
+    if let Err(e) = host.set_filter_state(key, value) {
+        debug!("cannot set filter state {key}: {e:?}");
+    }
+}
+
+/// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when
+/// configured, its header (set; removed for an exempt client).
+fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
+    let text = match keying {
+        Keying::Keyed(text) => Some(text.as_str()),
+        Keying::Exempt => None,
+    };
+    if let Some(text) = text {
+        set_filter_state(host, CLIENT_IP_KEY, text);
+    }
+    let Some(name) = header else { return };
+    let result = match text {
+        Some(text) => host.set_request_header(name, text),
+        None => host.remove_request_header(name),
+    };
+    if let Err(e) = result {
+        debug!("cannot edit request header {name}: {e:?}");
+    }
+}
+
+/// The request headers, read from Envoy.
+struct HostHeaders<'h, H>(&'h mut H);
+
+impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
+    type Error = HostError;
+
+    fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        self.0.request_header(name)
+    }
+
+    fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        self.0.request_header_lines()
+    }
+}
+
+/// Filter state for access logs: the client when known, the decision when it is a refusal
+/// (absent means allowed), the rule when one decided, the client's country and AS number.
+fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, client: Option<&str>) {
+    let rule = policy.rule_name(decision);
+    if let Some(text) = client {
+        set_filter_state(host, CLIENT_IP, text);
+    }
+    if let Some(geo) = policy.client_geo(decision) {
+        if let Some(code) = geo.country_code() {
+            set_filter_state(host, CLIENT_COUNTRY, code);
+        }
+        if let Some(asn) = geo.asn {
+            set_filter_state(host, CLIENT_ASN, &asn.to_string());
+        }
+    }
+    if decision.verdict != Verdict::Allow {
+        set_filter_state(host, CLIENT_IP_DECISION, decision.verdict.as_str());
+    }
+    if let Some(name) = rule {
+        set_filter_state(host, CLIENT_IP_RULE, name);
+    }
+    debug!(
+        "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
+        decision.verdict.as_str(),
+        client.unwrap_or("unknown"),
+        decision
+            .downstream
+            .addr
+            .map_or_else(|| "unknown".to_string(), |d| d.to_string()),
+        decision.downstream.origin,
+        rule.unwrap_or("-"),
+        decision.invalid
+    );
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

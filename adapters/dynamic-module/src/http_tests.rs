@@ -1,0 +1,172 @@
+//! The per-request logic against a fake host that records every call and fails the ones a test
+//! chooses (Envoy cannot be made to refuse a header write on request).
+
+use super::*;
+use crate::config::Compiled;
+
+#[derive(Default)]
+struct Fake {
+    filter_state: Option<String>,
+    source: Option<String>,
+    headers: Vec<(String, String)>,
+    fail_reads: bool,
+    fail_writes: bool,
+    state: Vec<(String, String)>,
+    reply: Option<(u32, String, String)>,
+    counted: Vec<usize>,
+}
+
+fn refused(call: &'static str) -> HostError {
+    HostError { call, status: 0 }
+}
+
+impl StreamHost for Fake {
+    fn filter_state(&mut self, _key: &str) -> Option<Vec<u8>> {
+        self.filter_state.clone().map(String::into_bytes)
+    }
+    fn source_address(&mut self) -> Option<Vec<u8>> {
+        self.source.clone().map(String::into_bytes)
+    }
+    fn request_header(&mut self, name: &str) -> Result<Option<String>, HostError> {
+        if self.fail_reads {
+            return Err(refused("get_header"));
+        }
+        let values: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.join(",")))
+    }
+    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+        if self.fail_reads {
+            return Err(refused("get_headers"));
+        }
+        Ok(self.headers.clone())
+    }
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_writes {
+            return Err(refused("set_header"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.fail_writes {
+            return Err(refused("set_header (remove)"));
+        }
+        self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+    fn set_filter_state(&mut self, key: &str, value: &str) -> Result<(), HostError> {
+        self.state.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn send_local_response(&mut self, status: u32, body: &str, details: &str) {
+        self.reply = Some((status, body.to_string(), details.to_string()));
+    }
+    fn increment_counter(&mut self, id: usize) -> Result<(), HostError> {
+        self.counted.push(id);
+        Ok(())
+    }
+}
+
+fn compiled(json: &str) -> Compiled {
+    let mut next = 0;
+    Compiled::new(json.as_bytes(), |_| {
+        next += 1;
+        Ok(next - 1)
+    })
+    .unwrap()
+}
+
+fn counted(c: &Compiled, host: &Fake) -> Vec<String> {
+    host.counted
+        .iter()
+        .map(|&id| c.slots.names()[id].clone())
+        .collect()
+}
+
+fn state<'a>(host: &'a Fake, key: &str) -> Option<&'a str> {
+    host.state
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn an_allowed_request_gets_x_real_ip_and_filter_state_wasm_client_ip() {
+    let c = compiled("{}");
+    let mut host = Fake {
+        filter_state: Some("203.0.113.7:4242".into()),
+        headers: vec![("x-real-ip".into(), "6.6.6.6".into())],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Continue);
+    assert!(
+        host.headers
+            .contains(&("x-real-ip".into(), "203.0.113.7".into())),
+        "{:?}",
+        host.headers
+    );
+    assert_eq!(state(&host, "wasm.client_ip"), Some("203.0.113.7"));
+    assert_eq!(state(&host, "wasm.client_ip_decision"), None);
+    assert_eq!(counted(&c, &host), ["client_ip.allowed"]);
+    assert!(host.reply.is_none());
+}
+
+#[test]
+fn source_address_is_read_only_without_the_filter_state_value() {
+    let c = compiled("{}");
+    let mut host = Fake {
+        source: Some("198.51.100.2:1000".into()),
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Continue);
+    assert_eq!(state(&host, "wasm.client_ip"), Some("198.51.100.2"));
+}
+
+#[test]
+fn a_denied_client_is_refused_with_the_wasm_builds_reply_and_decision() {
+    let c = compiled(r#"{"access": {"deny": ["203.0.113.0/24"]}}"#);
+    let mut host = Fake {
+        filter_state: Some("203.0.113.7:4242".into()),
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Stop);
+    let (status, _, details) = host.reply.clone().unwrap();
+    assert_eq!((status, details.as_str()), (403, "client_ip_filter_denied"));
+    assert_eq!(state(&host, "wasm.client_ip_decision"), Some("deny"));
+    assert_eq!(counted(&c, &host), ["client_ip.denied"]);
+}
+
+#[test]
+fn a_header_write_envoy_refuses_refuses_the_request() {
+    let c = compiled("{}");
+    let mut host = Fake {
+        filter_state: Some("203.0.113.7:4242".into()),
+        fail_writes: true,
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Stop);
+    let (status, _, details) = host.reply.clone().unwrap();
+    assert_eq!(
+        (status, details.as_str()),
+        (500, "client_ip_filter_header_edit_failed")
+    );
+    assert!(counted(&c, &host).contains(&"client_ip.header_edit_failed".to_string()));
+}
+
+#[test]
+fn a_header_read_envoy_refuses_refuses_the_request() {
+    let c = compiled("{}");
+    let mut host = Fake {
+        filter_state: Some("203.0.113.7:4242".into()),
+        fail_reads: true,
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Stop);
+    assert_eq!(host.reply.as_ref().map(|r| r.0), Some(500));
+}
