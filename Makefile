@@ -550,11 +550,13 @@ docs-figures: venv
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
-## one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+## one allowed and one refused TLS passthrough connection (demo/network_demo.py); per-client rate limits
+## (demo/rate_limit_demo.py); country and AS number from small MaxMind DB files (demo/geo_demo.py).
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
 	$(PY) demo/rate_limit_demo.py
+	$(PY) demo/geo_demo.py
 
 clean:
 	cargo clean
