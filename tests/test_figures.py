@@ -179,7 +179,7 @@ def test_the_refresh_adoption_and_gradual_drain_figures_come_from_their_records(
 def test_make_reliability_runs_every_driver_that_writes_a_record():
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\nreliability:", 1)[1].split("\n\n", 1)[0]
-    for target in ("hostile-json", "differential", "adoption", "reconfig", "soak", "refresh", "retired",
+    for target in ("hostile-json", "differential", "geo-differential", "adoption", "reconfig", "soak", "refresh", "retired",
                    "rate-limit-load", "fuzz"):
         assert f" {target}" in recipe or f'"{target} ' in recipe, target
     assert "tools/figures.py --write" in recipe
