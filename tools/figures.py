@@ -162,6 +162,13 @@ def fuzz_summary(rec: dict) -> str:
             f"({rec['seconds_per_target']} s per target, {rec['date']}), {crashes} crashes")
 
 
+def corpus_size() -> str:
+    """The committed fuzz corpus, counted from the tree: files and bytes."""
+    files = [p for p in (REPO / "fuzz" / "corpus").rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    return f"{len(files):,} files, about {size / 1000:,.0f} KB"
+
+
 # -- the reliability drivers' reports ---------------------------------------------------------------
 
 def checks(rec: dict) -> str:
@@ -536,6 +543,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.wasm_kib": bench(lambda r: f"{r['sizes']['client_ip_filter.wasm (make build)'] / 1024:.1f} KiB"),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
+    "fuzz.corpus": corpus_size,
     "spoof.cases": lambda: str(corpus()["cases"]),
     "spoof.refused": lambda: str(corpus()["refused"]),
     "spoof.admitted": lambda: str(corpus()["admitted"]),
