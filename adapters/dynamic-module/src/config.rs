@@ -6,6 +6,7 @@
 //!
 //! The compiled configuration is immutable and shared by every worker thread's streams.
 
+use client_ip_core::bind::SourcePlan;
 use client_ip_core::config;
 use client_ip_core::filter_type::FilterType;
 use client_ip_core::policy::{HeaderReads, Policy};
@@ -30,9 +31,18 @@ impl Compiled {
     /// error is the line to log.
     pub fn new(
         json: &[u8],
-        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+        define: impl FnMut(&str) -> Result<usize, HostError>,
     ) -> Result<Compiled, String> {
-        let (policy, _plan, warnings) =
+        Compiled::sourced(json, define).map(|(compiled, _)| compiled)
+    }
+
+    /// The same, with the plan of its list sources (docs/sources.md): the policy is then the
+    /// template that [`Compiled::with_policy`] gets bound lists for.
+    pub fn sourced(
+        json: &[u8],
+        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+    ) -> Result<(Compiled, SourcePlan), String> {
+        let (policy, plan, warnings) =
             config::parse_sourced(json).map_err(|e| format!("invalid configuration: {e}"))?;
         for warning in &warnings {
             log::warn!("configuration: {warning}");
@@ -55,12 +65,26 @@ impl Compiled {
             policy.access.rules.len(),
             policy.forwarding.headers
         );
-        Ok(Compiled {
+        Ok((
+            Compiled {
+                reads: policy.header_reads(),
+                policy,
+                slots,
+                ids,
+            },
+            plan,
+        ))
+    }
+
+    /// This configuration with `policy` (the template bound to the sources' current lists): the
+    /// same counters, already defined.
+    pub fn with_policy(&self, policy: Policy) -> Compiled {
+        Compiled {
             reads: policy.header_reads(),
             policy,
-            slots,
-            ids,
-        })
+            slots: self.slots.clone(),
+            ids: self.ids.clone(),
+        }
     }
 }
 
