@@ -187,3 +187,10 @@ def test_make_reliability_runs_every_driver_that_writes_a_record():
     for name in ("RELIABILITY_SOAK_SECONDS", "RELIABILITY_REFRESH_SECONDS", "RELIABILITY_FUZZ_SECONDS",
                  "RELIABILITY_RETIRED_RECONFIGS"):
         assert v[name].isdigit(), name
+
+
+def test_the_fuzz_corpus_size_is_counted_from_the_tree():
+    files = [p for p in (REPO / "fuzz" / "corpus").rglob("*") if p.is_file()]
+    assert figures.FIGURES["fuzz.corpus"]().startswith(f"{len(files):,} files, about ")
+    assert f"<!-- fig:fuzz.corpus -->{figures.FIGURES['fuzz.corpus']()}<!-- /fig -->" in \
+        (REPO / "RELIABILITY.md").read_text()
