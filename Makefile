@@ -476,10 +476,10 @@ retired: build envoy nginx
 ## reliability: every reliability driver in sequence on the current build, each writing its record, then the
 ## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
 ## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
-RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_SOAK_SECONDS    ?= 90
 RELIABILITY_REFRESH_SECONDS ?= 120
-RELIABILITY_FUZZ_SECONDS    ?= 45
-RELIABILITY_RETIRED_RECONFIGS ?= 30
+RELIABILITY_FUZZ_SECONDS    ?= 30
+RELIABILITY_RETIRED_RECONFIGS ?= 20
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
 	@failed=; for run in hostile-json differential geo-differential adoption reconfig \
@@ -557,11 +557,13 @@ docs-figures: venv
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
-## one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+## one allowed and one refused TLS passthrough connection (demo/network_demo.py); per-client rate limits
+## (demo/rate_limit_demo.py); country and AS number from small MaxMind DB files (demo/geo_demo.py).
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
 	$(PY) demo/rate_limit_demo.py
+	$(PY) demo/geo_demo.py
 
 clean:
 	cargo clean

@@ -163,6 +163,13 @@ def fuzz_summary(rec: dict) -> str:
             f"({rec['seconds_per_target']} s per target, {rec['date']}), {crashes} crashes")
 
 
+def corpus_size() -> str:
+    """The committed fuzz corpus, counted from the tree: files and bytes."""
+    files = [p for p in (REPO / "fuzz" / "corpus").rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    return f"{len(files):,} files, about {size / 1000:,.0f} KB"
+
+
 # -- the reliability drivers' reports ---------------------------------------------------------------
 
 def checks(rec: dict) -> str:
@@ -227,6 +234,9 @@ def refresh_table(r: dict) -> str:
                                             f"{stats.get('client_ip.source.big.not_modified', 0)} answered "
                                             "not modified over the whole run)"),
             ("Envoy RSS at the end", f"{rss / 1024:.0f} MiB" if rss else "–"),
+            ("the machine's load average (1 min) at the start → the end",
+             f"{r['load_average']['start']:g} → {r['load_average']['end']:g}" if "load_average" in r
+             else "not recorded (a run before refresh.py recorded it)"),
             ("checks", checks(r))]
     return "\n".join(["| | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows])
 
@@ -248,6 +258,15 @@ def adoption_summary(r: dict) -> str:
             f"load average {r['load_average']['start']:g} → {r['load_average']['end']:g}): read "
             f"{rd['min']}–{rd['max']} ms (median {rd['median']:g}), opened and decoded "
             f"{dc['min']}–{dc['max']} ms (median {dc['median']:g})")
+
+
+def adoption_versus() -> str:
+    now, before = load(RESULTS / "adoption.json"), load(RESULTS / "adoption-before-seal.json")
+    if now is None or before is None:
+        return missing("make adoption")
+    return (f"{now['decoded_ms']['median']:g} ms now and {before['decoded_ms']['median']:g} ms before the seal "
+            f"(ranges {now['decoded_ms']['min']}–{now['decoded_ms']['max']} and "
+            f"{before['decoded_ms']['min']}–{before['decoded_ms']['max']} ms)")
 
 
 def rate_limit_accuracy(r: dict) -> str:
@@ -586,6 +605,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.geo.rss": bench(lambda r: geo_bench_rss(r)),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
+    "fuzz.corpus": corpus_size,
     "spoof.cases": lambda: str(corpus()["cases"]),
     "spoof.refused": lambda: str(corpus()["refused"]),
     "spoof.admitted": lambda: str(corpus()["admitted"]),
@@ -614,6 +634,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "reconfig.gradual": driver("reconfig-gradual", "make reconfig", gradual_summary),
     "adoption.summary": driver("adoption", "make adoption", adoption_summary),
     "adoption.before_seal": driver("adoption-before-seal", "tests/reliability/adoption.py --wasm <a build of 1947c7c> --report tests/reliability/results/adoption-before-seal.json", adoption_summary),
+    "adoption.vs_before_seal": adoption_versus,
     "make.reliability": lambda: reliability_durations(),
     "rate_limit.accuracy": driver("rate-limit", "make rate-limit-load", rate_limit_accuracy),
     "rate_limit.rotation": driver("rate-limit", "make rate-limit-load", rate_limit_rotation_table),
