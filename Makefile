@@ -480,10 +480,10 @@ retired: build envoy nginx
 ## reliability: every reliability driver in sequence on the current build, each writing its record, then the
 ## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
 ## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
-RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_SOAK_SECONDS    ?= 90
 RELIABILITY_REFRESH_SECONDS ?= 120
-RELIABILITY_FUZZ_SECONDS    ?= 45
-RELIABILITY_RETIRED_RECONFIGS ?= 30
+RELIABILITY_FUZZ_SECONDS    ?= 30
+RELIABILITY_RETIRED_RECONFIGS ?= 20
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
 	@failed=; for run in hostile-json differential geo-differential adoption reconfig \
@@ -516,6 +516,13 @@ geo-differential: geo-lookup geo-data venv
 	@cat $(RESULTS)/geo-differential.txt
 	$(PY) tools/figures.py --write
 
+## geo-compare: our own MaxMind DB reader against the maxminddb crate (docs/geo.md): .wasm size, native
+## parse time of both real databases, the differential test, for this tree and a scratch variant in
+## target/geo-variant/ (bench/geo_reader_compare.py); record in bench/results/geo-reader.txt.
+.PHONY: geo-compare
+geo-compare: build geo-lookup geo-data venv
+	$(PY) bench/geo_reader_compare.py
+
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
 
@@ -533,7 +540,7 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build native noop build-counting envoy wrk
+bench: build native noop build-counting envoy wrk geo-data geo-lookup
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
@@ -545,6 +552,13 @@ bench: build native noop build-counting envoy wrk
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
 	$(PY) tools/figures.py --write
 
+## native-memory: Envoy's RSS with a 1,000,000-entry list source at --concurrency 1 and 3, the native
+## build against the .wasm and no filter (bench/native_memory.py, about 2 min): writes
+## bench/results/native-memory.json (committed; docs/sources.md links it).
+.PHONY: native-memory
+native-memory: build native envoy
+	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM)
+
 ## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
 ## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);
 ## tests/test_figures.py fails when a document and its record disagree.
@@ -554,11 +568,13 @@ docs-figures: venv
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
-## one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+## one allowed and one refused TLS passthrough connection (demo/network_demo.py); per-client rate limits
+## (demo/rate_limit_demo.py); country and AS number from small MaxMind DB files (demo/geo_demo.py).
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
 	$(PY) demo/rate_limit_demo.py
+	$(PY) demo/geo_demo.py
 
 clean:
 	cargo clean

@@ -292,6 +292,29 @@ fn refresh_is_every_refresh_s_brought_forward_by_at_most_10_percent() {
 }
 
 #[test]
+fn a_database_that_never_arrives_says_a_city_database_does_not_fit() {
+    // Envoy drops a response over 32 MiB before the filter sees it: a city database arrives as no
+    // response at all, so the warning of an mmdb source names that reason (docs/geo.md).
+    let geo = r#"{"sources": {"city": {"cluster": "geo", "authority": "geo.example",
+        "path": "/city.mmdb", "format": "mmdb", "country_field": "country.iso_code"}},
+        "geo": {"country": "city"}, "access": {"deny": ["country:KP"]}}"#;
+    let mut store = Store::default();
+    let (mut vm, now) = fetcher(&mut store, geo);
+    vm.respond(&mut store, now, Head::None, b"");
+    assert_eq!(vm.count(Counter::FetchFailed), 1);
+    let warnings = vm.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("a city database does not fit"),
+        "{warnings:?}"
+    );
+    // A list of another format keeps the plain reason.
+    let mut store = Store::default();
+    let (mut vm, now) = fetcher(&mut store, CONFIG);
+    vm.respond(&mut store, now, Head::None, b"");
+    assert!(!vm.warnings()[0].contains("city"), "{:?}", vm.warnings());
+}
+
+#[test]
 fn after_a_failure_the_fetch_is_retried_sooner_backing_off() {
     let mut store = Store::default();
     let (mut vm, mut now) = fetcher(&mut store, CONFIG);

@@ -6,6 +6,7 @@
 //!
 //! The compiled configuration is immutable and shared by every worker thread's streams.
 
+use client_ip_core::bind::SourcePlan;
 use client_ip_core::config;
 use client_ip_core::filter_type::FilterType;
 use client_ip_core::policy::{HeaderReads, Policy};
@@ -23,6 +24,9 @@ pub struct Compiled {
     pub slots: Slots,
     /// Envoy's id of each counter, by slot.
     pub ids: Vec<usize>,
+    /// The versions of the source lists the policy is bound to (filter state
+    /// `wasm.client_ip_lists`, docs/sources.md); None when the configuration names no source.
+    pub lists: Option<String>,
 }
 
 impl Compiled {
@@ -30,9 +34,18 @@ impl Compiled {
     /// error is the line to log.
     pub fn new(
         json: &[u8],
-        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+        define: impl FnMut(&str) -> Result<usize, HostError>,
     ) -> Result<Compiled, String> {
-        let (policy, _plan, warnings) =
+        Compiled::sourced(json, define).map(|(compiled, _)| compiled)
+    }
+
+    /// The same, with the plan of its list sources (docs/sources.md): the policy is then the
+    /// template that [`Compiled::with_policy`] gets bound lists for.
+    pub fn sourced(
+        json: &[u8],
+        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+    ) -> Result<(Compiled, SourcePlan), String> {
+        let (policy, plan, warnings) =
             config::parse_sourced(json).map_err(|e| format!("invalid configuration: {e}"))?;
         for warning in &warnings {
             log::warn!("configuration: {warning}");
@@ -55,12 +68,28 @@ impl Compiled {
             policy.access.rules.len(),
             policy.forwarding.headers
         );
-        Ok(Compiled {
+        Ok((
+            Compiled {
+                reads: policy.header_reads(),
+                policy,
+                slots,
+                ids,
+                lists: None,
+            },
+            plan,
+        ))
+    }
+
+    /// This configuration with `policy` (the template bound to the sources' current lists, whose
+    /// versions are `lists`): the same counters, already defined.
+    pub fn with_policy(&self, policy: Policy, lists: Option<String>) -> Compiled {
+        Compiled {
             reads: policy.header_reads(),
             policy,
-            slots,
-            ids,
-        })
+            slots: self.slots.clone(),
+            ids: self.ids.clone(),
+            lists,
+        }
     }
 }
 

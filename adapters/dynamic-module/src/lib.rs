@@ -1,6 +1,6 @@
 //! client-ip-filter-module: the Envoy dynamic-module adapter of [`client_ip_core`], built as the
 //! native shared library `libclient_ip_filter_module.so` that Envoy's
-//! `envoy.filters.http.dynamic_modules` filter loads (`dynamic_module_config.name:
+//! `envoy.filters.http.dynamic_modules` and `envoy.filters.network.dynamic_modules` filters load (`dynamic_module_config.name:
 //! client_ip_filter_module`, found through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
 //!
 //! A thin adapter: it reads what Envoy has through Envoy's dynamic-module C ABI, asks the core for
@@ -11,6 +11,11 @@
 //!   Envoy's through the ABI, a fake in the unit tests.
 //! - [`config`]: the filter configuration, the `.wasm`'s JSON, compiled once.
 //! - [`http`]: one request, decided and applied.
+//! - [`network`]: the network filter (`envoy.filters.network.dynamic_modules`,
+//!   docs/network-mode.md), one decision per connection, with its own hooks.
+//! - [`sources`]: lists from list servers (docs/sources.md), fetched by the HTTP filter's
+//!   configuration on Envoy's main thread; [`store`] the process's shared values, [`published`]
+//!   the compiled configuration every worker reads, [`ticker`] the sources' timer.
 //! - `entry`: the event hooks Envoy calls. Every one catches panics and fails closed (a refused
 //!   request, a rejected configuration): no panic crosses into Envoy.
 
@@ -23,6 +28,11 @@ pub mod abi;
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod network;
+pub mod published;
+pub mod sources;
+pub mod store;
+pub mod ticker;
 
 #[cfg(not(test))]
 mod entry;
