@@ -702,6 +702,13 @@ class Envoy:
                 time.sleep(0.02)
         return time.monotonic() - self.started
 
+    def check_source_loaded(self, name: str = "million", entries: int = MILLION) -> None:
+        """A list-source case measures nothing unless its list is in force: the source's entries
+        gauge (either build's metric prefix) must hold all of it."""
+        got = {k: v for k, v in self.stats().items() if k.endswith(f"client_ip.source.{name}.entries")}
+        if entries not in got.values():
+            raise RuntimeError(f"source {name} not loaded ({got or 'no entries gauge'}); log:\n" + self.log_tail())
+
     def log_tail(self) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
@@ -945,6 +952,8 @@ def main() -> int:
     try:
         envoy.wait_serving(list(ports.values()), refusing=refusing,
                            loading={ports[c["name"]] for c in all_cases if c.get("source")})
+        if any(c.get("source") for c in all_cases):
+            envoy.check_source_loaded()
         for c in all_cases:  # warm-up: V8 tiers up, connections pools and caches settle
             run_case(c, ports[c["name"]], 1, args.connections, scripts, wrk_cpu)
         for rnd in range(args.rounds):
@@ -986,6 +995,8 @@ def main() -> int:
         try:
             ready = e.wait_serving([port], refusing=(port,) if c.get("refuses") else (),
                                    loading={port} if c.get("source") else ())
+            if c.get("source"):
+                e.check_source_loaded()
             run_case(c, port, 2, args.connections, scripts, wrk_cpu)
             rss, hwm = e.rss_kib()
             alone[c["name"]] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
@@ -1005,6 +1016,8 @@ def main() -> int:
             try:
                 # (S1M): 200 once the list is loaded (127.0.0.1 is in it)
                 ready = e.wait_serving([port], loading={port} if c.get("source") else ())
+                if c.get("source"):
+                    e.check_source_loaded()
                 time.sleep(3)  # every worker adopted the list (they poll every second)
                 run_wrk(port, 2, args.connections, script, wrk_cpu)
                 rss, hwm = e.rss_kib()

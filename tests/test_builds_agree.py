@@ -141,3 +141,22 @@ def test_a_failing_list_server_is_handled_the_same_way_in_both_builds(envoy_fact
         assert gauges["native"] == gauges["wasm"], gauges
     finally:
         server.stop()
+
+
+def test_an_allow_list_naming_a_list_server_that_never_answers_refuses_in_both_builds(envoy_factory, wasm,
+                                                                                      native_so, echo):
+    """The source never loads (its cluster's port is closed): the allow list naming it stays in force
+    and holds no address, so every client is refused, by both builds (fail closed, docs/sources.md)."""
+    config = {"sources": {"feed": {"cluster": "nowhere", "authority": "lists.test", "path": "/allow.txt"}},
+              "access": {"allow": ["source:feed"]}}
+    closed = procs.free_port()
+    got = {}
+    for b in BUILDS:
+        env = envoy_factory(E.EnvoyOptions(configuration=config, build=b,
+                                           clusters=[L.envoy_cluster("nowhere", closed)]))
+        procs.wait_until(lambda: env.counter("client_ip.source.feed.fetch_failed") >= 1, 10,
+                         what=f"{b}: the first fetch failed")
+        ex = exchange(env, echo, proxy=pp.v1("192.0.2.44"))
+        got[b] = (ex.status, ex.reached_upstream, ex.log()["decision"])
+    assert got["wasm"] == (403, False, "deny")
+    assert got["native"] == got["wasm"]
