@@ -512,6 +512,13 @@ geo-differential: geo-lookup geo-data venv
 	@cat $(RESULTS)/geo-differential.txt
 	$(PY) tools/figures.py --write
 
+## geo-compare: our own MaxMind DB reader against the maxminddb crate (docs/geo.md): .wasm size, native
+## parse time of both real databases, the differential test, for this tree and a scratch variant in
+## target/geo-variant/ (bench/geo_reader_compare.py); record in bench/results/geo-reader.txt.
+.PHONY: geo-compare
+geo-compare: build geo-lookup geo-data venv
+	$(PY) bench/geo_reader_compare.py
+
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
 
@@ -529,7 +536,7 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build noop build-counting envoy wrk
+bench: build noop build-counting envoy wrk geo-data geo-lookup
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
@@ -540,6 +547,13 @@ bench: build noop build-counting envoy wrk
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
 	$(PY) tools/figures.py --write
+
+## native-memory: Envoy's RSS with a 1,000,000-entry list source at --concurrency 1 and 3, the native
+## build against the .wasm and no filter (bench/native_memory.py, about 2 min): writes
+## bench/results/native-memory.json (committed; docs/sources.md links it).
+.PHONY: native-memory
+native-memory: build native envoy
+	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM)
 
 ## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
 ## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);

@@ -10,16 +10,21 @@
 //! request decided: it prints the country (or `-`), the AS number (or `-`) and the verdict
 //! (`allow`/`deny`). On stderr: the parse time and the ranges. A refused file prints its reason
 //! and exits with 2.
+//!
+//! `geo_lookup FILE country|asn DENY,... --cidrs` prints instead the networks the deny list
+//! selects, one CIDR a line: the same decision as a plain list (make bench's case CIDR-C20).
 
 use std::io::{BufRead, BufWriter, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use client_ip_core::bind::bind;
 use client_ip_core::config::parse_sourced;
 use client_ip_core::policy::{Downstream, Request};
 use client_ip_core::source::format::{check_source_size, read_source, Accept};
-use client_ip_core::source::table::{decode, encode, Table};
+use client_ip_core::source::geo::Pick;
+use client_ip_core::source::table::{decode, encode, Content, Table};
+use ipnet::{Ipv4Subnets, Ipv6Subnets};
 
 fn config(kind: &str, deny: &str) -> String {
     let (field, value, entry) = match kind {
@@ -42,8 +47,9 @@ fn config(kind: &str, deny: &str) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 || !matches!(args[2].as_str(), "country" | "asn") {
-        eprintln!("usage: geo_lookup FILE country|asn DENY,DENY,... < addresses");
+    let cidrs = args.len() == 5 && args[4] == "--cidrs";
+    if !(args.len() == 4 || cidrs) || !matches!(args[2].as_str(), "country" | "asn") {
+        eprintln!("usage: geo_lookup FILE country|asn DENY,DENY,... [--cidrs] < addresses");
         std::process::exit(64);
     }
     let body = std::fs::read(&args[1]).unwrap_or_else(|e| {
@@ -72,6 +78,10 @@ fn main() {
         content,
     });
     let table = decode(&shared).expect("a published table decodes");
+    if cidrs {
+        print_cidrs(&table.content, &args[2], &args[3]);
+        return;
+    }
     let policy = bind(&template, &plan, &[Some(&table.content)]);
     eprintln!(
         "geo_lookup: parsed {} ranges in {:.1} ms; shared table {} bytes; bound in {:.1} ms",
@@ -107,5 +117,31 @@ fn main() {
             decision.verdict.as_str()
         )
         .unwrap();
+    }
+}
+
+/// The networks of the deny list's selection, as CIDRs.
+fn print_cidrs(content: &Content, kind: &str, deny: &str) {
+    let geo = content.geo().expect("an mmdb source holds a geo table");
+    let pick = if kind == "country" {
+        Pick::Countries(
+            deny.split(',')
+                .filter_map(|c| <[u8; 2]>::try_from(c.to_ascii_uppercase().as_bytes()).ok())
+                .collect(),
+        )
+    } else {
+        Pick::Asns(deny.split(',').filter_map(|n| n.parse().ok()).collect())
+    };
+    let set = geo.select(&pick);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for &(first, last) in set.ranges_v4() {
+        for net in Ipv4Subnets::new(Ipv4Addr::from(first), Ipv4Addr::from(last), 0) {
+            writeln!(out, "{net}").unwrap();
+        }
+    }
+    for (first, last) in set.ranges_v6() {
+        for net in Ipv6Subnets::new(Ipv6Addr::from(first), Ipv6Addr::from(last), 0) {
+            writeln!(out, "{net}").unwrap();
+        }
     }
 }

@@ -15,6 +15,7 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/reliability/results/ipset-differential.txt  written by `make differential`
   tests/reliability/results/geo-differential.txt  written by `make geo-differential`
+  bench/results/geo-reader.txt       written by `make geo-compare` (bench/geo_reader_compare.py)
   tests/reliability/results/{hostile-json,retired}{,-before}.txt  written by `make hostile-json`,
                                      `make retired` (read by tools/figures_text.py)
   tests/reliability/results/{reconfig-gradual,adoption}.json  written by `make reconfig`, `make adoption`
@@ -452,6 +453,65 @@ def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
     return render
 
 
+def geo_bench_ratio(r: dict) -> str:
+    ratio = ((r.get("geo") or {}).get("ratios") or {}).get("GEO-C20/CIDR-C20")
+    if ratio is None:
+        return missing("make bench") + " (no GEO cases in the record)"
+    return f"{ratio:.2f}×"
+
+
+def geo_bench_rss(r: dict) -> str:
+    mem = (r.get("geo") or {}).get("memory") or {}
+    parts = []
+    for conc in (1, 3):
+        g, a = mem.get(f"GEO-BOTH@{conc}"), mem.get(f"A@{conc}")
+        if g and a:
+            parts.append(f"{(g['rss_kib'] - a['rss_kib']) / 1024:.0f} MiB more than no filter at "
+                         f"--concurrency {conc} (every worker ready in {g['ready_s']:.1f} s)")
+    return "; ".join(parts) if parts else missing("make bench") + " (no GEO-BOTH in the record)"
+
+
+# -- the geo reader comparison's record (make geo-compare) ---------------------------------------------
+
+GEO_READER_RECORD = REPO / "bench" / "results" / "geo-reader.txt"
+
+
+def geo_readers() -> Optional[list[dict]]:
+    try:
+        text = GEO_READER_RECORD.read_text()
+    except FileNotFoundError:
+        return None
+    out: list[dict] = []
+    for line in text.splitlines():
+        if line.startswith("geo reader: "):
+            out.append({"label": line[len("geo reader: "):], "parse": {}})
+        elif out and (m := re.match(r"\s+wasm: (\d+) bytes \(([+-]\d+)", line)):
+            out[-1]["wasm"], out[-1]["delta"] = int(m.group(1)), int(m.group(2))
+        elif out and (m := re.match(r"\s+parse (\S+): ([\d.]+) ms native", line)):
+            out[-1]["parse"][m.group(1)] = float(m.group(2))
+        elif out and (m := re.match(r"\s+differential: (\w+)", line)):
+            bad = [int(x) for x in re.findall(r"(\d+) disagreements", line)]
+            lookups = sum(int(x) for x in re.findall(r"(\d+) lookups", line))
+            out[-1]["differential"] = f"{m.group(1)}, {sum(bad):,} disagreements in {lookups:,} lookups"
+    return out
+
+
+def geo_reader_table() -> str:
+    readers = geo_readers()
+    if not readers:
+        return missing("make geo-compare")
+    when = GEO_READER_RECORD.read_text().splitlines()[0].split("#", 1)[-1].strip()
+    rows = ["| reader | release `.wasm` | against ours | parse country.mmdb | parse asn.mmdb | differential |",
+            "| --- | --: | --: | --: | --: | --- |"]
+    for r in readers:
+        rows.append(f"| {r['label']} | {r['wasm']:,} bytes | {r['delta']:+,} bytes | "
+                    f"{r['parse'].get('country.mmdb', float('nan')):.0f} ms | "
+                    f"{r['parse'].get('asn.mmdb', float('nan')):.0f} ms | {r.get('differential', '–')} |")
+    rows.append("")
+    rows.append(f"(`make geo-compare`, {when}; parse times native, the median of the runs)")
+    return "\n".join(rows)
+
+
 # -- the Makefile's variables: what the long targets run ---------------------------------------------
 
 def make_vars() -> dict:
@@ -541,6 +601,8 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.i1m.per_worker": bench(lambda r: per_worker(r, "I1M")),
     "bench.a.rss1": bench(lambda r: mib(r["memory"]["A@1"]["rss_kib"])),
     "bench.wasm_kib": bench(lambda r: f"{r['sizes']['client_ip_filter.wasm (make build)'] / 1024:.1f} KiB"),
+    "bench.geo.c20": bench(lambda r: geo_bench_ratio(r)),
+    "bench.geo.rss": bench(lambda r: geo_bench_rss(r)),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
     "fuzz.corpus": corpus_size,
@@ -554,6 +616,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "spoof.groups": corpus_groups_table,
     "diff.last_run": differential,
     "geo.diff": geo_differential,
+    "geo.readers": geo_reader_table,
     "make.fuzz_targets": lambda: str(len(make_vars()["FUZZ_TARGETS"].split())),
     "make.fuzz_seconds": lambda: make_vars()["FUZZ_SECONDS"],
     "make.fuzz_short_seconds": lambda: make_vars()["FUZZ_SHORT_SECONDS"],

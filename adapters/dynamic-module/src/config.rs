@@ -24,6 +24,9 @@ pub struct Compiled {
     pub slots: Slots,
     /// Envoy's id of each counter, by slot.
     pub ids: Vec<usize>,
+    /// The versions of the source lists the policy is bound to (filter state
+    /// `wasm.client_ip_lists`, docs/sources.md); None when the configuration names no source.
+    pub lists: Option<String>,
 }
 
 impl Compiled {
@@ -71,19 +74,21 @@ impl Compiled {
                 policy,
                 slots,
                 ids,
+                lists: None,
             },
             plan,
         ))
     }
 
-    /// This configuration with `policy` (the template bound to the sources' current lists): the
-    /// same counters, already defined.
-    pub fn with_policy(&self, policy: Policy) -> Compiled {
+    /// This configuration with `policy` (the template bound to the sources' current lists, whose
+    /// versions are `lists`): the same counters, already defined.
+    pub fn with_policy(&self, policy: Policy, lists: Option<String>) -> Compiled {
         Compiled {
             reads: policy.header_reads(),
             policy,
             slots: self.slots.clone(),
             ids: self.ids.clone(),
+            lists,
         }
     }
 }

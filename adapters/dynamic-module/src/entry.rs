@@ -121,13 +121,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             let envoy = EnvoyConfig(config_envoy);
             match Compiled::sourced(json, |name| envoy.define_counter(name)) {
                 Ok((compiled, plan)) => {
-                    let template = compiled.with_policy(compiled.policy.clone());
+                    let template = compiled.with_policy(compiled.policy.clone(), None);
                     let sources = Sources::start(
                         config_envoy,
                         json,
                         compiled.policy.clone(),
                         plan,
-                        move |b| template.with_policy(b.policy),
+                        move |b| template.with_policy(b.policy, Some(b.lists)),
                     );
                     Box::into_raw(Box::new(HttpConfig { compiled, sources })) as *const c_void
                 }

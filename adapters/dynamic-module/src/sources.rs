@@ -467,6 +467,8 @@ pub struct Sources<T> {
     published: Published<T>,
     /// Makes the published value from a new bound policy (main thread).
     make: Box<dyn Fn(Bound) -> T>,
+    /// The versions published last, per used source (main thread).
+    versions: RefCell<Vec<(String, Option<u64>)>>,
     ticker: Option<Ticker>,
     created_ms: u64,
 }
@@ -494,6 +496,7 @@ impl<T> Sources<T> {
         let published = Published::new(make(feeds.bound()));
         Some(Sources {
             make: Box::new(make),
+            versions: RefCell::new(Vec::new()),
             main: std::thread::current().id(),
             feeds: RefCell::new(feeds),
             published,
@@ -516,8 +519,25 @@ impl<T> Sources<T> {
         Some(f(&mut feeds))
     }
 
+    /// Publishes the policy bound to the current lists to every worker, and logs each source
+    /// whose version changed: the process adopted it (the wasm build logs this per worker VM).
     fn republish(&self, feeds: &Feeds) {
         self.published.store((self.make)(feeds.bound()));
+        let now: Vec<(String, Option<u64>)> = feeds
+            .machine
+            .versions()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        if let Ok(mut seen) = self.versions.try_borrow_mut() {
+            for (name, version) in &now {
+                let before = seen.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v);
+                if let Some(v) = version.filter(|v| Some(*v) != before) {
+                    debug!("source {name}: adopted version {v} (one table for every worker)");
+                }
+            }
+            *seen = now;
+        }
     }
 
     /// A tick (`on_http_filter_config_scheduled`).
