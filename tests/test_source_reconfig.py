@@ -1,5 +1,6 @@
 """docs/sources.md, a source's list across a change of configuration, in real Envoy: the filter
-delivered by file-based ECDS (as Istio delivers a WasmPlugin), its list from a fault-injecting
+delivered by file-based ECDS (as Istio delivers a WasmPlugin; the in-flight case also by LDS, a
+whole new listener as the EnvoyFilter manifests deliver it), its list from a fault-injecting
 server. A reconfiguration while the list fetch is in flight (the server answers slowly); the same
 configuration pushed again (it reuses the published list, with no fetch and no unavailable
 moment); a source no list names (never fetched); a 304 before any body (a failure, retried).
@@ -11,7 +12,7 @@ from harness import listserver as L
 from harness import procs
 from harness import proxyproto as pp
 from harness.client import exchange
-from reliability.envoy_ext import EcdsEnvoy
+from reliability.envoy_ext import EcdsEnvoy, TunedEnvoy
 
 A, B = "192.0.2.1", "192.0.2.2"
 SLOW_S = 4.0
@@ -54,10 +55,15 @@ def ecds(wasm, echo, faults, tmp_path):
     """Starts an Envoy (two workers) whose filter comes from a watched ECDS file."""
     started = []
 
-    def start(configuration: dict) -> EcdsEnvoy:
+    def start(configuration: dict, via: str = "ecds"):
         opts = E.EnvoyOptions(configuration=configuration, clusters=[L.envoy_cluster("faults", faults.port)])
-        env = EcdsEnvoy(opts, upstream_port=echo.port, workdir=str(tmp_path), name=f"ecds{len(started)}",
-                        access_log=False, wasm_log_level="debug", concurrency=2)
+        kw = dict(upstream_port=echo.port, workdir=str(tmp_path), name=f"{via}{len(started)}",
+                  access_log=False, wasm_log_level="debug", concurrency=2)
+        if via == "ecds":
+            env = EcdsEnvoy(opts, **kw)
+        else:  # a whole new listener through the watched LDS file, Envoy drained as Istio runs it
+            env = TunedEnvoy(opts, dynamic=True, flags={"--drain-strategy": "immediate", "--drain-time-s": 45}, **kw)
+            env.push_filter = lambda c: env.push_listener(E.copy_options(opts, configuration=c))
         started.append(env)
         env.start()
         return env
@@ -71,11 +77,12 @@ def completed(env, cluster: str = "faults") -> int:
     return stats.get(f"cluster.{cluster}.upstream_rq_completed", 0)
 
 
+@pytest.mark.parametrize("via", ["ecds", "lds"])
 def test_a_reconfiguration_while_the_fetch_is_in_flight_fetches_again_and_the_late_body_decides_nothing(
-        ecds, faults, echo):
+        ecds, faults, echo, via):
     faults.set("/list", "slow", (f"{A}\n".encode(), SLOW_S))
     first = {"sources": {"big": source("/list")}, "access": {"deny": ["source:big"]}}
-    env = ecds(first)
+    env = ecds(first, via)
     procs.wait_until(lambda: faults.count("/list") >= 1, 10, what="the first fetch sent")
     assert status(env, echo, A) == 503  # the list is unavailable while its body is on its way
     # The list server's list changes, and the configuration is replaced during the fetch.
