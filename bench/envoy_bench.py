@@ -31,9 +31,8 @@ Cases:
   DM-C   client-ip-filter's native build (the Envoy dynamic module, docs/native.md), default
          configuration: against (A) no filter (goal ≥ 0.9×) and (C) the wasm build
   DM-E10, DM-E10k   the native build, allow list of 10 / 10,000: against (E10)/(E10k) and RBAC (F10)/(F10k)
-  DM-S1M the native build, the 1,000,000 entries of (S1M) from the same list source (memory: one table
-         per process instead of one per VM)
-         (the DM- cases run when --module names the .so, `make native`)
+         (the DM- cases run when --module names the .so, `make native`; the native build's memory with
+         1,000,000 entries is `make native-memory`'s, bench/results/native-memory.json)
   GEO-C20  client-ip-filter, deny list of 20 countries (`country:XX` entries) from the real country
          database (`make geo-data`, ip-location-db) as an `mmdb` source served by this script
   CIDR-C20 the same decision as a plain list: the 20 countries' networks (examples/geo_lookup.rs
@@ -61,9 +60,8 @@ refused per second, which wrk counts as read errors):
 The N- cases carry set_filter_state as deployed, the filter and RBAC sit before tcp_proxy.
 
 Then, for each case alone in a fresh Envoy: its time to ready and its RSS after load; and (S1M),
-(I1M), (DM-S1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a
-source's list is parsed once and copied into each VM; inline, each VM parses the configuration itself; the
-native build holds one table per process).
+(I1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a source's
+list is parsed once and copied into each VM; inline, each VM parses the configuration itself).
 And GEO-BOTH (both real databases, country and ASN, as sources; a deny list and both headers) alone at
 --concurrency 1 and 3: its time to ready (Envoy start until the first request is decided with both
 files fetched, parsed once and adopted by every worker) and Envoy's RSS, beside (A)'s.
@@ -275,7 +273,7 @@ CALL_NAMES = {"fs": "get_property", "inc": "increment_metric", "prop": "set_prop
 
 # The native build's comparisons the report shows (BENCHMARKS.md "The native build"; tools/figures.py).
 NATIVE_COMPARED = [("DM-C", "C"), ("DM-E10", "E10"), ("DM-E10k", "E10k"), ("DM-E10", "F10"),
-                   ("DM-E10k", "F10k"), ("DM-S1M", "S1M")]
+                   ("DM-E10k", "F10k")]
 
 SOURCE_CLUSTER = "bench-lists"
 SOURCE_PATH = "/million.txt"
@@ -472,9 +470,6 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
             {"name": "DM-E10k", "what": "native build, allow list of 10,000", "sfs": True,
              "filters": [module_filter(module, json.dumps({"access": {"allow": allow[10_000]}}))]},
         ]
-        if million is not None:
-            out.append({"name": "DM-S1M", "what": "native build, allow list of 1,000,000 from a list source",
-                        "sfs": True, "source": True, "filters": [module_filter(module, million_config)]})
     if million is not None:
         out.append({"name": "S1M", "what": "client-ip-filter, allow list of 1,000,000 from a list source",
                     "sfs": True, "source": True, "filters": ours(million_config)})
@@ -917,7 +912,7 @@ def main() -> int:
     million = None
     list_server = None
     geo = geo_files(args.geo_dir, args.geo_lookup) if wanted is None or wanted & GEO_NAMES else None
-    if wanted is None or wanted & {"S1M", "I1M", "DM-S1M"}:
+    if wanted is None or wanted & {"S1M", "I1M"}:
         print("bench: generating the 1,000,000 entries of (S1M) and (I1M)", flush=True)
         million = million_entries()
     if million is not None or geo is not None:
@@ -1007,7 +1002,7 @@ def main() -> int:
 
     # ---- 1M entries from a source vs inline: Envoy's RSS by worker count --------------------------
     memory: dict[str, dict] = {}
-    mem_cases = [c for c in all_cases if c["name"] in ("A", "S1M", "I1M", "DM-S1M")]
+    mem_cases = [c for c in all_cases if c["name"] in ("A", "S1M", "I1M")]
     for c in ([] if args.no_alone or million is None else mem_cases):
         for conc in (1, 3):
             port, admin = free_port(), free_port()
@@ -1287,13 +1282,12 @@ def report(raw: dict) -> str:
         L.append("Envoy serving one case alone, at `--concurrency 1` and `3`, RSS after the list is "
                  "loaded (3 s after the first 200) and 2 s of load. (S1M) fetches the list once per Envoy "
                  "(the main thread's VM parses it) and each VM copies the published table; (I1M) has each "
-                 "VM parse the inline configuration itself."
-                 + (" (DM-S1M) is the native build: one table per process, whatever the worker count."
-                    if "DM-S1M@1" in mem else ""))
+                 "VM parse the inline configuration itself. The native build's: `make native-memory` "
+                 "(bench/results/native-memory.json).")
         L.append("")
         L.append("| case | --concurrency 1 RSS MiB | --concurrency 3 RSS MiB | per extra worker MiB | ready s (1 / 3) |")
         L.append("|---|--:|--:|--:|--:|")
-        for n in ("A", "S1M", "I1M", "DM-S1M"):
+        for n in ("A", "S1M", "I1M"):
             one, three = mem.get(f"{n}@1"), mem.get(f"{n}@3")
             if one and three:
                 L.append(f"| {n} | {one['rss_kib'] / 1024:.1f} | {three['rss_kib'] / 1024:.1f} | "

@@ -102,6 +102,22 @@ def per_worker(rec: dict, case: str) -> str:
     return f"{(mem[f'{case}@3']['rss_kib'] - mem[f'{case}@1']['rss_kib']) / 2048:.0f} MiB"
 
 
+NATIVE_MEMORY_RECORD = REPO / "bench" / "results" / "native-memory.json"
+
+
+def native_memory(fn: Callable[[dict], str]) -> Callable[[], str]:
+    """A figure of `make native-memory`'s record (bench/results/native-memory.json)."""
+    def render() -> str:
+        rec = load(NATIVE_MEMORY_RECORD)
+        if rec is None:
+            return missing("make native-memory")
+        try:
+            return fn(rec)
+        except (KeyError, TypeError, ValueError):
+            return missing("make native-memory") + " (this figure is not in the recorded run)"
+    return render
+
+
 def native_ratio(rec: dict, key: str) -> str:
     """A ratio of the native build's cases (envoy_bench.py native_ratios, e.g. "DM-C/A")."""
     value = rec["native_ratios"][key]
@@ -615,8 +631,9 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.native.vs_a": bench(lambda r: native_ratio(r, "DM-C/A")),
     "bench.native.vs_wasm": bench(lambda r: native_ratio(r, "DM-C/C")),
     "bench.native.e10k_vs_rbac": bench(lambda r: native_ratio(r, "DM-E10k/F10k")),
-    "bench.dm_s1m.rss1": bench(lambda r: mib(r["memory"]["DM-S1M@1"]["rss_kib"])),
-    "bench.dm_s1m.per_worker": bench(lambda r: per_worker(r, "DM-S1M")),
+    "native_memory.native_rss1": native_memory(lambda r: mib(r["runs"]["native-S1M@1"]["rss_kib"])),
+    "native_memory.native_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['native-S1M']:.0f} MiB"),
+    "native_memory.wasm_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['wasm-S1M']:.0f} MiB"),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
     "fuzz.corpus": corpus_size,
