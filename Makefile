@@ -268,6 +268,28 @@ matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(fore
 	    tests/test_istio_private_link.py tests/test_istio_cloudfront.py tests/test_istio_geo.py \
 	    tests/test_istioctl.py; done
 
+## native-matrix: the native build (make native) against other Envoys than 1.40 (docs/native.md "Versions";
+## not in make test): NATIVE_MATRIX_TESTS with CLIENT_IP_BUILDS=native on each Envoy of NATIVE_ENVOYS, and
+## tools/native_load_check.py on each of NATIVE_REFUSED_ENVOYS (does Envoy load the module, or why not);
+## records in tests/istio/results/native-envoy-<version>.txt.
+NATIVE_ENVOYS         := 1.39.1 1.39.3
+NATIVE_REFUSED_ENVOYS := 1.38.2 1.37.0 1.36.4
+NATIVE_MATRIX_TESTS   := tests/test_downstream_address.py tests/test_resolution.py tests/test_access.py \
+  tests/test_forwarding.py tests/test_chain.py tests/test_builds_agree.py
+.PHONY: native-matrix
+native-matrix: build native haproxy $(foreach v,$(NATIVE_ENVOYS) $(NATIVE_REFUSED_ENVOYS),.work/envoy-$(v)/.installed)
+	@set -e -o pipefail; for v in $(NATIVE_ENVOYS); do \
+	  { echo "# CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=.work/envoy-$$v/bin/envoy pytest -q \$$(NATIVE_MATRIX_TESTS)" \
+	      "(make native-matrix), $$(date -u +%F), commit $$(git rev-parse --short HEAD)"; \
+	    CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy \
+	      $(PY) -m pytest -q -p no:cacheprovider $(NATIVE_MATRIX_TESTS) | tail -n 1; } \
+	    | tee tests/istio/results/native-envoy-$$v.txt; done
+	@set -e; for v in $(NATIVE_REFUSED_ENVOYS); do \
+	  { echo "# tools/native_load_check.py .work/envoy-$$v/bin/envoy $(NATIVE_SO) (make native-matrix)," \
+	      "$$(date -u +%F), commit $$(git rev-parse --short HEAD)"; \
+	    $(PY) tools/native_load_check.py .work/envoy-$$v/bin/envoy $(NATIVE_SO); } \
+	    | tee tests/istio/results/native-envoy-$$v.txt; done
+
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.
 integration-oldest: build haproxy openssl .work/envoy-$(ENVOY_OLDEST)/.installed
