@@ -278,17 +278,18 @@ NATIVE_MATRIX_TESTS   := tests/test_downstream_address.py tests/test_resolution.
   tests/test_forwarding.py tests/test_chain.py tests/test_builds_agree.py
 .PHONY: native-matrix
 native-matrix: build native haproxy $(foreach v,$(NATIVE_ENVOYS) $(NATIVE_REFUSED_ENVOYS),.work/envoy-$(v)/.installed)
-	@set -e -o pipefail; for v in $(NATIVE_ENVOYS); do \
-	  { echo "# CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=.work/envoy-$$v/bin/envoy pytest -q \$$(NATIVE_MATRIX_TESTS)" \
-	      "(make native-matrix), $$(date -u +%F), commit $$(git rev-parse --short HEAD)"; \
-	    CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy \
-	      $(PY) -m pytest -q -p no:cacheprovider $(NATIVE_MATRIX_TESTS) | tail -n 1; } \
-	    | tee tests/istio/results/native-envoy-$$v.txt; done
 	@set -e; for v in $(NATIVE_REFUSED_ENVOYS); do \
 	  { echo "# tools/native_load_check.py .work/envoy-$$v/bin/envoy $(NATIVE_SO) (make native-matrix)," \
 	      "$$(date -u +%F), commit $$(git rev-parse --short HEAD)"; \
 	    $(PY) tools/native_load_check.py .work/envoy-$$v/bin/envoy $(NATIVE_SO); } \
 	    | tee tests/istio/results/native-envoy-$$v.txt; done
+	@rc=0; for v in $(NATIVE_ENVOYS); do \
+	  { echo "# CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=.work/envoy-$$v/bin/envoy pytest -q \$$(NATIVE_MATRIX_TESTS)" \
+	      "(make native-matrix), $$(date -u +%F), commit $$(git rev-parse --short HEAD)"; \
+	    CLIENT_IP_BUILDS=native CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy \
+	      $(PY) -m pytest -q -p no:cacheprovider -rf $(NATIVE_MATRIX_TESTS) | grep -E '^FAILED |^[0-9]+ (passed|failed)' \
+	      | sed 's/ - .*//'; } | tee tests/istio/results/native-envoy-$$v.txt; \
+	  grep -q ' failed' tests/istio/results/native-envoy-$$v.txt && rc=1; done; exit $$rc
 
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.

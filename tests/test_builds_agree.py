@@ -133,8 +133,10 @@ def test_a_failing_list_server_is_handled_the_same_way_in_both_builds(envoy_fact
         # the last good list stays in force, in both
         assert {b: status(b) for b in BUILDS} == {"wasm": 403, "native": 403}
         assert set(deltas["native"]) == set(deltas["wasm"]), deltas
-        warnings = {b: [filter_message(l) for l in envs[b].filter_lines("warning") if "source feed:" in l]
-                    for b in BUILDS}
+        def warned(b: str):
+            return [filter_message(l) for l in envs[b].filter_lines("warning") if "source feed:" in l] or None
+        # (the log file is flushed a little after the counter moves)
+        warnings = {b: procs.wait_until(lambda: warned(b), 5, what=f"{b}: the warning") for b in BUILDS}
         assert len(warnings["wasm"]) == 1 and "status 500" in warnings["wasm"][0], warnings
         assert warnings["native"] == warnings["wasm"]
         gauges = {b: {k for k in envs[b].stats() if k.startswith("client_ip.source.feed.")} for b in BUILDS}
