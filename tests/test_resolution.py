@@ -3,6 +3,7 @@
 import pytest
 
 from harness import envoy as E
+from harness import procs
 from harness import proxyproto as pp
 from harness.client import exchange
 
@@ -142,8 +143,18 @@ def test_host_bits_warnings_are_listed_up_to_ten_then_counted(envoy_factory, was
                                                       "forward": FORWARD}))
     ex = exchange(env, echo, proxy=pp.v1("10.3.7.9"), headers=xff("198.51.100.1"))
     assert resolved(ex)[0] == "198.51.100.1"  # 10.3.7.1/24 is used as 10.3.7.0/24
+    summary = "1990 more CIDRs have host bits set (not listed)"
+    # the warnings reach the log file a little after the listener serves
+    def complete():
+        warned = [l for l in env.filter_lines("warning") if "host bits" in l]
+        count = sum(summary in l for l in warned)
+        return count and len(warned) == 11 * count
+    try:
+        procs.wait_until(complete, 5, what="each configure's ten warnings and summary")
+    except TimeoutError:
+        pass  # the assertions below say what is missing
     lines = [l for l in env.filter_lines("warning") if "host bits" in l]
-    summaries = [l for l in lines if "1990 more CIDRs have host bits set (not listed)" in l]
+    summaries = [l for l in lines if summary in l]
     assert summaries, "\n".join(lines[-5:])
     # Each configure (Envoy runs it once per VM) lists 10 and counts the rest.
     assert len(lines) == 11 * len(summaries), len(lines)
