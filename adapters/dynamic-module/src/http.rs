@@ -74,10 +74,19 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
         downstream,
         headers: &headers,
     };
-    let decision = policy.decide_with_link(&request, Link::default());
+    let link = compiled
+        .link
+        .as_ref()
+        .map_or_else(Link::default, |l| l.read(host));
+    let decision = policy.decide_with_link(&request, link);
     compiled
         .slots
         .each(&decision, |slot| count(host, compiled, slot));
+    compiled.alarm_decision(&decision);
+    let link_text = decision.link.identity.map(|id| id.text());
+    if let Some(reader) = &compiled.link {
+        reader.record(host, link_text.as_deref());
+    }
     if decision.verdict == Verdict::Deny {
         let client = decision.client.map(|c| c.text());
         record(
@@ -97,8 +106,11 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     if let Err(failed) = edited {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
-        log::warn!("request refused (500): {}", failed.detail);
+        compiled.alarm_edit_failure(|| failed.detail);
         return refuse(host, Refusal::EDIT_FAILED);
+    }
+    if let Some(reader) = &compiled.link {
+        reader.forward(host, link_text.as_deref());
     }
     if let Some(keying) = policy.rate_limit_key(&decision) {
         if let Some(slot) = compiled.slots.key(&keying) {

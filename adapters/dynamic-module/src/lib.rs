@@ -10,6 +10,7 @@
 //! - [`host`]: one stream's host calls ([`host::StreamHost`]), each handing its outcome back;
 //!   Envoy's through the ABI, a fake in the unit tests.
 //! - [`config`]: the filter configuration, the `.wasm`'s JSON, compiled once.
+//! - [`link`]: the connection's private-link identity (PROXY v2 TLVs), read for the core.
 //! - [`http`]: one request, decided and applied.
 //! - `entry`: the event hooks Envoy calls. Every one catches panics and fails closed (a refused
 //!   request, a rejected configuration): no panic crosses into Envoy.
@@ -23,6 +24,7 @@ pub mod abi;
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod link;
 
 #[cfg(not(test))]
 mod entry;
