@@ -347,7 +347,7 @@ unit:
 
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front.
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
-  ratelimit-service istio-xds istio-envoys geo-data eg-crds
+  ratelimit-service istio-xds istio-envoys geo-data eg-crds geo-lookup
 	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
@@ -355,7 +355,7 @@ integration: build native build-counting noop hostile-module envoy haproxy opens
 ## code edges are merged into the committed corpus fuzz/corpus/<target>. Stable toolchain: RUSTC_BOOTSTRAP=1.
 ## fuzz-short (in make test): replays the committed corpus, then FUZZ_SHORT_SECONDS of fuzzing per target.
 CARGO_FUZZ_VERSION := 0.13.1
-FUZZ_TARGETS       := entry header config source
+FUZZ_TARGETS       := entry header config source mmdb
 FUZZ_SECONDS       ?= 300
 FUZZ_SHORT_SECONDS ?= 10
 FUZZ_RUN           := RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none
@@ -372,7 +372,7 @@ fuzz-build: cargo-fuzz
 fuzz: fuzz-build venv
 	@mkdir -p .work/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  mkdir -p .work/fuzz/$$t; d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_RUN) $$t .work/fuzz/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
 	    -dict=$$d -print_final_stats=1 > .work/fuzz/$$t.log 2>&1 || \
@@ -388,7 +388,7 @@ fuzz: fuzz-build venv
 fuzz-short: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  rm -rf .work/fuzz-short/$$t && mkdir -p .work/fuzz-short/$$t; \
-	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; esac; \
+	  d=fuzz/entry.dict; case $$t in config|source) d=fuzz/config.dict;; mmdb) d=fuzz/mmdb.dict;; esac; \
 	  $(FUZZ_RUN) $$t fuzz/corpus/$$t -- -runs=0 > .work/fuzz-short/$$t.replay.log 2>&1 || \
 	    { tail -n 40 .work/fuzz-short/$$t.replay.log; exit 1; }; \
 	  $(FUZZ_RUN) $$t .work/fuzz-short/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SHORT_SECONDS) \
@@ -476,13 +476,13 @@ retired: build envoy nginx
 ## reliability: every reliability driver in sequence on the current build, each writing its record, then the
 ## documents regenerated from the records (tools/figures.py --write). Durations from the RELIABILITY_*
 ## variables, chosen so that the whole takes about 20 min on a quiet 2-core machine; each record says its own.
-RELIABILITY_SOAK_SECONDS    ?= 120
+RELIABILITY_SOAK_SECONDS    ?= 90
 RELIABILITY_REFRESH_SECONDS ?= 120
-RELIABILITY_FUZZ_SECONDS    ?= 45
-RELIABILITY_RETIRED_RECONFIGS ?= 30
+RELIABILITY_FUZZ_SECONDS    ?= 30
+RELIABILITY_RETIRED_RECONFIGS ?= 20
 ## A driver whose checks fail does not stop the others; the target fails at the end, naming them.
 reliability:
-	@failed=; for run in hostile-json differential adoption reconfig \
+	@failed=; for run in hostile-json differential geo-differential adoption reconfig \
 	    "soak SOAK_SECONDS=$(RELIABILITY_SOAK_SECONDS)" "refresh REFRESH_SECONDS=$(RELIABILITY_REFRESH_SECONDS)" \
 	    "retired RETIRED_RECONFIGS=$(RELIABILITY_RETIRED_RECONFIGS)" rate-limit-load \
 	    "fuzz FUZZ_SECONDS=$(RELIABILITY_FUZZ_SECONDS)"; do \
@@ -492,6 +492,32 @@ reliability:
 	done; \
 	$(PY) tools/figures.py --write; \
 	if [ -n "$$failed" ]; then echo "reliability: failed:$$failed"; exit 1; fi
+
+## geo-lookup: examples/geo_lookup.rs, the filter's geo table and decisions natively (release), for
+## the differential test (tests/test_geo_differential.py, in make integration) and make geo-compare.
+GEO_LOOKUP := target/release/examples/geo_lookup
+.PHONY: geo-lookup geo-differential
+geo-lookup: toolchain
+	cargo build --release --example geo_lookup
+
+## geo-differential: the geo differential test with GEO_DIFF_LOOKUPS addresses per real database
+## (make test runs 520,000 each), its counts recorded in tests/reliability/results/geo-differential.txt
+## (RELIABILITY.md: tools/figures.py).
+GEO_DIFF_LOOKUPS ?= 1000000
+geo-differential: geo-lookup geo-data venv
+	@mkdir -p $(RESULTS)
+	GEO_DIFF_LOOKUPS=$(GEO_DIFF_LOOKUPS) GEO_DIFF_RECORD=$(RESULTS)/geo-differential.txt \
+	  GEO_DIFF_HEAD="$$ make geo-differential   # $$(date -u +%FT%TZ), commit $$(git rev-parse --short HEAD)" \
+	  $(PY) -m pytest -q tests/test_geo_differential.py -k agree
+	@cat $(RESULTS)/geo-differential.txt
+	$(PY) tools/figures.py --write
+
+## geo-compare: our own MaxMind DB reader against the maxminddb crate (docs/geo.md): .wasm size, native
+## parse time of both real databases, the differential test, for this tree and a scratch variant in
+## target/geo-variant/ (bench/geo_reader_compare.py); record in bench/results/geo-reader.txt.
+.PHONY: geo-compare
+geo-compare: build geo-lookup geo-data venv
+	$(PY) bench/geo_reader_compare.py
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).
 test: fmt-check clippy unit fuzz-short integration integration-oldest
@@ -510,7 +536,7 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build noop build-counting envoy wrk
+bench: build noop build-counting envoy wrk geo-data geo-lookup
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
@@ -531,11 +557,13 @@ docs-figures: venv
 
 ## demo: the filter in a real Envoy on loopback; PROXY v1/v2 requests; what the app receives; then a
 ## list source (CloudFront's ranges from a local nginx) loading and refreshing; then the network mode:
-## one allowed and one refused TLS passthrough connection (demo/network_demo.py).
+## one allowed and one refused TLS passthrough connection (demo/network_demo.py); per-client rate limits
+## (demo/rate_limit_demo.py); country and AS number from small MaxMind DB files (demo/geo_demo.py).
 demo: build envoy haproxy nginx openssl
 	$(PY) demo/demo.py
 	$(PY) demo/network_demo.py
 	$(PY) demo/rate_limit_demo.py
+	$(PY) demo/geo_demo.py
 
 clean:
 	cargo clean

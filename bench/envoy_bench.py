@@ -34,6 +34,12 @@ Cases:
   DM-S1M the native build, the 1,000,000 entries of (S1M) from the same list source (memory: one table
          per process instead of one per VM)
          (the DM- cases run when --module names the .so, `make native`)
+  GEO-C20  client-ip-filter, deny list of 20 countries (`country:XX` entries) from the real country
+         database (`make geo-data`, ip-location-db) as an `mmdb` source served by this script
+  CIDR-C20 the same decision as a plain list: the 20 countries' networks (examples/geo_lookup.rs
+         --cidrs) as a `text` source: (GEO-C20) / (CIDR-C20) is what a country list costs per request
+         beside a CIDR list (goal ≥ 0.97×); the client (127.0.0.1) has no country, both allow it
+         (the GEO cases run when --geo-dir holds the databases and --geo-lookup the example)
   B-calls  the do-nothing filter making exactly (C)'s four host calls per request and nothing else:
          how much of (C)'s cost the host calls are, and how much the filter's own work in the VM
   B-fs4, B-inc4, B-prop4, B-set4  the do-nothing filter making one kind of host call four times per
@@ -58,6 +64,9 @@ Then, for each case alone in a fresh Envoy: its time to ready and its RSS after 
 (I1M), (DM-S1M) and (A) alone at --concurrency 1 and 3: Envoy's RSS with 1M entries, per worker count (a
 source's list is parsed once and copied into each VM; inline, each VM parses the configuration itself; the
 native build holds one table per process).
+And GEO-BOTH (both real databases, country and ASN, as sources; a deny list and both headers) alone at
+--concurrency 1 and 3: its time to ready (Envoy start until the first request is decided with both
+files fetched, parsed once and adopted by every worker) and Envoy's RSS, beside (A)'s.
 Then the host calls of every wasm case, counted by the `count-host-calls` builds (bench/host_calls.py).
 Writes the run's record, bench/results/bench.json (committed), and BENCHMARKS.md rendered from it
 alone (`report`; tools/figures.py regenerates and checks it, and the docs' figures that come from it);
@@ -277,6 +286,133 @@ def million_entries() -> list[str]:
     return entries(MILLION, 4000 + MILLION)
 
 
+# ---- the geo cases (docs/geo.md): the real databases of `make geo-data` from the list server ------
+
+GEO_COUNTRY_PATH, GEO_ASN_PATH, GEO_CIDR_PATH = "/country.mmdb", "/asn.mmdb", "/deny20.txt"
+GEO_NAMES = {"GEO-C20", "CIDR-C20", "GEO-BOTH"}
+# The deny list of (GEO-C20), the 20 countries of tests/test_geo_differential.py.
+GEO_DENY20 = ["CN", "RU", "KP", "IR", "BR", "IN", "VN", "ID", "PK", "NG",
+              "UA", "TR", "EG", "BD", "TH", "PH", "MX", "CO", "AR", "ZA"]
+
+
+def geo_files(geo_dir: str, geo_lookup: str) -> dict[str, bytes] | None:
+    """The list server's files for the GEO cases: both databases and (CIDR-C20)'s list, the networks
+    the 20 countries select (examples/geo_lookup.rs --cidrs); None when a database or the example is
+    missing (`make geo-data geo-lookup`)."""
+    country, asn = Path(geo_dir) / "country.mmdb", Path(geo_dir) / "asn.mmdb"
+    if not (country.is_file() and asn.is_file() and Path(geo_lookup).is_file()):
+        return None
+    cidrs = subprocess.run([geo_lookup, str(country), "country", ",".join(GEO_DENY20), "--cidrs"],
+                           capture_output=True, check=True).stdout
+    return {GEO_COUNTRY_PATH: country.read_bytes(), GEO_ASN_PATH: asn.read_bytes(), GEO_CIDR_PATH: cidrs}
+
+
+def geo_cases(filter_wasm: str, files: dict[str, bytes]) -> list[dict]:
+    """(GEO-C20), (CIDR-C20) and (GEO-BOTH): every source `on_unavailable: refuse`, so that a
+    listener answers 200 only once its files are fetched, parsed and adopted."""
+    def src(path: str, **kw) -> dict:
+        return {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": path, "refresh_s": 3600,
+                "max_bytes": 32 << 20, "max_entries": 4_000_000, "on_unavailable": "refuse", **kw}
+    country = src(GEO_COUNTRY_PATH, format="mmdb", country_field="country_code")
+    asn = src(GEO_ASN_PATH, format="mmdb", asn_field="autonomous_system_number")
+
+    def ours(config: dict) -> list[dict]:
+        return [wasm_filter(filter_wasm, "client-ip-filter", "client_ip_filter", json.dumps(config))]
+    n_cidrs = files[GEO_CIDR_PATH].count(b"\n")
+    return [
+        {"name": "GEO-C20", "what": "client-ip-filter, deny list of 20 countries (real country database)",
+         "sfs": True, "source": True, "filters": ours({
+             "sources": {"countries": country}, "geo": {"country": "countries"},
+             "access": {"deny": [f"country:{c}" for c in GEO_DENY20]}})},
+        {"name": "CIDR-C20", "what": f"the same decision as a CIDR list ({n_cidrs:,} networks, a text source)",
+         "sfs": True, "source": True, "filters": ours({
+             "sources": {"deny20": src(GEO_CIDR_PATH)}, "access": {"deny": ["source:deny20"]}})},
+        {"name": "GEO-BOTH", "what": "both real databases (country, ASN): a deny list and both headers",
+         "sfs": True, "source": True, "filters": ours({
+             "sources": {"countries": country, "networks": asn},
+             "geo": {"country": "countries", "asn": "networks"},
+             "access": {"deny": ["country:KP", "asn:64496"]},
+             "forward": {"country_header": "x-client-country", "asn_header": "x-client-asn"}})},
+    ]
+
+
+def geo_memory(envoy: str, by_name: dict[str, dict], workdir: Path, source_port: int, connections: int,
+               script: Path, wrk_cpu: str) -> dict[str, dict]:
+    """(GEO-BOTH) and (A) alone at --concurrency 1 and 3: time to ready (for GEO-BOTH: until every
+    worker decides with both databases) and Envoy's RSS after load."""
+    out: dict[str, dict] = {}
+    for name in ("A", "GEO-BOTH"):
+        c = by_name.get(name)
+        if c is None:
+            continue
+        for conc in (1, 3):
+            port, admin = free_port(), free_port()
+            e = Envoy(envoy, bootstrap([listener(c, port)], admin, source_port=source_port), workdir,
+                      f"envoy-geo-{name}-c{conc}", "", concurrency=conc)
+            try:
+                e.wait_serving([port], loading={port} if c.get("source") else ())
+                # Every worker: 200 on 30 fresh connections in a row (a worker that has not yet
+                # adopted the tables answers 503), within 60 s.
+                deadline, ok = time.monotonic() + 60, 0
+                while ok < 30:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name}: not every worker serves; log:\n" + e.log_tail())
+                    ok = ok + 1 if http_get(port)[0] == 200 else 0
+                ready = time.monotonic() - e.started
+                run_wrk(port, 2, connections, script, wrk_cpu)
+                rss, hwm = e.rss_kib()
+                out[f"{name}@{conc}"] = {"ready_s": ready, "rss_kib": rss, "hwm_kib": hwm}
+                print(f"  geo memory {name:>8} --concurrency {conc}: every worker ready in {ready:5.2f} s, "
+                      f"RSS {rss / 1024:6.1f} MiB (peak {hwm / 1024:6.1f} MiB)", flush=True)
+            finally:
+                e.stop()
+    return out
+
+
+def geo_section(raw: dict) -> list[str]:
+    """BENCHMARKS.md "Country and network owner": (GEO-C20) against (CIDR-C20), and both databases'
+    time to ready and memory by worker count."""
+    summary, geo = raw.get("summary") or {}, raw.get("geo") or {}
+    if "GEO-C20" not in summary and not geo.get("memory"):
+        return []
+    L = ["## Country and network owner (docs/geo.md)", ""]
+    ratios = geo.get("ratios") or {}
+    if "GEO-C20/CIDR-C20" in ratios:
+        g, c = summary["GEO-C20"], summary["CIDR-C20"]
+        L.append(f"A deny list of 20 countries from ip-location-db's country database (GEO-C20) against the "
+                 f"same decision as a list of networks (CIDR-C20, {geo.get('cidrs', 0):,} CIDRs from a `text` "
+                 f"source): **{ratios['GEO-C20/CIDR-C20']:.2f}×** (goal ≥ 0.97×; {g['rps']:.0f} against "
+                 f"{c['rps']:.0f} req/s, Envoy CPU {g['cpu_us_per_req']:.1f} against "
+                 f"{c['cpu_us_per_req']:.1f} µs/req). The country entries are turned into one IP set when "
+                 "the database is adopted, so a request costs one list lookup either way.")
+        L.append("")
+    mem = geo.get("memory") or {}
+    if mem:
+        size = geo.get("file_bytes") or {}
+        mb = {k: f"{v / 1e6:.1f} MB" for k, v in size.items()}
+        L.append(f"Both real databases (GEO-BOTH: the country database, {mb.get('country.mmdb', '?')}, and the "
+                 f"ASN database written from ip-location-db's CSV, {mb.get('asn.mmdb', '?')}) fetched from the "
+                 "list server, parsed once per Envoy "
+                 "and adopted by every worker; ready = Envoy start until every worker decides with both "
+                 "(30 fresh connections in a row answered 200); RSS after 2 s of load:")
+        L.append("")
+        L.append("| --concurrency | (A) no filter: ready s | RSS MiB | (GEO-BOTH): every worker ready s | RSS MiB | RSS − (A) MiB |")
+        L.append("|--:|--:|--:|--:|--:|--:|")
+        for conc in (1, 3):
+            a, g = mem.get(f"A@{conc}"), mem.get(f"GEO-BOTH@{conc}")
+            if not g:
+                continue
+            a_ready = f"{a['ready_s']:.2f}" if a else "–"
+            a_rss = f"{a['rss_kib'] / 1024:.1f}" if a else "–"
+            delta = f"{(g['rss_kib'] - a['rss_kib']) / 1024:.1f}" if a else "–"
+            L.append(f"| {conc} | {a_ready} | {a_rss} | {g['ready_s']:.2f} | {g['rss_kib'] / 1024:.1f} | {delta} |")
+        L.append("")
+        L.append("The parse itself, natively and for each reader (ours and the `maxminddb` crate), is in "
+                 "[bench/results/geo-reader.txt](bench/results/geo-reader.txt) (`make geo-compare`).")
+        L.append("")
+    return L
+
+
 def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
           probes: dict[str, str] | None = None, million: list[str] | None = None,
           module: str | None = None) -> list[dict]:
@@ -457,17 +593,17 @@ def with_sink(listeners: list[dict], cases_: list[dict]) -> tuple[list[dict], li
 class ListServer:
     """The list server of (S1M): the 1M entries as a text list, from a thread of this script."""
 
-    def __init__(self, lines: list[str]):
+    def __init__(self, lines: list[str], extra: dict[str, bytes] | None = None):
         import http.server
         import threading
-        body = ("\n".join(lines) + "\n").encode()
+        files = {SOURCE_PATH: ("\n".join(lines) + "\n").encode(), **(extra or {})}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802
-                self.send_response(200 if self.path == SOURCE_PATH else 404)
-                payload = body if self.path == SOURCE_PATH else b""
+                self.send_response(200 if self.path in files else 404)
+                payload = files.get(self.path, b"")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -539,7 +675,7 @@ class Envoy:
                      loading=()) -> float:
         """Seconds from start until every listener answers 200 (a port in ``refusing``: until it
         accepts a connection and closes it without an answer). A listener in ``loading`` (a list
-        source still being fetched) may answer 403 until then."""
+        source still being fetched) may answer 403 (or 503: `on_unavailable: refuse`) until then."""
         deadline = time.monotonic() + timeout
         pending = list(ports)
         while pending:
@@ -555,7 +691,7 @@ class Envoy:
                 continue
             try:
                 status, _ = http_get(pending[0], timeout=1.0)
-                if status == 403 and pending[0] in loading:
+                if status in (403, 503) and pending[0] in loading:
                     time.sleep(0.05)
                     continue
                 if status != 200:
@@ -733,6 +869,10 @@ def main() -> int:
                     help="another build of the filter, run as cases C-LABEL and D-LABEL")
     ap.add_argument("--probe-calls", action="append", default=[], metavar="LABEL=CALLS",
                     help="case B-LABEL: the do-nothing filter making CALLS (e.g. fs,prop,set) per request")
+    ap.add_argument("--geo-dir", default=str(REPO / ".work" / "geo"),
+                    help="make geo-data's databases: cases GEO-C20, CIDR-C20, GEO-BOTH")
+    ap.add_argument("--geo-lookup", default=str(REPO / "target" / "release" / "examples" / "geo_lookup"),
+                    help="examples/geo_lookup.rs (make geo-lookup): CIDR-C20's list")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=int, default=3, help="length of one wrk run, s")
     ap.add_argument("--connections", type=int, default=32)
@@ -769,12 +909,19 @@ def main() -> int:
     wanted = set(args.only.split(",")) if args.only else None
     million = None
     list_server = None
+    geo = geo_files(args.geo_dir, args.geo_lookup) if wanted is None or wanted & GEO_NAMES else None
     if wanted is None or wanted & {"S1M", "I1M", "DM-S1M"}:
         print("bench: generating the 1,000,000 entries of (S1M) and (I1M)", flush=True)
         million = million_entries()
-        list_server = ListServer(million)
+    if million is not None or geo is not None:
+        list_server = ListServer(million or [], geo)
     all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes,
                       million, os.path.abspath(args.module) if args.module else None)
+    if geo is not None:
+        all_cases += geo_cases(os.path.abspath(args.wasm), geo)
+    elif wanted is None or wanted & GEO_NAMES:
+        print(f"bench: no GEO cases ({args.geo_dir} or {args.geo_lookup} missing: make geo-data geo-lookup)",
+              flush=True)
     if args.only:
         keep = set(args.only.split(","))
         all_cases = [c for c in all_cases if c["name"] in keep]
@@ -867,6 +1014,16 @@ def main() -> int:
             finally:
                 e.stop()
 
+    # ---- both real databases: time to ready and RSS by worker count (geo_memory) -------------------
+    geo_record: dict = {}
+    if geo is not None:
+        by_name = {c["name"]: c for c in all_cases}
+        geo_record["cidrs"] = geo[GEO_CIDR_PATH].count(b"\n")
+        geo_record["file_bytes"] = {path.lstrip("/"): len(body) for path, body in geo.items()}
+        if not args.no_alone:
+            geo_record["memory"] = geo_memory(args.envoy, by_name, workdir, source_port, args.connections,
+                                              script, wrk_cpu)
+
     # ---- host calls per request, counted by the counting builds (bench/host_calls.py) -------------
     host_calls_counted: dict[str, dict] = {}
     if args.count_wasm and args.count_noop_wasm:
@@ -925,6 +1082,9 @@ def main() -> int:
            ratio("N-R10k", "N-FR10k"), 5.0)
     target("(S1M) 1,000,000 from a source / (I1M) the same inline", ratio("S1M", "I1M"), 0.95)
     target("native: (DM-C) default configuration / (A) no filter", ratio("DM-C", "A"), 0.90)
+    target("(GEO-C20) 20 countries / (CIDR-C20) the same as CIDRs", ratio("GEO-C20", "CIDR-C20"), 0.97)
+    if geo is not None:
+        geo_record["ratios"] = {"GEO-C20/CIDR-C20": ratio("GEO-C20", "CIDR-C20")}
     # What the native build changes, beside its goal (BENCHMARKS.md "The native build").
     native_ratios = {f"{a}/{b}": ratio(a, b) for a, b in [("DM-C", "A")] + NATIVE_COMPARED
                      if a in names and b in names}
@@ -958,7 +1118,7 @@ def main() -> int:
            "size_steps": steps,
            "summary": summary, "alone": alone, "host_calls": host_calls_counted, "memory": memory, "targets": targets, "wasm_counters": wasm_counters,
            "module_counters": module_counters, "native_ratios": native_ratios,
-           "rbac": rbac, "load_before": load_before, "load_after": load_after,
+           "rbac": rbac, "geo": geo_record, "load_before": load_before, "load_after": load_after,
            "others_cpu_s": others_s, "machine_busy_s": machine_busy_s, "wall_s": wall_s,
            "steal_pct": steal_pct, "elapsed_s": elapsed}
     # Everything the report shows, so that it is a function of the record alone (tools/figures.py
@@ -1128,6 +1288,7 @@ def report(raw: dict) -> str:
                          f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
         L.append("")
     L += native_build_section(raw)
+    L += geo_section(raw)
     if raw.get("native_text"):
         L.append("## Native micro-benchmarks of the core (`cargo bench`)")
         L.append("")

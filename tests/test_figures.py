@@ -179,7 +179,7 @@ def test_the_refresh_adoption_and_gradual_drain_figures_come_from_their_records(
 def test_make_reliability_runs_every_driver_that_writes_a_record():
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\nreliability:", 1)[1].split("\n\n", 1)[0]
-    for target in ("hostile-json", "differential", "adoption", "reconfig", "soak", "refresh", "retired",
+    for target in ("hostile-json", "differential", "geo-differential", "adoption", "reconfig", "soak", "refresh", "retired",
                    "rate-limit-load", "fuzz"):
         assert f" {target}" in recipe or f'"{target} ' in recipe, target
     assert "tools/figures.py --write" in recipe
@@ -187,3 +187,10 @@ def test_make_reliability_runs_every_driver_that_writes_a_record():
     for name in ("RELIABILITY_SOAK_SECONDS", "RELIABILITY_REFRESH_SECONDS", "RELIABILITY_FUZZ_SECONDS",
                  "RELIABILITY_RETIRED_RECONFIGS"):
         assert v[name].isdigit(), name
+
+
+def test_the_fuzz_corpus_size_is_counted_from_the_tree():
+    files = [p for p in (REPO / "fuzz" / "corpus").rglob("*") if p.is_file()]
+    assert figures.FIGURES["fuzz.corpus"]().startswith(f"{len(files):,} files, about ")
+    assert f"<!-- fig:fuzz.corpus -->{figures.FIGURES['fuzz.corpus']()}<!-- /fig -->" in \
+        (REPO / "RELIABILITY.md").read_text()

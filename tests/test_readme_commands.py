@@ -77,12 +77,12 @@ def test_missing_installs_reports_a_program_the_command_does_not_install():
 
 def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_and_refused(
         tmp_path, wasm, envoy_bin, haproxy_bin):
-    """Runs the demo's two scripts (as `make demo` does, after its prerequisites), recording what
+    """Runs the demo's scripts (as `make demo` does, after its prerequisites), recording what
     they start."""
     record = tmp_path / "programs.txt"
     env = {**os.environ, procs.PROGRAM_LOG_ENV: str(record)}
     outs = []
-    for script in ("demo.py", "network_demo.py", "rate_limit_demo.py"):
+    for script in ("demo.py", "network_demo.py", "rate_limit_demo.py", "geo_demo.py"):
         run = subprocess.run([sys.executable, str(REPO / "demo" / script)], env=env, capture_output=True,
                              text=True, timeout=180)
         assert run.returncode == 0, script + ":\n" + run.stdout[-2000:] + run.stderr[-2000:]
@@ -103,6 +103,11 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
     assert re.search(r"\s429\s+203\.0\.113\.7/32\s", limits["client A, request 4"])
     assert re.search(r"\s200\s+203\.0\.113\.8/32\s", limits["client B"])
     assert re.search(r"\s429\s+203\.0\.113\.7/32\s", limits["client A forges the key header"])
+    # The geo demo: the country header at the app (a forged one replaced), a refused country.
+    geo = {line.split("  ")[0]: line for line in outs[3].stdout.splitlines()}
+    assert re.search(r"\s200\s+FR\s+64496\s+allow\s+FR\s+64496\s*$",
+                     geo["client in FR forges x-client-country: US"])
+    assert re.search(r"\s403\s+KP\s+-\s+deny\s+\(not reached\)", geo["refused country KP"])
 
 
 def test_make_test_installs_every_program_the_suite_started():

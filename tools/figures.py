@@ -14,6 +14,8 @@ whose text this tool renders from the record NAME's entry in FIGURES names. Reco
                                      `make reconfig`, `make refresh` (the drivers' --report)
   tests/reliability/results/rate-limit.json  written by `make rate-limit-load`
   tests/reliability/results/ipset-differential.txt  written by `make differential`
+  tests/reliability/results/geo-differential.txt  written by `make geo-differential`
+  bench/results/geo-reader.txt       written by `make geo-compare` (bench/geo_reader_compare.py)
   tests/reliability/results/{hostile-json,retired}{,-before}.txt  written by `make hostile-json`,
                                      `make retired` (read by tools/figures_text.py)
   tests/reliability/results/{reconfig-gradual,adoption}.json  written by `make reconfig`, `make adoption`
@@ -161,6 +163,13 @@ def fuzz_summary(rec: dict) -> str:
             f"({rec['seconds_per_target']} s per target, {rec['date']}), {crashes} crashes")
 
 
+def corpus_size() -> str:
+    """The committed fuzz corpus, counted from the tree: files and bytes."""
+    files = [p for p in (REPO / "fuzz" / "corpus").rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    return f"{len(files):,} files, about {size / 1000:,.0f} KB"
+
+
 # -- the reliability drivers' reports ---------------------------------------------------------------
 
 def checks(rec: dict) -> str:
@@ -225,6 +234,9 @@ def refresh_table(r: dict) -> str:
                                             f"{stats.get('client_ip.source.big.not_modified', 0)} answered "
                                             "not modified over the whole run)"),
             ("Envoy RSS at the end", f"{rss / 1024:.0f} MiB" if rss else "–"),
+            ("the machine's load average (1 min) at the start → the end",
+             f"{r['load_average']['start']:g} → {r['load_average']['end']:g}" if "load_average" in r
+             else "not recorded (a run before refresh.py recorded it)"),
             ("checks", checks(r))]
     return "\n".join(["| | |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows])
 
@@ -246,6 +258,15 @@ def adoption_summary(r: dict) -> str:
             f"load average {r['load_average']['start']:g} → {r['load_average']['end']:g}): read "
             f"{rd['min']}–{rd['max']} ms (median {rd['median']:g}), opened and decoded "
             f"{dc['min']}–{dc['max']} ms (median {dc['median']:g})")
+
+
+def adoption_versus() -> str:
+    now, before = load(RESULTS / "adoption.json"), load(RESULTS / "adoption-before-seal.json")
+    if now is None or before is None:
+        return missing("make adoption")
+    return (f"{now['decoded_ms']['median']:g} ms now and {before['decoded_ms']['median']:g} ms before the seal "
+            f"(ranges {now['decoded_ms']['min']}–{now['decoded_ms']['max']} and "
+            f"{before['decoded_ms']['min']}–{before['decoded_ms']['max']} ms)")
 
 
 def rate_limit_accuracy(r: dict) -> str:
@@ -386,6 +407,26 @@ def differential() -> str:
             f"0 disagreements{when}")
 
 
+# -- the geo differential test's record --------------------------------------------------------------
+
+GEO_DIFF_RECORD = RESULTS / "geo-differential.txt"
+GEO_DIFF_LINE = re.compile(r"geo differential: (\S+): (\d+) lookups \((\d+) IPv4, (\d+) IPv6\), "
+                           r"(\d+) known, (\d+) denied, (\d+) disagreements")
+
+
+def geo_differential() -> str:
+    try:
+        text = GEO_DIFF_RECORD.read_text()
+    except FileNotFoundError:
+        return missing("make geo-differential")
+    rows = GEO_DIFF_LINE.findall(text)
+    if not rows:
+        return missing("make geo-differential") + " (the record holds no result line)"
+    first = text.splitlines()[0]
+    when = f" ({first.split('#', 1)[1].strip()})" if first.startswith("$") and "#" in first else ""
+    parts = [f"{name}: {int(n):,} lookups ({int(v4):,} IPv4, {int(v6):,} IPv6; {int(known):,} held), "
+             f"{int(bad):,} disagreements" for name, n, v4, v6, known, _, bad in rows]
+    return "; ".join(parts) + when
 # -- the text records of make hostile-json and make retired (read by tools/figures_text.py) ------
 
 HOSTILE_RECORD = RESULTS / "hostile-json.txt"
@@ -410,6 +451,65 @@ def retired(fn: Callable[[dict, dict], str]) -> Callable[[], str]:
             return missing("make retired")
         return fn(before, after)
     return render
+
+
+def geo_bench_ratio(r: dict) -> str:
+    ratio = ((r.get("geo") or {}).get("ratios") or {}).get("GEO-C20/CIDR-C20")
+    if ratio is None:
+        return missing("make bench") + " (no GEO cases in the record)"
+    return f"{ratio:.2f}×"
+
+
+def geo_bench_rss(r: dict) -> str:
+    mem = (r.get("geo") or {}).get("memory") or {}
+    parts = []
+    for conc in (1, 3):
+        g, a = mem.get(f"GEO-BOTH@{conc}"), mem.get(f"A@{conc}")
+        if g and a:
+            parts.append(f"{(g['rss_kib'] - a['rss_kib']) / 1024:.0f} MiB more than no filter at "
+                         f"--concurrency {conc} (every worker ready in {g['ready_s']:.1f} s)")
+    return "; ".join(parts) if parts else missing("make bench") + " (no GEO-BOTH in the record)"
+
+
+# -- the geo reader comparison's record (make geo-compare) ---------------------------------------------
+
+GEO_READER_RECORD = REPO / "bench" / "results" / "geo-reader.txt"
+
+
+def geo_readers() -> Optional[list[dict]]:
+    try:
+        text = GEO_READER_RECORD.read_text()
+    except FileNotFoundError:
+        return None
+    out: list[dict] = []
+    for line in text.splitlines():
+        if line.startswith("geo reader: "):
+            out.append({"label": line[len("geo reader: "):], "parse": {}})
+        elif out and (m := re.match(r"\s+wasm: (\d+) bytes \(([+-]\d+)", line)):
+            out[-1]["wasm"], out[-1]["delta"] = int(m.group(1)), int(m.group(2))
+        elif out and (m := re.match(r"\s+parse (\S+): ([\d.]+) ms native", line)):
+            out[-1]["parse"][m.group(1)] = float(m.group(2))
+        elif out and (m := re.match(r"\s+differential: (\w+)", line)):
+            bad = [int(x) for x in re.findall(r"(\d+) disagreements", line)]
+            lookups = sum(int(x) for x in re.findall(r"(\d+) lookups", line))
+            out[-1]["differential"] = f"{m.group(1)}, {sum(bad):,} disagreements in {lookups:,} lookups"
+    return out
+
+
+def geo_reader_table() -> str:
+    readers = geo_readers()
+    if not readers:
+        return missing("make geo-compare")
+    when = GEO_READER_RECORD.read_text().splitlines()[0].split("#", 1)[-1].strip()
+    rows = ["| reader | release `.wasm` | against ours | parse country.mmdb | parse asn.mmdb | differential |",
+            "| --- | --: | --: | --: | --: | --- |"]
+    for r in readers:
+        rows.append(f"| {r['label']} | {r['wasm']:,} bytes | {r['delta']:+,} bytes | "
+                    f"{r['parse'].get('country.mmdb', float('nan')):.0f} ms | "
+                    f"{r['parse'].get('asn.mmdb', float('nan')):.0f} ms | {r.get('differential', '–')} |")
+    rows.append("")
+    rows.append(f"(`make geo-compare`, {when}; parse times native, the median of the runs)")
+    return "\n".join(rows)
 
 
 # -- the Makefile's variables: what the long targets run ---------------------------------------------
@@ -501,8 +601,11 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.i1m.per_worker": bench(lambda r: per_worker(r, "I1M")),
     "bench.a.rss1": bench(lambda r: mib(r["memory"]["A@1"]["rss_kib"])),
     "bench.wasm_kib": bench(lambda r: f"{r['sizes']['client_ip_filter.wasm (make build)'] / 1024:.1f} KiB"),
+    "bench.geo.c20": bench(lambda r: geo_bench_ratio(r)),
+    "bench.geo.rss": bench(lambda r: geo_bench_rss(r)),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
+    "fuzz.corpus": corpus_size,
     "spoof.cases": lambda: str(corpus()["cases"]),
     "spoof.refused": lambda: str(corpus()["refused"]),
     "spoof.admitted": lambda: str(corpus()["admitted"]),
@@ -512,6 +615,8 @@ FIGURES: dict[str, Callable[[], str]] = {
     "spoof.forged_forwarding": lambda: str(corpus()["forged_forwarding"]),
     "spoof.groups": corpus_groups_table,
     "diff.last_run": differential,
+    "geo.diff": geo_differential,
+    "geo.readers": geo_reader_table,
     "make.fuzz_targets": lambda: str(len(make_vars()["FUZZ_TARGETS"].split())),
     "make.fuzz_seconds": lambda: make_vars()["FUZZ_SECONDS"],
     "make.fuzz_short_seconds": lambda: make_vars()["FUZZ_SHORT_SECONDS"],
@@ -529,6 +634,7 @@ FIGURES: dict[str, Callable[[], str]] = {
     "reconfig.gradual": driver("reconfig-gradual", "make reconfig", gradual_summary),
     "adoption.summary": driver("adoption", "make adoption", adoption_summary),
     "adoption.before_seal": driver("adoption-before-seal", "tests/reliability/adoption.py --wasm <a build of 1947c7c> --report tests/reliability/results/adoption-before-seal.json", adoption_summary),
+    "adoption.vs_before_seal": adoption_versus,
     "make.reliability": lambda: reliability_durations(),
     "rate_limit.accuracy": driver("rate-limit", "make rate-limit-load", rate_limit_accuracy),
     "rate_limit.rotation": driver("rate-limit", "make rate-limit-load", rate_limit_rotation_table),

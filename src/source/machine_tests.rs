@@ -292,6 +292,29 @@ fn refresh_is_every_refresh_s_brought_forward_by_at_most_10_percent() {
 }
 
 #[test]
+fn a_database_that_never_arrives_says_a_city_database_does_not_fit() {
+    // Envoy drops a response over 32 MiB before the filter sees it: a city database arrives as no
+    // response at all, so the warning of an mmdb source names that reason (docs/geo.md).
+    let geo = r#"{"sources": {"city": {"cluster": "geo", "authority": "geo.example",
+        "path": "/city.mmdb", "format": "mmdb", "country_field": "country.iso_code"}},
+        "geo": {"country": "city"}, "access": {"deny": ["country:KP"]}}"#;
+    let mut store = Store::default();
+    let (mut vm, now) = fetcher(&mut store, geo);
+    vm.respond(&mut store, now, Head::None, b"");
+    assert_eq!(vm.count(Counter::FetchFailed), 1);
+    let warnings = vm.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("a city database does not fit"),
+        "{warnings:?}"
+    );
+    // A list of another format keeps the plain reason.
+    let mut store = Store::default();
+    let (mut vm, now) = fetcher(&mut store, CONFIG);
+    vm.respond(&mut store, now, Head::None, b"");
+    assert!(!vm.warnings()[0].contains("city"), "{:?}", vm.warnings());
+}
+
+#[test]
 fn after_a_failure_the_fetch_is_retried_sooner_backing_off() {
     let mut store = Store::default();
     let (mut vm, mut now) = fetcher(&mut store, CONFIG);
@@ -677,4 +700,94 @@ fn a_worker_takes_a_free_lease_only_after_the_grace() {
         worker.tick(&mut store, now);
     }
     assert!(now > T0 + GRACE_MS);
+}
+
+const GEO_CONFIG: &str = r#"{"sources": {"countries": {"cluster": "geo", "authority": "geo.internal",
+    "path": "/country.mmdb", "format": "mmdb", "country_field": "country.iso_code",
+    "refresh_s": 60, "on_unavailable": "refuse"}},
+    "geo": {"country": "countries"},
+    "access": {"deny": ["country:KP"]},
+    "forward": {"country_header": "x-client-country"}}"#;
+
+#[test]
+fn an_mmdb_body_is_read_once_published_and_every_worker_decides_and_labels_by_its_countries() {
+    use crate::source::mmdb_tests::{database, V};
+    let country = |c: &str| {
+        V::Map(vec![(
+            "country",
+            V::Map(vec![("iso_code", V::Str(c.into()))]),
+        )])
+    };
+    let db = database(
+        &[("1.2.3.0", 24, 0), ("5.6.0.0", 16, 1)],
+        &[country("KP"), country("DE")],
+        4,
+        28,
+    );
+    let mut store = Store::default();
+    let mut fetcher_vm = Vm::new(GEO_CONFIG, false, T0, 11);
+    let mut worker = Vm::new(GEO_CONFIG, true, T0, 13);
+    let mut now = T0;
+    while fetcher_vm.sent.is_empty() {
+        now += 100;
+        fetcher_vm.tick(&mut store, now);
+        worker.tick(&mut store, now);
+        assert!(now < T0 + 2_000, "no fetch within 2 s");
+    }
+    assert_eq!(
+        worker.verdict("5.6.7.8"),
+        (Verdict::Deny, true),
+        "refuse before the first file"
+    );
+    fetcher_vm.respond(&mut store, now, ok_head(db.len(), None), &db);
+    assert_eq!(fetcher_vm.published, 1);
+    now += 100;
+    worker.tick(&mut store, now);
+    assert!(
+        worker.sent.is_empty(),
+        "the worker never fetches nor parses"
+    );
+    assert_eq!(worker.verdict("1.2.3.4"), (Verdict::Deny, false));
+    assert_eq!(worker.verdict("5.6.7.8"), (Verdict::Allow, false));
+    assert_eq!(worker.verdict("[::ffff:1.2.3.9]").0, Verdict::Deny);
+    let header = |vm: &Vm, client: &str| {
+        let policy = crate::bind::bind(&vm.template, &vm.plan, &vm.m.lists());
+        let headers = Vec::new();
+        let request = Request {
+            downstream: Downstream::from_filter_state(&format!("{client}:1000")),
+            headers: &headers,
+        };
+        let d = policy.decide(&request);
+        policy
+            .header_plan(&request, &d)
+            .to_vec()
+            .into_iter()
+            .find(|(name, v)| name == "x-client-country" && v.is_some())
+            .and_then(|(_, v)| v)
+    };
+    assert_eq!(header(&worker, "5.6.7.8").as_deref(), Some("DE"));
+    assert_eq!(header(&worker, "9.9.9.9"), None);
+    // A truncated file is refused with its reason; every VM keeps the last good table.
+    while fetcher_vm.sent.is_empty() {
+        now += 1_000;
+        fetcher_vm.tick(&mut store, now);
+        worker.tick(&mut store, now);
+    }
+    let cut = &db[..db.len() - 30];
+    fetcher_vm.respond(&mut store, now, ok_head(cut.len(), None), cut);
+    assert_eq!(fetcher_vm.count(Counter::Rejected), 1);
+    assert!(
+        fetcher_vm
+            .warnings()
+            .iter()
+            .any(|w| w.contains("not a usable MaxMind DB")),
+        "{:?}",
+        fetcher_vm.warnings()
+    );
+    now += 100;
+    worker.tick(&mut store, now);
+    for vm in [&fetcher_vm, &worker] {
+        assert_eq!(vm.verdict("1.2.3.4"), (Verdict::Deny, false));
+        assert_eq!(header(vm, "5.6.7.8").as_deref(), Some("DE"));
+    }
 }

@@ -11,6 +11,7 @@
 //! aliases that would blow up is refused) and the table has at most `max_entries` ranges. A file
 //! that is not exactly a database is refused with the reason, never a panic.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use super::geo::{Geo, GeoTable};
@@ -21,6 +22,13 @@ const METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
 const METADATA_WINDOW: usize = 128 * 1024;
 /// Pointers followed in a row before a value is refused.
 const MAX_POINTER_HOPS: u32 = 4;
+/// The values decoded while reading a file, at most this many per byte of its data section
+/// (plus [`WORK_FLOOR`]): records that share bytes (a map nested in a map, each a record of its
+/// own) would otherwise make the work grow with the square of the file. Real country and ASN
+/// databases decode less than one value per byte (docs/geo.md).
+const WORK_PER_BYTE: usize = 4;
+/// The values any file may decode, however small.
+const WORK_FLOOR: usize = 1 << 16;
 
 /// The fields of a record to read: dotted paths (`country.iso_code`, `autonomous_system_number`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,12 +53,26 @@ enum Kind {
     Other,
 }
 
-/// The data section (or the metadata), with offsets relative to its start.
+/// The data section (or the metadata), with offsets relative to its start, and the values it may
+/// still decode.
 struct Data<'a> {
     bytes: &'a [u8],
+    work: Cell<usize>,
 }
 
 impl<'a> Data<'a> {
+    fn new(bytes: &'a [u8]) -> Data<'a> {
+        Data {
+            bytes,
+            work: Cell::new(
+                bytes
+                    .len()
+                    .saturating_mul(WORK_PER_BYTE)
+                    .saturating_add(WORK_FLOOR),
+            ),
+        }
+    }
+
     fn byte(&self, at: usize) -> Result<u8, Refusal> {
         self.bytes
             .get(at)
@@ -74,6 +96,12 @@ impl<'a> Data<'a> {
     /// The value at `at` and the offset just after its control bytes (and, for scalars, after
     /// its payload: the offset of the next value, except for maps and arrays whose items follow).
     fn head(&self, at: usize) -> Result<(Kind, usize), Refusal> {
+        let left = self.work.get().checked_sub(1).ok_or_else(|| {
+            format!(
+                "reading the records decodes more than {WORK_PER_BYTE} values per byte of the data section (records nested in one another)"
+            )
+        })?;
+        self.work.set(left);
         let ctrl = self.byte(at)?;
         let mut at = at + 1;
         let mut kind = ctrl >> 5;
@@ -216,9 +244,7 @@ fn metadata(file: &[u8]) -> Result<(Metadata, usize), Refusal> {
         .rposition(|w| w == METADATA_MARKER)
         .ok_or("no MaxMind DB metadata marker (not an .mmdb file)")?;
     let meta_at = window + start + METADATA_MARKER.len();
-    let meta = Data {
-        bytes: &file[meta_at..],
-    };
+    let meta = Data::new(&file[meta_at..]);
     let uint = |key: &str| -> Result<u128, Refusal> {
         match meta.lookup(0, &[key.to_string()])? {
             Some(Kind::Uint(v)) => Ok(v),
@@ -322,9 +348,7 @@ pub fn read(file: &[u8], fields: &Fields, max_entries: usize) -> Result<GeoTable
                 meta.node_count, node_bytes
             )
         })?;
-    let data = Data {
-        bytes: &file[tree_len + 16..marker_at],
-    };
+    let data = Data::new(&file[tree_len + 16..marker_at]);
     let tree = Tree {
         bytes: &file[..tree_len],
         node_count: meta.node_count,

@@ -83,6 +83,18 @@ pub(crate) fn database(
         offsets.push(data.len());
         encode(r, &mut data);
     }
+    database_of(nets, &data, &offsets, ip_version, record_size)
+}
+
+/// A database whose data section is `data` as given; network `k` of `nets` points at
+/// `offsets[nets[k].2]`.
+pub(crate) fn database_of(
+    nets: &[(&str, u32, usize)],
+    data: &[u8],
+    offsets: &[usize],
+    ip_version: u32,
+    record_size: u32,
+) -> Vec<u8> {
     let bits = if ip_version == 4 { 32 } else { 128 };
     // Trie: nodes of [left, right]; a child is Node(i), Data(record) or Empty.
     #[derive(Clone, Copy)]
@@ -143,7 +155,7 @@ pub(crate) fn database(
         }
     }
     out.extend_from_slice(&[0; 16]);
-    out.extend_from_slice(&data);
+    out.extend_from_slice(data);
     out.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
     encode(
         &V::Map(vec![
@@ -319,4 +331,33 @@ fn a_record_pointing_outside_the_data_section_is_refused() {
     db[4..8].copy_from_slice(&0x00ff_ffffu32.to_be_bytes());
     let e = read(&db, &fields(), 100).unwrap_err();
     assert!(e.contains("outside the data section"), "{e}");
+}
+
+#[test]
+fn records_nested_in_one_another_are_refused_before_the_work_grows_with_the_square_of_the_file() {
+    // One map nested 3000 deep, {"a": {"a": {...}}}, and a network pointing at each level: each
+    // level is a record, and looking the country up in one skips every level below it.
+    const DEPTH: usize = 3000;
+    let mut data = Vec::new();
+    let mut offsets = Vec::new();
+    for _ in 0..DEPTH {
+        offsets.push(data.len());
+        data.extend_from_slice(&[(7 << 5) | 1, (2 << 5) | 1, b'a']);
+    }
+    data.extend_from_slice(&[(2 << 5) | 2, b'K', b'P']);
+    let nets: Vec<(String, usize)> = (0..DEPTH)
+        .map(|k| (format!("{}.{}.0.0", 1 + k / 256, k % 256), k))
+        .collect();
+    let nets: Vec<(&str, u32, usize)> = nets.iter().map(|(a, k)| (a.as_str(), 16, *k)).collect();
+    let db = super::mmdb_tests::database_of(&nets, &data, &offsets, 4, 24);
+    let fields = Fields {
+        country: Some(vec!["a".into(); DEPTH]),
+        asn: None,
+    };
+    let e = read(&db, &fields, 1_000_000).unwrap_err();
+    assert!(e.contains("values per byte"), "{e}");
+    // The same records, a few of them, are read.
+    let small = super::mmdb_tests::database_of(&nets[..1], &data, &offsets, 4, 24);
+    let t = read(&small, &fields, 1_000_000).unwrap();
+    assert_eq!(t.lookup(ip("1.0.0.1")).country_code(), Some("KP"));
 }

@@ -46,6 +46,8 @@ GATEWAY_PASSTHROUGH = manifests.ENVOYFILTER_DIR / "gateway-tls-passthrough.yaml"
 SIDECAR_TCP = manifests.ENVOYFILTER_DIR / "sidecar-inbound-tcp.yaml"
 
 NETWORK_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+NETWORK_NATIVE_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3."
+                       "DynamicModuleNetworkFilter")
 HTTP_WASM_TYPE = manifests.WASM_TYPE
 TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 TLS_INSPECTOR = {"name": "envoy.filters.listener.tls_inspector", "typed_config": {
@@ -82,6 +84,19 @@ def network_wasm_filter(frags: manifests.Fragments, configuration: manifests.Con
                                                  else json.dumps(configuration))
             return f
     raise LookupError(f"{frags.source}: no NETWORK_FILTER patch of type {NETWORK_WASM_TYPE}")
+
+
+def native_network_filter(wasm_filter: dict, native_path: Optional[str] = None) -> dict:
+    """The native build's network filter (``envoy.filters.network.dynamic_modules``) standing in for
+    ``wasm_filter`` (a wasm network filter as a test loads it): same name, same configuration string,
+    the module file ``native_path`` (default manifests.native_path_from_env)."""
+    native_path = native_path or manifests.native_path_from_env()
+    return {"name": wasm_filter["name"], "typed_config": {
+        "@type": NETWORK_NATIVE_TYPE,
+        "dynamic_module_config": {"module": {"local": {"filename": native_path}}},
+        "filter_name": "client_ip_filter",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                          "value": wasm_filter["typed_config"]["config"]["configuration"]["value"]}}}
 
 
 def as_http_filter(network_filter: dict) -> dict:
@@ -383,6 +398,8 @@ class NetworkListener:
     wasm_path: Optional[str] = None
     listen_address: str = "127.0.0.1"
     name: str = "tcp"
+    build: str = "wasm"            # "native": the dynamic-module network filter, same configuration
+    native_path: Optional[str] = None
 
 
 def tcp_listener(spec: NetworkListener, port: int, access_log_path: str) -> dict:
@@ -393,6 +410,8 @@ def tcp_listener(spec: NetworkListener, port: int, access_log_path: str) -> dict
         listener_filters.append(pp)
     listener_filters.append(copy.deepcopy(TLS_INSPECTOR))
     wasm_filter = network_wasm_filter(frags, spec.configuration, spec.wasm_path)
+    if spec.build == "native":
+        wasm_filter = native_network_filter(wasm_filter, spec.native_path)
     sfs = frags.set_filter_state
     chains = []
     for chain in spec.chains:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,7 @@ def main() -> int:
                          what="every worker refusing X (version A adopted)")
         loaded = env.settled_stats()
         load_start = time.time()
+        loadavg_start = os.getloadavg()[0]
         argv = [LOADGEN, "--target", f"127.0.0.1:{env.port}", "--duration-s", str(args.duration),
                 "--max-requests", "100000000", "--report", str(work / "load.json")]
         for name, src in (("X", X), ("Y", Y)):
@@ -192,6 +194,7 @@ def main() -> int:
         stats = env.stats()
         requests = web.count("/big.txt") - requests_before
         memory = env.memory()
+        loadavg_end = os.getloadavg()[0]
         alive = env.running
     finally:
         stop.set()
@@ -272,6 +275,7 @@ def main() -> int:
                                                       default=0) / 1e9, 3)}
                     for ts, us in slowest],
         "source_stats": {k: v for k, v in stats.items() if k.startswith("client_ip.source.")},
+        "load_average": {"start": round(loadavg_start, 2), "end": round(loadavg_end, 2)},
         "memory": memory, "checks": [{"check": c, "ok": ok} for c, ok in checks],
     }
     report_path.write_text(json.dumps(report, indent=2))

@@ -10,6 +10,9 @@
 
 use std::ffi::c_void;
 
+pub mod callout;
+pub mod network;
+
 /// The ABI version this module is written against (`ENVOY_DYNAMIC_MODULES_ABI_VERSION` of Envoy
 /// 1.40.0), returned by `envoy_dynamic_module_on_program_init`. Envoy logs "Dynamic module ABI
 /// version v0.2.0 matched." at load when it is the same, and a warning when not.

@@ -6,6 +6,7 @@
 //!
 //! The compiled configuration is immutable and shared by every worker thread's streams.
 
+use client_ip_core::bind::SourcePlan;
 use client_ip_core::config;
 use client_ip_core::filter_type::FilterType;
 use client_ip_core::policy::Decision;
@@ -34,6 +35,9 @@ pub struct Compiled {
     /// core's [`Tally`] and warned about at most once a minute per kind, with their count. Its
     /// counts are unused (Envoy counts); locked only for such events.
     alarms: Mutex<Tally>,
+    /// The versions of the source lists the policy is bound to (filter state
+    /// `wasm.client_ip_lists`, docs/sources.md); None when the configuration names no source.
+    pub lists: Option<String>,
 }
 
 impl Compiled {
@@ -41,9 +45,18 @@ impl Compiled {
     /// error is the line to log.
     pub fn new(
         json: &[u8],
-        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+        define: impl FnMut(&str) -> Result<usize, HostError>,
     ) -> Result<Compiled, String> {
-        let (policy, _plan, warnings) =
+        Compiled::sourced(json, define).map(|(compiled, _)| compiled)
+    }
+
+    /// The same, with the plan of its list sources (docs/sources.md): the policy is then the
+    /// template that [`Compiled::with_policy`] gets bound lists for.
+    pub fn sourced(
+        json: &[u8],
+        mut define: impl FnMut(&str) -> Result<usize, HostError>,
+    ) -> Result<(Compiled, SourcePlan), String> {
+        let (policy, plan, warnings) =
             config::parse_sourced(json).map_err(|e| format!("invalid configuration: {e}"))?;
         for warning in &warnings {
             log::warn!("configuration: {warning}");
@@ -66,14 +79,32 @@ impl Compiled {
             policy.access.rules.len(),
             policy.forwarding.headers
         );
-        Ok(Compiled {
+        Ok((
+            Compiled {
+                reads: policy.header_reads(),
+                link: LinkReader::new(&policy),
+                alarms: Mutex::new(Tally::for_policy(&policy)),
+                policy,
+                slots,
+                ids,
+                lists: None,
+            },
+            plan,
+        ))
+    }
+
+    /// This configuration with `policy` (the template bound to the sources' current lists, whose
+    /// versions are `lists`): the same counters, already defined.
+    pub fn with_policy(&self, policy: Policy, lists: Option<String>) -> Compiled {
+        Compiled {
             reads: policy.header_reads(),
             link: LinkReader::new(&policy),
             alarms: Mutex::new(Tally::for_policy(&policy)),
             policy,
-            slots,
-            ids,
-        })
+            slots: self.slots.clone(),
+            ids: self.ids.clone(),
+            lists,
+        }
     }
 }
 

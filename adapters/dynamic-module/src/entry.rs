@@ -6,10 +6,31 @@
 //! response headers, callouts, scheduling, watermarks) are defined because Envoy requires every
 //! HTTP filter hook of the ABI, and only continue.
 //!
-//! The in-module configuration is a boxed [`Compiled`], owned by Envoy's filter configuration
+//! The in-module configuration is a boxed [`HttpConfig`], owned by Envoy's filter configuration
 //! until `..._http_filter_config_destroy`; each stream's in-module pointer is that same box (a
 //! stream holds no state of its own, and Envoy keeps the configuration alive while its streams
-//! live), so `..._http_filter_destroy` frees nothing.
+//! live), so `..._http_filter_destroy` frees nothing. With list sources (docs/sources.md) the
+//! configuration also runs them on the main thread (`..._config_scheduled`,
+//! `..._config_http_callout_done`), and a request is decided with the [`Compiled`] bound to the
+//! lists current when its headers arrive.
+
+/// One HTTP filter configuration.
+struct HttpConfig {
+    /// Compiled with the configuration's own entries (the lists naming no source).
+    compiled: Compiled,
+    /// Its list sources, publishing `compiled` bound to their current lists.
+    sources: Option<Sources<Compiled>>,
+}
+
+impl HttpConfig {
+    /// Decides with the configuration current now.
+    fn with<R>(&self, f: impl FnOnce(&Compiled) -> R) -> R {
+        match &self.sources {
+            Some(sources) => f(&sources.current()),
+            None => f(&self.compiled),
+        }
+    }
+}
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,6 +39,7 @@ use crate::abi::{self, EnvoyBuffer, FilterConfigEnvoyPtr, FilterEnvoyPtr};
 use crate::config::Compiled;
 use crate::host::{self, Envoy, EnvoyConfig};
 use crate::http::{self, Next};
+use crate::sources::Sources;
 
 /// `log` records to Envoy's `dynamic_modules` logger, at the levels Envoy has enabled for it.
 struct EnvoyLogger;
@@ -97,8 +119,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             // SAFETY: Envoy's buffer, valid during this hook.
             let json = unsafe { bytes(config) };
             let envoy = EnvoyConfig(config_envoy);
-            match Compiled::new(json, |name| envoy.define_counter(name)) {
-                Ok(compiled) => Box::into_raw(Box::new(compiled)) as *const c_void,
+            match Compiled::sourced(json, |name| envoy.define_counter(name)) {
+                Ok((compiled, plan)) => {
+                    let template = compiled.with_policy(compiled.policy.clone(), None);
+                    let sources = Sources::start(
+                        config_envoy,
+                        json,
+                        compiled.policy.clone(),
+                        plan,
+                        move |b| template.with_policy(b.policy, Some(b.lists)),
+                    );
+                    Box::into_raw(Box::new(HttpConfig { compiled, sources })) as *const c_void
+                }
                 Err(line) => {
                     log::error!("{line}");
                     std::ptr::null()
@@ -116,7 +148,57 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         || {
             if !config.is_null() {
                 // SAFETY: the pointer config_new made, handed back once.
-                drop(unsafe { Box::from_raw(config as *mut Compiled) });
+                drop(unsafe { Box::from_raw(config as *mut HttpConfig) });
+            }
+        },
+    )
+}
+
+/// A tick of the configuration's list sources (main thread, asked for by their ticker).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _config_envoy: FilterConfigEnvoyPtr,
+    config: *const c_void,
+    _event: u64,
+) {
+    guarded(
+        || log::error!("sources: the filter failed during a tick"),
+        || {
+            // SAFETY: the configuration's box, alive while Envoy calls its hooks.
+            if let Some(sources) =
+                unsafe { (config as *const HttpConfig).as_ref() }.and_then(|c| c.sources.as_ref())
+            {
+                sources.tick();
+            }
+        },
+    )
+}
+
+/// The response to a list source's fetch, or its failure (main thread). A panic loses this
+/// response only: the fetch is given up after its timeout and the last good list keeps deciding.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy: FilterConfigEnvoyPtr,
+    config: *const c_void,
+    id: u64,
+    result: u32,
+    headers: *const abi::callout::EnvoyHeader,
+    headers_len: usize,
+    chunks: *const EnvoyBuffer,
+    chunks_len: usize,
+) {
+    guarded(
+        || log::error!("sources: the filter failed while reading a response"),
+        || {
+            // SAFETY: as above; Envoy's headers and chunks are valid during this hook.
+            unsafe {
+                if let Some(sources) = (config as *const HttpConfig)
+                    .as_ref()
+                    .and_then(|c| c.sources.as_ref())
+                {
+                    sources.response(id, result, headers, headers_len, chunks, chunks_len);
+                }
             }
         },
     )
@@ -150,8 +232,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         || {
             let mut host = Envoy(filter_envoy);
             // SAFETY: the configuration's box (see filter_new), alive while the stream is.
-            match unsafe { (filter as *const Compiled).as_ref() } {
-                Some(compiled) => http::request_headers(&mut host, compiled),
+            match unsafe { (filter as *const HttpConfig).as_ref() } {
+                Some(config) => config.with(|compiled| http::request_headers(&mut host, compiled)),
                 None => http::refuse(&mut host, http::NOT_CONFIGURED),
             }
         },

@@ -31,6 +31,8 @@ const CLIENT_IP_KEY: &str = "wasm.client_ip_key";
 /// The client's country and AS number (docs/geo.md).
 const CLIENT_COUNTRY: &str = "wasm.client_country";
 const CLIENT_ASN: &str = "wasm.client_asn";
+/// The versions of the source lists that decided the request (docs/sources.md).
+const CLIENT_IP_LISTS: &str = "wasm.client_ip_lists";
 
 /// What the filter chain does after the request headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +81,9 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
         .as_ref()
         .map_or_else(Link::default, |l| l.read(host));
     let decision = policy.decide_with_link(&request, link);
+    if let Some(lists) = &compiled.lists {
+        set_filter_state(host, CLIENT_IP_LISTS, lists);
+    }
     compiled
         .slots
         .each(&decision, |slot| count(host, compiled, slot));

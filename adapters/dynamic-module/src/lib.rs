@@ -1,6 +1,6 @@
 //! client-ip-filter-module: the Envoy dynamic-module adapter of [`client_ip_core`], built as the
 //! native shared library `libclient_ip_filter_module.so` that Envoy's
-//! `envoy.filters.http.dynamic_modules` filter loads (`dynamic_module_config.name:
+//! `envoy.filters.http.dynamic_modules` and `envoy.filters.network.dynamic_modules` filters load (`dynamic_module_config.name:
 //! client_ip_filter_module`, found through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
 //!
 //! A thin adapter: it reads what Envoy has through Envoy's dynamic-module C ABI, asks the core for
@@ -12,6 +12,11 @@
 //! - [`config`]: the filter configuration, the `.wasm`'s JSON, compiled once.
 //! - [`link`]: the connection's private-link identity (PROXY v2 TLVs), read for the core.
 //! - [`http`]: one request, decided and applied.
+//! - [`network`]: the network filter (`envoy.filters.network.dynamic_modules`,
+//!   docs/network-mode.md), one decision per connection, with its own hooks.
+//! - [`sources`]: lists from list servers (docs/sources.md), fetched by the HTTP filter's
+//!   configuration on Envoy's main thread; [`store`] the process's shared values, [`published`]
+//!   the compiled configuration every worker reads, [`ticker`] the sources' timer.
 //! - `entry`: the event hooks Envoy calls. Every one catches panics and fails closed (a refused
 //!   request, a rejected configuration): no panic crosses into Envoy.
 
@@ -25,6 +30,11 @@ pub mod config;
 pub mod host;
 pub mod http;
 pub mod link;
+pub mod network;
+pub mod published;
+pub mod sources;
+pub mod store;
+pub mod ticker;
 
 #[cfg(not(test))]
 mod entry;

@@ -2,6 +2,14 @@
 //! failure or a rejected body does to a source's list, counters and schedule.
 
 use super::*;
+use crate::source::Format;
+
+/// Why a fetch failed when Envoy handed back no response.
+const NO_RESPONSE: &str =
+    "no response (connection failure, reset, timeout, or a body over Envoy's 32 MiB buffer)";
+/// The same for a database: Envoy drops a response over 32 MiB before the filter sees it, so a
+/// city database (over 32 MiB) arrives as no response; the warning says so.
+const NO_RESPONSE_MMDB: &str = "no response (connection failure, reset, timeout, or a body over Envoy's 32 MiB buffer: a city database does not fit, a country or ASN database does)";
 
 impl Machine {
     pub(super) fn fetch_if_due(&mut self, i: usize, now: u64, out: &mut Vec<Action>) {
@@ -75,16 +83,20 @@ impl Machine {
         };
         self.feeds[i].in_flight = None;
         match head {
-            Head::None => self.failed(
+            Head::None => {
+                let why = if self.sources[i].format == Format::Mmdb {
+                    NO_RESPONSE_MMDB
+                } else {
+                    NO_RESPONSE
+                };
+                self.failed(i, now, why.into(), &mut out)
+            }
+            Head::Unreadable(e) => self.failed(
                 i,
                 now,
-                "no response (connection failure, reset, timeout, or a body over Envoy's 32 MiB buffer)"
-                    .into(),
+                format!("cannot read the response headers ({e})"),
                 &mut out,
             ),
-            Head::Unreadable(e) => {
-                self.failed(i, now, format!("cannot read the response headers ({e})"), &mut out)
-            }
             Head::Headers {
                 status,
                 etag,

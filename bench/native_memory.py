@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Envoy's memory with a 1,000,000-entry list source, native build against wasm build, by worker
+count (issue 22: "one table per process instead of one per VM").
+
+For each of --concurrency 1 and 3, a fresh Envoy serving one case alone:
+  A           no filter (the baseline)
+  native-S1M  the dynamic module (``--native``) with bench/envoy_bench.py's (S1M) configuration: an
+              allow list of the 1M entries from a list source, fetched from this script's list
+              server through an Envoy cluster
+  wasm-S1M    the .wasm (``--wasm``) with the same configuration, as envoy_bench.py's (S1M)
+Each is measured once its list is loaded (the source's `entries` gauge at 1,000,000), after a
+few hundred requests on new connections (every worker has served, so every wasm VM adopted the
+list) and a 3 s pause: RSS and peak RSS from /proc/<pid>/status. The native module holds one table
+for the process; the wasm build one per VM, so the figure that differs is the growth per extra
+worker. Writes bench/results/native-memory.json (committed; the bench and the docs read it).
+Standard library only; reuses envoy_bench.py's list, list server, listener and process handling.
+
+  bench/native_memory.py --envoy .venv/bin/envoy --native target/native/libclient_ip_filter_module.so \
+      [--wasm target/wasm32-wasip1/release/client_ip_filter.wasm]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import urllib.error
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import envoy_bench as B  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "results" / "native-memory.json"
+NATIVE_HTTP = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+SOURCE = "million"
+# The metric namespaces Envoy puts in front of each build's own metrics.
+PREFIX = {"native-S1M": "dynamicmodulescustom.", "wasm-S1M": "wasmcustom."}
+
+
+def configuration() -> str:
+    source = {"cluster": B.SOURCE_CLUSTER, "authority": "bench-lists", "path": B.SOURCE_PATH,
+              "refresh_s": 3600, "max_bytes": 64 << 20}
+    return json.dumps({"sources": {SOURCE: source}, "access": {"allow": [f"source:{SOURCE}"]}})
+
+
+def native_filter(path: str, config: str) -> dict:
+    return {"name": "client-ip-filter", "typed_config": {
+        "@type": NATIVE_HTTP,
+        "dynamic_module_config": {"module": {"local": {"filename": path}}},
+        "filter_name": "client_ip_filter",
+        "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config}}}
+
+
+def entries_gauge(env: B.Envoy, case: str) -> int:
+    try:
+        stats = env.stats()
+    except (OSError, urllib.error.URLError, ValueError):
+        return -1
+    return int(stats.get(f"{PREFIX[case]}client_ip.source.{SOURCE}.entries", -1))
+
+
+def measure(envoy: str, case: dict, concurrency: int, source_port: int, workdir: Path) -> dict:
+    port, admin = B.free_port(), B.free_port()
+    env = B.Envoy(envoy, B.bootstrap([B.listener(case, port)], admin, source_port=source_port), workdir,
+                  f"{case['name']}-c{concurrency}", "", concurrency=concurrency)
+    try:
+        ready = env.wait_serving([port], loading={port} if case["name"] != "A" else ())
+        if case["name"] != "A":
+            deadline = time.monotonic() + 120
+            while entries_gauge(env, case["name"]) != B.MILLION:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{case['name']}: the list did not load; log:\n" + env.log_tail())
+                time.sleep(0.1)
+            ready = time.monotonic() - env.started
+        # Requests on new connections: Envoy spreads them over its workers.
+        for _ in range(300):
+            B.http_get(port, timeout=5.0)
+        time.sleep(3)
+        rss, hwm = env.rss_kib()
+        print(f"  {case['name']:>10} --concurrency {concurrency}: loaded in {ready:5.2f} s, "
+              f"RSS {rss / 1024:6.1f} MiB (peak {hwm / 1024:6.1f} MiB)", flush=True)
+        return {"ready_s": round(ready, 3), "rss_kib": rss, "hwm_kib": hwm}
+    finally:
+        env.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envoy", default=str(REPO / ".venv" / "bin" / "envoy"))
+    ap.add_argument("--native", default=str(REPO / "target" / "native" / "libclient_ip_filter_module.so"))
+    ap.add_argument("--wasm", default="", help="the .wasm, to measure the wasm build beside it")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    for what, path in (("Envoy", args.envoy), ("native module", args.native)) + (
+            (("wasm", args.wasm),) if args.wasm else ()):
+        if not Path(path).is_file():
+            print(f"native_memory: the {what} {path} is missing", file=sys.stderr)
+            return 2
+    print("native_memory: generating the 1,000,000 entries", flush=True)
+    million = B.million_entries()
+    server = B.ListServer(million)
+    config = configuration()
+    cases = [{"name": "A", "filters": []},
+             {"name": "native-S1M", "sfs": True, "filters": [native_filter(args.native, config)]}]
+    if args.wasm:
+        cases.append({"name": "wasm-S1M", "sfs": True, "filters": [
+            B.wasm_filter(args.wasm, "client-ip-filter", "client_ip_filter", config)]})
+    runs: dict = {}
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with tempfile.TemporaryDirectory(prefix="native-memory-") as tmp:
+        try:
+            for case in cases:
+                for conc in (1, 3):
+                    runs[f"{case['name']}@{conc}"] = measure(args.envoy, case, conc, server.port, Path(tmp))
+        finally:
+            server.stop()
+    per_worker = {c["name"]: round((runs[f"{c['name']}@3"]["rss_kib"] - runs[f"{c['name']}@1"]["rss_kib"])
+                                   / 2 / 1024, 1) for c in cases}
+    record = {"started_at": started, "entries": B.MILLION, "envoy_version": B.version([args.envoy, "--version"]),
+              "machine": B.machine(), "runs": runs, "per_extra_worker_mib": per_worker,
+              "note": "RSS after the list is loaded and every worker has served; per extra worker = "
+                      "(RSS at --concurrency 3 - RSS at 1) / 2"}
+    Path(args.out).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"native_memory: per extra worker {per_worker} MiB; wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
