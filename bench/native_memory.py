@@ -14,6 +14,7 @@ list) and a 3 s pause: RSS and peak RSS from /proc/<pid>/status. The native modu
 for the process; the wasm build one per VM, so the figure that differs is the growth per extra
 worker. Writes bench/results/native-memory.json (committed; the bench and the docs read it).
 Standard library only; reuses envoy_bench.py's list, list server, listener and process handling.
+`make native-memory` builds both builds and runs it:
 
   bench/native_memory.py --envoy .venv/bin/envoy --native target/native/libclient_ip_filter_module.so \
       [--wasm target/wasm32-wasip1/release/client_ip_filter.wasm]

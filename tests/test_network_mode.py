@@ -1,4 +1,4 @@
-"""Spec §9, the connection-level mode: the built .wasm as an Envoy NETWORK filter before tcp_proxy, in
+"""Spec §9, the connection-level mode: the filter as an Envoy NETWORK filter before tcp_proxy, in
 a real Envoy 1.40, behind PROXY protocol (raw v1/v2 headers and a real HAProxy with send-proxy-v2), on a
 TLS passthrough listener that routes by SNI (tls_inspector) to upstreams terminating TLS themselves.
 
@@ -6,9 +6,14 @@ Every upstream counts the connections it accepts: "refused" means the client's c
 AND the upstream never accepted one. The listeners are the shipped manifests' patch values
 (envoyfilter/gateway-tls-passthrough.yaml, envoyfilter/sidecar-inbound-tcp.yaml,
 istio-examples/wasmplugin-network.yaml), see tests/harness/network.py.
+
+Both builds (``both_builds``): the .wasm in ``envoy.filters.network.wasm`` and the dynamic module in
+``envoy.filters.network.dynamic_modules`` with the same configuration (NetworkListener.build); the
+mismatch tests and the WasmPlugin manifest are the wasm build's own mechanics.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,6 +25,8 @@ from harness import manifests
 from harness import network as N
 from harness import procs
 from harness import proxyproto as pp
+
+pytestmark = pytest.mark.both_builds
 
 ALPHA, BETA, GAMMA = "alpha.example.com", "beta.example.com", "gamma.example.com"
 
@@ -92,11 +99,13 @@ PASSTHROUGH_CHAINS = [N.Chain("alpha", [ALPHA]), N.Chain("beta", [BETA]), N.Chai
 
 
 @pytest.fixture(scope="module")
-def start(envoy_bin, wasm, workdir):
+def start(envoy_bin, wasm, build, workdir):
     started = []
 
     def start(listeners, cluster_map, name=None):
-        env = N.NetworkEnvoy(listeners, cluster_map, workdir=str(workdir), name=name or f"net{len(started)}")
+        listeners = [dataclasses.replace(s, build=build) for s in listeners]
+        env = N.NetworkEnvoy(listeners, cluster_map, workdir=str(workdir),
+                             name=f"{build}-{name or f'net{len(started)}'}")
         started.append(env)
         return env.start(timeout=60)
     yield start
@@ -287,11 +296,11 @@ BAD = [
 
 
 @pytest.mark.parametrize("name,extra,needle", BAD, ids=[b[0] for b in BAD])
-def test_http_only_keys_are_configuration_errors_in_network_mode(envoy_bin, wasm, gateway_frags, workdir,
-                                                                 name, extra, needle):
+def test_http_only_keys_are_configuration_errors_in_network_mode(envoy_bin, wasm, build, gateway_frags,
+                                                                 workdir, name, extra, needle):
     config = dict({"filter_type": "network"}, **extra)
-    env = N.NetworkEnvoy([N.NetworkListener(gateway_frags, config)], {"plain": (9, None)},
-                         workdir=str(workdir), name=f"bad-{name}")
+    env = N.NetworkEnvoy([N.NetworkListener(gateway_frags, config, build=build)], {"plain": (9, None)},
+                         workdir=str(workdir), name=f"{build}-bad-{name}")
     with pytest.raises(E.EnvoyDied):
         env.start(timeout=60)
     errors = [ln for ln in env.log_text().splitlines() if "invalid configuration:" in ln]
@@ -332,6 +341,7 @@ def mismatch_lines(env, configured: str) -> list:
     return [ln for ln in env.log_text().splitlines() if needle in ln]
 
 
+@pytest.mark.only_builds("wasm")
 def test_http_configuration_loaded_as_a_network_filter_closes_every_connection(mismatch, upstreams, echo_http):
     good, as_network, _, good_http = mismatch.ports
     for _ in range(3):
@@ -348,6 +358,7 @@ def test_http_configuration_loaded_as_a_network_filter_closes_every_connection(m
     assert pp.request(good_http, proxy=pp.v2("198.51.100.1", sport=N.unique_port())).status == 403
 
 
+@pytest.mark.only_builds("wasm")
 def test_network_configuration_loaded_as_an_http_filter_refuses_every_request(mismatch, upstreams, echo_http):
     good, _, as_http, good_http = mismatch.ports
     before = echo_http.count
@@ -400,6 +411,7 @@ def test_sidecar_tcp_manifest_decides_on_the_tcp_peer(start, upstreams):
     assert [e["client_ip"] for e in lines] == ["127.0.0.2", "127.0.0.3"]
 
 
+@pytest.mark.only_builds("wasm")
 def test_network_wasmplugin_config_runs_in_a_network_filter(start, upstreams):
     """istio-examples/wasmplugin-network.yaml: type NETWORK, pluginConfig as the JSON Istio hands the
     filter, with the file's set_filter_state EnvoyFilter before tcp_proxy."""

@@ -361,3 +361,17 @@ fn records_nested_in_one_another_are_refused_before_the_work_grows_with_the_squa
     let t = read(&small, &fields, 1_000_000).unwrap();
     assert_eq!(t.lookup(ip("1.0.0.1")).country_code(), Some("KP"));
 }
+
+#[test]
+fn the_middle_byte_of_a_28_bit_node_gives_each_record_its_top_bits() {
+    // Node 0's left record, plus 2^24 in its top nibble, points far past the data section; the
+    // right record's nibble is the low half of the same byte.
+    let mut db = sample(4, 28);
+    db[3] |= 0x10;
+    let e = read(&db, &fields(), 100).unwrap_err();
+    assert!(e.contains("outside the data section"), "{e}");
+    let mut db = sample(4, 28);
+    db[3] |= 0x01;
+    let e = read(&db, &fields(), 100).unwrap_err();
+    assert!(e.contains("outside the data section"), "{e}");
+}
