@@ -543,7 +543,7 @@ geo-differential: geo-lookup geo-data venv
 ## parse time of both real databases, the differential test, for this tree and a scratch variant in
 ## target/geo-variant/ (bench/geo_reader_compare.py); record in bench/results/geo-reader.txt.
 .PHONY: geo-compare
-geo-compare: build geo-lookup geo-data venv
+geo-compare: build noop geo-lookup geo-data envoy wrk
 	$(PY) bench/geo_reader_compare.py
 
 ## test: everything CI runs (unit includes the IpSet differential test, integration the spoofing corpus).

@@ -375,7 +375,7 @@ def geo_section(raw: dict) -> list[str]:
         return []
     L = ["## Country and network owner (docs/geo.md)", ""]
     ratios = geo.get("ratios") or {}
-    if "GEO-C20/CIDR-C20" in ratios:
+    if "GEO-C20" in summary and "CIDR-C20" in summary and "GEO-C20/CIDR-C20" in ratios:
         g, c = summary["GEO-C20"], summary["CIDR-C20"]
         L.append(f"A deny list of 20 countries from ip-location-db's country database (GEO-C20) against the "
                  f"same decision as a list of networks (CIDR-C20, {geo.get('cidrs', 0):,} CIDRs from a `text` "

@@ -9,7 +9,10 @@
 - the parse time of both real databases (`make geo-data`), natively, in examples/geo_lookup.rs of
   each tree: the median of RUNS runs of the source's body read into the table;
 - correctness: tests/test_geo_differential.py run against each tree's geo_lookup (GEO_LOOKUP),
-  LOOKUPS addresses per database.
+  LOOKUPS addresses per database;
+- in Envoy, each tree's `.wasm`: bench/envoy_bench.py's GEO-BOTH case (both databases from its list
+  server) alone at --concurrency 1 and 3, the time until every worker decides with both and the RSS
+  (`--only A,GEO-BOTH --rounds 1 --seconds 1`, its own record in target/).
 
 The variant's crate versions are pinned here (CRATE_DEPS).
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -32,6 +36,7 @@ VARIANT = REPO / "target" / "geo-variant"
 OUT = REPO / "bench" / "results" / "geo-reader.txt"
 WASM = Path("target/wasm32-wasip1/release/client_ip_filter.wasm")
 LOOKUP = Path("target/release/examples/geo_lookup")
+NOOP_WASM = Path("target/bench-noop/wasm32-wasip1/release/noop_filter.wasm")
 CRATE_DEPS = 'maxminddb = "=0.26.0"\nipnetwork = "=0.21.1"\n'
 DATABASES = [("country.mmdb", "country"), ("asn.mmdb", "asn")]
 GEO_DIR = Path(os.environ.get("CLIENT_IP_GEO_DIR") or REPO / ".work" / "geo")
@@ -89,6 +94,21 @@ def differential(tree: Path, lookups: int) -> str:
     return f"{verdict}: " + "; ".join(rows) if rows else f"{verdict}: {p.stdout[-400:]}"
 
 
+def in_envoy(tree: Path, label: str) -> list[str]:
+    record = REPO / "target" / f"geo-envoy-{tree.name}.json"
+    run([sys.executable, "bench/envoy_bench.py", "--envoy", str(REPO / ".venv" / "bin" / "envoy"),
+         "--wasm", str(tree / WASM), "--noop-wasm", str(REPO / NOOP_WASM), "--only", "A,GEO-BOTH",
+         "--rounds", "1", "--seconds", "1", "--out", str(record.with_suffix(".md")), "--record", str(record),
+         "--workdir", str(REPO / ".work" / f"geo-envoy-{tree.name}")], REPO, stdout=subprocess.DEVNULL)
+    mem = json.loads(record.read_text())["geo"]["memory"]
+    out = []
+    for conc in (1, 3):
+        g, a = mem[f"GEO-BOTH@{conc}"], mem[f"A@{conc}"]
+        out.append(f"  envoy --concurrency {conc}: every worker ready in {g['ready_s']:.2f} s, "
+                   f"RSS {g['rss_kib'] / 1024:.1f} MiB ({(g['rss_kib'] - a['rss_kib']) / 1024:+.1f} MiB against no filter)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -110,6 +130,7 @@ def main() -> int:
             ms, ranges = parse_ms(tree, db, kind, args.runs)
             lines.append(f"  parse {db}: {ms:.1f} ms native, {ranges} ranges")
         lines.append(f"  differential: {differential(tree, args.lookups)}")
+        lines += in_envoy(tree, label)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(OUT.read_text())

@@ -19,6 +19,7 @@
 //! - [`forward`]: the header plan.
 //! - [`rate_limit`]: the per-client rate-limit key (Envoy's limiters count).
 //! - [`policy`]: the per-request decision.
+//! - [`facts`]: the filter state, rate-limit key writes and debug line of a decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted by the adapter and flushed in batches.
 //! - [`source`]: lists from a list server (formats, schedule, shared table, lease).
@@ -33,6 +34,7 @@ pub mod bind;
 pub mod chain;
 pub mod config;
 pub mod connection;
+pub mod facts;
 pub mod filter_type;
 pub mod forward;
 pub mod identity;

@@ -513,6 +513,9 @@ def geo_readers() -> Optional[list[dict]]:
             out[-1]["wasm"], out[-1]["delta"] = int(m.group(1)), int(m.group(2))
         elif out and (m := re.match(r"\s+parse (\S+): ([\d.]+) ms native", line)):
             out[-1]["parse"][m.group(1)] = float(m.group(2))
+        elif out and (m := re.match(r"\s+envoy --concurrency (\d+): every worker ready in ([\d.]+) s, "
+                                   r"RSS ([\d.]+) MiB", line)):
+            out[-1].setdefault("envoy", {})[int(m.group(1))] = (float(m.group(2)), float(m.group(3)))
         elif out and (m := re.match(r"\s+differential: (\w+)", line)):
             bad = [int(x) for x in re.findall(r"(\d+) disagreements", line)]
             lookups = sum(int(x) for x in re.findall(r"(\d+) lookups", line))
@@ -525,14 +528,18 @@ def geo_reader_table() -> str:
     if not readers:
         return missing("make geo-compare")
     when = GEO_READER_RECORD.read_text().splitlines()[0].split("#", 1)[-1].strip()
-    rows = ["| reader | release `.wasm` | against ours | parse country.mmdb | parse asn.mmdb | differential |",
-            "| --- | --: | --: | --: | --: | --- |"]
+    rows = ["| reader | release `.wasm` | against ours | parse country.mmdb | parse asn.mmdb | "
+            "in Envoy, both databases: every worker ready, RSS (1 worker; 3 workers) | differential |",
+            "| --- | --: | --: | --: | --: | --: | --- |"]
     for r in readers:
+        env = r.get("envoy") or {}
+        envoy = "; ".join(f"{env[c][0]:.2f} s, {env[c][1]:.0f} MiB" for c in (1, 3) if c in env) or "–"
         rows.append(f"| {r['label']} | {r['wasm']:,} bytes | {r['delta']:+,} bytes | "
                     f"{r['parse'].get('country.mmdb', float('nan')):.0f} ms | "
-                    f"{r['parse'].get('asn.mmdb', float('nan')):.0f} ms | {r.get('differential', '–')} |")
+                    f"{r['parse'].get('asn.mmdb', float('nan')):.0f} ms | {envoy} | {r.get('differential', '–')} |")
     rows.append("")
-    rows.append(f"(`make geo-compare`, {when}; parse times native, the median of the runs)")
+    rows.append(f"(`make geo-compare`, {when}; parse times native, the median of the runs; in Envoy: "
+                "bench/envoy_bench.py's GEO-BOTH alone, one run)")
     return "\n".join(rows)
 
 

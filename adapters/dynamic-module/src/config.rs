@@ -9,10 +9,14 @@
 use client_ip_core::bind::SourcePlan;
 use client_ip_core::config;
 use client_ip_core::filter_type::FilterType;
+use client_ip_core::policy::Decision;
 use client_ip_core::policy::{HeaderReads, Policy};
-use client_ip_core::tally::Slots;
+use client_ip_core::tally::{Slots, Tally};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use crate::host::HostError;
+use crate::link::LinkReader;
 
 /// One filter configuration, compiled.
 pub struct Compiled {
@@ -24,6 +28,13 @@ pub struct Compiled {
     pub slots: Slots,
     /// Envoy's id of each counter, by slot.
     pub ids: Vec<usize>,
+    /// How identities are read (only for configurations using them).
+    pub link: Option<LinkReader>,
+    /// The events an operator must hear of but that may come with every request (a refusal for a
+    /// downstream address from X-Forwarded-For, a header edit Envoy refused), gathered by the
+    /// core's [`Tally`] and warned about at most once a minute per kind, with their count. Its
+    /// counts are unused (Envoy counts); locked only for such events.
+    alarms: Mutex<Tally>,
     /// The versions of the source lists the policy is bound to (filter state
     /// `wasm.client_ip_lists`, docs/sources.md); None when the configuration names no source.
     pub lists: Option<String>,
@@ -71,6 +82,8 @@ impl Compiled {
         Ok((
             Compiled {
                 reads: policy.header_reads(),
+                link: LinkReader::new(&policy),
+                alarms: Mutex::new(Tally::for_policy(&policy)),
                 policy,
                 slots,
                 ids,
@@ -85,12 +98,45 @@ impl Compiled {
     pub fn with_policy(&self, policy: Policy, lists: Option<String>) -> Compiled {
         Compiled {
             reads: policy.header_reads(),
+            link: LinkReader::new(&policy),
+            alarms: Mutex::new(Tally::for_policy(&policy)),
             policy,
             slots: self.slots.clone(),
             ids: self.ids.clone(),
             lists,
         }
     }
+}
+
+impl Compiled {
+    /// Notes a decision's alarm (a refusal for a downstream address from X-Forwarded-For) and
+    /// logs the warnings due.
+    pub fn alarm_decision(&self, decision: &Decision) {
+        if decision.unverified_downstream {
+            self.alarm(|t| t.count(decision));
+        }
+    }
+
+    /// Notes a request refused because a header edit failed and logs the warnings due.
+    pub fn alarm_edit_failure(&self, detail: impl FnOnce() -> String) {
+        self.alarm(|t| t.count_edit_failure(detail));
+    }
+
+    fn alarm(&self, note: impl FnOnce(&Tally)) {
+        let Ok(tally) = self.alarms.lock() else {
+            return;
+        };
+        note(&tally);
+        for warning in tally.warnings(now_ms()) {
+            log::warn!("{warning}");
+        }
+    }
+}
+
+/// Milliseconds since the module first asked (the alarms' clock).
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 #[cfg(test)]

@@ -33,10 +33,11 @@ impl HttpConfig {
 }
 
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 
 use crate::abi::{self, EnvoyBuffer, FilterConfigEnvoyPtr, FilterEnvoyPtr};
 use crate::config::Compiled;
+use crate::guard::guarded;
 use crate::host::{self, Envoy, EnvoyConfig};
 use crate::http::{self, Next};
 use crate::sources::Sources;
@@ -70,14 +71,6 @@ fn level(level: log::Level) -> abi::LogLevel {
 }
 
 static LOGGER: EnvoyLogger = EnvoyLogger;
-
-/// Runs `work`; `failed` instead when it panics (the panic stops here).
-fn guarded<T>(failed: impl FnOnce() -> T, work: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(work)) {
-        Ok(value) => value,
-        Err(_) => failed(),
-    }
-}
 
 /// The bytes of a buffer Envoy passed to the current hook (empty for a null one).
 ///

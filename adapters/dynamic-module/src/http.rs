@@ -13,6 +13,7 @@ use log::debug;
 
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
+use client_ip_core::facts::{describe, each_fact, each_key_write};
 use client_ip_core::forward::HeaderOp;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
@@ -22,15 +23,6 @@ use client_ip_core::tally::{Slot, Slots};
 use crate::config::Compiled;
 use crate::host::{HostError, StreamHost};
 
-/// Filter state for access logs, named as Envoy names the `.wasm`'s.
-const CLIENT_IP: &str = "wasm.client_ip";
-const CLIENT_IP_DECISION: &str = "wasm.client_ip_decision";
-const CLIENT_IP_RULE: &str = "wasm.client_ip_rule";
-/// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
-const CLIENT_IP_KEY: &str = "wasm.client_ip_key";
-/// The client's country and AS number (docs/geo.md).
-const CLIENT_COUNTRY: &str = "wasm.client_country";
-const CLIENT_ASN: &str = "wasm.client_asn";
 /// The versions of the source lists that decided the request (docs/sources.md).
 const CLIENT_IP_LISTS: &str = "wasm.client_ip_lists";
 
@@ -76,13 +68,22 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
         downstream,
         headers: &headers,
     };
-    let decision = policy.decide_with_link(&request, Link::default());
+    let link = compiled
+        .link
+        .as_ref()
+        .map_or_else(Link::default, |l| l.read(host));
+    let decision = policy.decide_with_link(&request, link);
     if let Some(lists) = &compiled.lists {
         set_filter_state(host, CLIENT_IP_LISTS, lists);
     }
     compiled
         .slots
         .each(&decision, |slot| count(host, compiled, slot));
+    compiled.alarm_decision(&decision);
+    let link_text = decision.link.identity.map(|id| id.text());
+    if let Some(reader) = &compiled.link {
+        reader.record(host, link_text.as_deref());
+    }
     if decision.verdict == Verdict::Deny {
         let client = decision.client.map(|c| c.text());
         record(
@@ -102,8 +103,11 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     if let Err(failed) = edited {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
-        log::warn!("request refused (500): {}", failed.detail);
+        compiled.alarm_edit_failure(|| failed.detail);
         return refuse(host, Refusal::EDIT_FAILED);
+    }
+    if let Some(reader) = &compiled.link {
+        reader.forward(host, link_text.as_deref());
     }
     if let Some(keying) = policy.rate_limit_key(&decision) {
         if let Some(slot) = compiled.slots.key(&keying) {
@@ -137,23 +141,23 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when
-/// configured, its header (set; removed for an exempt client).
+/// The rate-limit key of an admitted request: the core's writes
+/// ([`client_ip_core::facts::each_key_write`]), through `host`.
 fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let text = match keying {
-        Keying::Keyed(text) => Some(text.as_str()),
-        Keying::Exempt => None,
-    };
-    if let Some(text) = text {
-        set_filter_state(host, CLIENT_IP_KEY, text);
-    }
-    let Some(name) = header else { return };
-    let result = match text {
-        Some(text) => host.set_request_header(name, text),
-        None => host.remove_request_header(name),
+    let mut edit = None;
+    each_key_write(
+        keying,
+        header,
+        |fact, value| set_filter_state(host, fact.full_name(), value),
+        |op| edit = Some(op),
+    );
+    let result = match edit {
+        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
+        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
+        None => return,
     };
     if let Err(e) = result {
-        debug!("cannot edit request header {name}: {e:?}");
+        debug!("cannot edit request header: {e:?}");
     }
 }
 
@@ -172,39 +176,13 @@ impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     }
 }
 
-/// Filter state for access logs: the client when known, the decision when it is a refusal
-/// (absent means allowed), the rule when one decided, the client's country and AS number.
+/// Filter state for access logs (the core's facts of the decision, under Envoy's names of the
+/// `.wasm`'s), and the debug line of the decision.
 fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, client: Option<&str>) {
-    let rule = policy.rule_name(decision);
-    if let Some(text) = client {
-        set_filter_state(host, CLIENT_IP, text);
-    }
-    if let Some(geo) = policy.client_geo(decision) {
-        if let Some(code) = geo.country_code() {
-            set_filter_state(host, CLIENT_COUNTRY, code);
-        }
-        if let Some(asn) = geo.asn {
-            set_filter_state(host, CLIENT_ASN, &asn.to_string());
-        }
-    }
-    if decision.verdict != Verdict::Allow {
-        set_filter_state(host, CLIENT_IP_DECISION, decision.verdict.as_str());
-    }
-    if let Some(name) = rule {
-        set_filter_state(host, CLIENT_IP_RULE, name);
-    }
-    debug!(
-        "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
-        decision.verdict.as_str(),
-        client.unwrap_or("unknown"),
-        decision
-            .downstream
-            .addr
-            .map_or_else(|| "unknown".to_string(), |d| d.to_string()),
-        decision.downstream.origin,
-        rule.unwrap_or("-"),
-        decision.invalid
-    );
+    each_fact(policy, decision, client, |fact, value| {
+        set_filter_state(host, fact.full_name(), value)
+    });
+    debug!("{}", describe(policy, decision, client));
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use crate::config::Compiled;
 #[derive(Default)]
 struct Fake {
     filter_state: Option<String>,
+    /// Other filter state by key (the TLV object, its metadata copies).
+    other_state: Vec<(String, String)>,
     source: Option<String>,
     headers: Vec<(String, String)>,
     fail_reads: bool,
@@ -21,8 +23,14 @@ fn refused(call: &'static str) -> HostError {
 }
 
 impl StreamHost for Fake {
-    fn filter_state(&mut self, _key: &str) -> Option<Vec<u8>> {
-        self.filter_state.clone().map(String::into_bytes)
+    fn filter_state(&mut self, key: &str) -> Option<Vec<u8>> {
+        if let Some((_, v)) = self.other_state.iter().find(|(k, _)| k == key) {
+            return Some(v.clone().into_bytes());
+        }
+        if key == "client_ip.downstream_address" {
+            return self.filter_state.clone().map(String::into_bytes);
+        }
+        None
     }
     fn source_address(&mut self) -> Option<Vec<u8>> {
         self.source.clone().map(String::into_bytes)
@@ -169,4 +177,73 @@ fn a_header_read_envoy_refuses_refuses_the_request() {
     };
     assert_eq!(request_headers(&mut host, &c), Next::Stop);
     assert_eq!(host.reply.as_ref().map(|r| r.0), Some(500));
+}
+
+/// `\x01` + "vpce-0a1b2c3d4e5f60718", base64 (the proxy_protocol filter's BASE64 encoding).
+const VPCE_TLV_B64: &str = "AXZwY2UtMGExYjJjM2Q0ZTVmNjA3MTg=";
+const VPCE: &str = "aws-vpce:vpce-0a1b2c3d4e5f60718";
+const IDENTITY_CONFIG: &str = r#"{"access": {"allow": ["aws-vpce:vpce-0a1b2c3d4e5f60718"]}, "forward": {"link_header": "x-client-link"}}"#;
+
+#[test]
+fn an_identity_in_the_tlv_filter_state_object_admits_and_is_forwarded_and_logged() {
+    let c = compiled(IDENTITY_CONFIG);
+    let mut host = Fake {
+        filter_state: Some("198.51.100.20:4242".into()),
+        other_state: vec![(
+            "envoy.network.proxy_protocol.tlv".into(),
+            format!(r#"{{"aws_vpce_id":"{VPCE_TLV_B64}"}}"#),
+        )],
+        headers: vec![("x-client-link".into(), "aws-vpce:forged".into())],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Continue);
+    assert_eq!(state(&host, "wasm.client_link"), Some(VPCE));
+    assert_eq!(
+        host.headers
+            .iter()
+            .filter(|(k, _)| k == "x-client-link")
+            .collect::<Vec<_>>(),
+        [&("x-client-link".to_string(), VPCE.to_string())]
+    );
+}
+
+#[test]
+fn an_identity_from_the_metadata_copy_counts_when_the_tlv_object_lacks_it() {
+    let c = compiled(IDENTITY_CONFIG);
+    let mut host = Fake {
+        filter_state: Some("198.51.100.20:4242".into()),
+        other_state: vec![
+            ("envoy.network.proxy_protocol.tlv".into(), "{}".into()),
+            ("client_ip.aws_vpce_id".into(), VPCE_TLV_B64.into()),
+        ],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Continue);
+    assert_eq!(state(&host, "wasm.client_link"), Some(VPCE));
+}
+
+#[test]
+fn without_an_identity_the_unlisted_address_is_refused_and_a_forged_link_header_removed() {
+    let c = compiled(IDENTITY_CONFIG);
+    let mut host = Fake {
+        filter_state: Some("198.51.100.20:4242".into()),
+        headers: vec![("x-client-link".into(), VPCE.into())],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut host, &c), Next::Stop);
+    assert_eq!(state(&host, "wasm.client_link"), None);
+    let mut admitted = Fake {
+        filter_state: Some("198.51.100.20:4242".into()),
+        headers: vec![("x-client-link".into(), VPCE.into())],
+        ..Fake::default()
+    };
+    let open = compiled(
+        r#"{"access": {"deny": ["aws-vpce:vpce-0a1b2c3d4e5f60718"]}, "forward": {"link_header": "x-client-link"}}"#,
+    );
+    assert_eq!(request_headers(&mut admitted, &open), Next::Continue);
+    assert!(
+        admitted.headers.iter().all(|(k, _)| k != "x-client-link"),
+        "{:?}",
+        admitted.headers
+    );
 }

@@ -9,7 +9,9 @@
 //! - [`abi`]: the C ABI's types and the callbacks used, declared by hand from Envoy's `abi.h`.
 //! - [`host`]: one stream's host calls ([`host::StreamHost`]), each handing its outcome back;
 //!   Envoy's through the ABI, a fake in the unit tests.
+//! - [`guard`]: every hook's work run so that a panic stops there and fails closed.
 //! - [`config`]: the filter configuration, the `.wasm`'s JSON, compiled once.
+//! - [`link`]: the connection's private-link identity (PROXY v2 TLVs), read for the core.
 //! - [`http`]: one request, decided and applied.
 //! - [`network`]: the network filter (`envoy.filters.network.dynamic_modules`,
 //!   docs/network-mode.md), one decision per connection, with its own hooks.
@@ -26,8 +28,10 @@ compile_error!("client-ip-filter-module needs panic = \"unwind\": build it with 
 
 pub mod abi;
 pub mod config;
+pub mod guard;
 pub mod host;
 pub mod http;
+pub mod link;
 pub mod network;
 pub mod published;
 pub mod sources;

@@ -26,21 +26,16 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::compiled::Compiled;
-use super::{local_reply, property, record_geo, reply_headers, set_filter_state};
+use super::{local_reply, property, record_facts, reply_headers, set_filter_state, write_fact};
 use crate::host::{self, HostError, PropertyPath, StreamHost};
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
+use client_ip_core::facts::{describe, each_key_write};
 use client_ip_core::forward::HeaderOp;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
 use client_ip_core::rate_limit::Keying;
 
-/// The filter state written for access logs (Envoy shows it as `wasm.client_ip`, …).
-const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
-const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
-const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
-/// The rate-limit key (`rate_limit`, docs/rate-limits.md), which Envoy's limiters read.
-const CLIENT_IP_KEY: PropertyPath = PropertyPath::fixed(b"client_ip_key");
 /// The versions of the source lists that decided the request (docs/sources.md).
 const CLIENT_IP_LISTS: PropertyPath = PropertyPath::fixed(b"client_ip_lists");
 /// Read when the `set_filter_state` value is missing.
@@ -155,24 +150,23 @@ fn refuse(host: &mut impl StreamHost, compiled: &Compiled, refusal: Refusal<'_>)
     )
 }
 
-/// The rate-limit key of an admitted request: filter state `wasm.client_ip_key` and, when
-/// configured, its header (set, replacing whatever the client sent; removed for an exempt
-/// client, so that no per-client descriptor is generated from a value the client wrote).
+/// The rate-limit key of an admitted request: the core's writes
+/// ([`client_ip_core::facts::each_key_write`]), through `host`.
 fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let text = match keying {
-        Keying::Keyed(text) => Some(text.as_str()),
-        Keying::Exempt => None,
-    };
-    if let Some(text) = text {
-        set_filter_state(host, &CLIENT_IP_KEY, text);
-    }
-    let Some(name) = header else { return };
-    let result = match text {
-        Some(text) => host.set_request_header(name, text),
-        None => host.remove_request_header(name),
+    let mut edit = None;
+    each_key_write(
+        keying,
+        header,
+        |fact, value| write_fact(host, fact, value),
+        |op| edit = Some(op),
+    );
+    let result = match edit {
+        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
+        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
+        None => return,
     };
     if let Err(status) = result {
-        debug!("cannot edit request header {name}: {status:?}");
+        debug!("cannot edit request header: {status:?}");
     }
 }
 
@@ -192,36 +186,14 @@ impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     }
 }
 
-/// Filter state for access logs, and the debug line of the decision. `client` is the decision's
-/// client as address text. Only what the access log cannot do without is written: the client
-/// when known, the decision when it is a refusal (absent means allowed), the rule when one decided.
+/// Filter state for access logs (the core's facts of the decision), and the debug line of the
+/// decision. `client` is the decision's client as address text.
 fn record(
     host: &mut impl StreamHost,
     compiled: &Compiled,
     decision: &Decision,
     client: Option<&str>,
 ) {
-    let rule = compiled.policy.rule_name(decision);
-    if let Some(text) = client {
-        set_filter_state(host, &CLIENT_IP, text);
-    }
-    record_geo(host, &compiled.policy, decision);
-    if decision.verdict != Verdict::Allow {
-        set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());
-    }
-    if let Some(name) = rule {
-        set_filter_state(host, &CLIENT_IP_RULE, name);
-    }
-    debug!(
-        "decision={} client={} downstream={} ({:?}) rule={} invalid_entry={}",
-        decision.verdict.as_str(),
-        client.unwrap_or("unknown"),
-        decision
-            .downstream
-            .addr
-            .map_or_else(|| "unknown".to_string(), |d| d.to_string()),
-        decision.downstream.origin,
-        rule.unwrap_or("-"),
-        decision.invalid
-    );
+    record_facts(host, &compiled.policy, decision, client);
+    debug!("{}", describe(&compiled.policy, decision, client));
 }

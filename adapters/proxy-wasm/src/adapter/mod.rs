@@ -38,6 +38,8 @@ use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::Action;
 
 use crate::host::{self, PropertyPath, StreamHost};
+use client_ip_core::facts::{each_fact, Fact};
+use client_ip_core::policy::{Decision, Policy};
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
@@ -109,26 +111,33 @@ fn set_filter_state(host: &mut impl StreamHost, path: &PropertyPath, value: &str
     }
 }
 
-/// The client's country and AS number (docs/geo.md).
-const CLIENT_COUNTRY: PropertyPath = PropertyPath::fixed(b"client_country");
-const CLIENT_ASN: PropertyPath = PropertyPath::fixed(b"client_asn");
+/// The filter state path of `fact` (Envoy shows it as `wasm.<key>`), known at compile time.
+const fn fact_path(fact: Fact) -> PropertyPath {
+    PropertyPath::fixed(match fact {
+        Fact::ClientIp => b"client_ip",
+        Fact::Decision => b"client_ip_decision",
+        Fact::Rule => b"client_ip_rule",
+        Fact::Country => b"client_country",
+        Fact::Asn => b"client_asn",
+        Fact::Key => b"client_ip_key",
+    })
+}
 
-/// Filter state `wasm.client_country` and `wasm.client_asn`, when a `geo` section is configured
-/// and the databases know the client (absent otherwise).
-fn record_geo(
+/// Writes the filter state of `fact` (a failure is logged at debug, never fatal).
+fn write_fact(host: &mut impl StreamHost, fact: Fact, value: &str) {
+    set_filter_state(host, &fact_path(fact), value);
+}
+
+/// Every fact of a decision ([`client_ip_core::facts::each_fact`]), in the core's order.
+fn record_facts(
     host: &mut impl StreamHost,
-    policy: &client_ip_core::policy::Policy,
-    decision: &client_ip_core::policy::Decision,
+    policy: &Policy,
+    decision: &Decision,
+    client: Option<&str>,
 ) {
-    let Some(geo) = policy.client_geo(decision) else {
-        return;
-    };
-    if let Some(code) = geo.country_code() {
-        set_filter_state(host, &CLIENT_COUNTRY, code);
-    }
-    if let Some(asn) = geo.asn {
-        set_filter_state(host, &CLIENT_ASN, &asn.to_string());
-    }
+    each_fact(policy, decision, client, |fact, value| {
+        write_fact(host, fact, value)
+    });
 }
 
 /// The local reply's headers, serialized.

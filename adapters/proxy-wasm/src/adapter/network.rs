@@ -22,9 +22,8 @@ use proxy_wasm::types::Action;
 use super::compiled::Compiled;
 #[cfg(target_arch = "wasm32")]
 use super::{local_reply, reply_headers};
-use super::{property, record_geo, set_filter_state};
+use super::{property, record_facts};
 use crate::host::{self, PropertyPath, StreamHost};
-use client_ip_core::access::Verdict;
 use client_ip_core::connection::Connection as ConnectionInfo;
 use client_ip_core::filter_type::{FilterType, Mismatch};
 use client_ip_core::identity::Link;
@@ -39,10 +38,6 @@ const SERVER_NAME: PropertyPath = PropertyPath::fixed(b"connection\0requested_se
 /// Read when the `set_filter_state` value is missing: on a network filter, the connection's
 /// remote address (the PROXY protocol source when the listener filter found one).
 const SOURCE_ADDRESS: PropertyPath = PropertyPath::fixed(b"source\0address");
-/// The filter state written for access logs (`wasm.client_ip`, …), as in the HTTP filter.
-const CLIENT_IP: PropertyPath = PropertyPath::fixed(b"client_ip");
-const CLIENT_IP_DECISION: PropertyPath = PropertyPath::fixed(b"client_ip_decision");
-const CLIENT_IP_RULE: PropertyPath = PropertyPath::fixed(b"client_ip_rule");
 
 /// What Envoy is creating the new context as, asked from `RootContext::get_type` (the new
 /// context is the host's current one then). `fallback` answers when the host will not say.
@@ -163,18 +158,9 @@ impl StreamContext for Connection {
 /// Filter state for access logs, and the debug line of the decision.
 fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, server_name: &str) {
     let client = decision.client.map(|c| c.text());
-    if let Some(text) = &client {
-        set_filter_state(host, &CLIENT_IP, text.as_str());
-    }
-    record_geo(host, policy, decision);
-    // As in HTTP mode: written for a refusal only (absent means allowed).
-    if decision.verdict != Verdict::Allow {
-        set_filter_state(host, &CLIENT_IP_DECISION, decision.verdict.as_str());
-    }
+    // As in HTTP mode (the core's facts): the decision written for a refusal only.
+    record_facts(host, policy, decision, client.as_ref().map(|t| t.as_str()));
     let rule = policy.rule_name(decision);
-    if let Some(name) = rule {
-        set_filter_state(host, &CLIENT_IP_RULE, name);
-    }
     debug!(
         "connection decision={} client={} ({:?}) sni={:?} rule={}",
         decision.verdict.as_str(),
