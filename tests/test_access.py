@@ -81,16 +81,16 @@ def test_access_refused_request_body_never_reaches_upstream(lists, echo):
     assert echo.count == before
 
 
-def test_access_each_request_of_a_keepalive_connection_is_decided_on_its_own(lists, echo):
+def test_access_each_request_of_a_keepalive_connection_is_decided_on_its_own(lists, echo, build):
     with pp.Connection(lists.port, proxy=pp.v2("203.0.113.5")) as conn:
         statuses = []
         for i, (host, path) in enumerate([("admin.example.com", "/admin"), ("example.com", "/"),
                                           ("admin.example.com", "/admin/again"), ("example.com", "/x")]):
             resp = conn.request(pp.build_request(path=path, host=host, close=(i == 3),
-                                                 headers=[("x-test-id", f"ka-access-{i}")]))
+                                                 headers=[("x-test-id", f"ka-access-{build}-{i}")]))
             statuses.append(resp.status)
     assert statuses == [403, 200, 403, 200]
-    assert [len(echo.find("x-test-id", f"ka-access-{i}")) for i in range(4)] == [0, 1, 0, 1]
+    assert [len(echo.find("x-test-id", f"ka-access-{build}-{i}")) for i in range(4)] == [0, 1, 0, 1]
 
 
 def test_access_refused_over_http2(envoy_factory, echo, wasm):

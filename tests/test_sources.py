@@ -134,7 +134,9 @@ FORMATS = {
 
 
 @pytest.fixture(scope="module")
-def web(nginx_bin, tmp_path_factory):
+def web(nginx_bin, tmp_path_factory, build):
+    # One list server per build: its request counts and the files the refresh tests rewrite are
+    # this build's Envoy's alone (the wasm build's fetches must not count in the native run).
     root = tmp_path_factory.mktemp("lists")
     stamp = time.time() - 100
     L.write_file(root / "firehol_level1.netset", L.netset(FIREHOL), stamp)
