@@ -104,6 +104,13 @@ impl Lists {
         self.unavailable
     }
 
+    /// The lists with the unavailable mark cleared: `bind` starts each list naming sources from
+    /// its own entries, then marks it again from the sources' current availability.
+    pub fn marked_available(mut self) -> Self {
+        self.unavailable = false;
+        self
+    }
+
     /// The lists with identity entries added (docs/private-link.md).
     pub fn with_links(mut self, links: LinkLists) -> Self {
         self.links = links;

@@ -148,6 +148,21 @@ pub fn bind<H: Held>(template: &Policy, plan: &SourcePlan, current: &[Option<&H>
         country: database(plan.geo.country),
         asn: database(plan.geo.asn),
     };
+    // The template may itself be a bound policy (see `unbound`): each list naming sources is
+    // marked again below from the sources' current availability alone.
+    for binding in &plan.bindings {
+        match binding.slot {
+            Slot::Allow | Slot::Deny => {
+                policy.access.lists = policy.access.lists.clone().marked_available();
+            }
+            Slot::RuleAllow(r) | Slot::RuleDeny(r) => {
+                if let Some(rule) = policy.access.rules.get_mut(r) {
+                    rule.lists = rule.lists.clone().marked_available();
+                }
+            }
+            Slot::TrustedProxies | Slot::RateLimitExempt => {}
+        }
+    }
     for binding in &plan.bindings {
         let mut unavailable = false;
         let mut union = IpSet::empty();
@@ -194,6 +209,16 @@ pub fn bind<H: Held>(template: &Policy, plan: &SourcePlan, current: &[Option<&H>
         }
     }
     policy
+}
+
+/// The template bound with every source unavailable: what a policy naming sources decides
+/// before any source has had a good body (docs/sources.md). An allow list naming a source is in
+/// force (refusing everyone) and a list naming an `on_unavailable: "refuse"` source refuses, from
+/// the first request; `parse_sourced` compiles every template this way, so no caller can decide
+/// with an allow list of sources read as "no allow list".
+pub fn unbound(template: &Policy, plan: &SourcePlan) -> Policy {
+    let nothing: Vec<Option<&IpSet>> = vec![None; plan.sources.len()];
+    bind(template, plan, &nothing)
 }
 
 fn bound(lists: &Lists, slot: Slot, with: &dyn Fn(&IpSet) -> IpSet, unavailable: bool) -> Lists {

@@ -453,6 +453,39 @@ def test_a_request_not_reading_the_list_is_not_refused(unavailable, echo):
     check(unavailable, echo, "198.51.100.1", "/other", 200)
 
 
+HELD = b"192.0.2.9\n"
+
+
+def test_an_unloaded_source_is_unavailable_from_the_first_request(envoy_factory, wasm, faults, echo):
+    """Before a source's first good body (its first fetch still in flight: the list server holds
+    the response), an allow list naming only it refuses everyone (403), a deny list naming only it
+    denies nobody, and `on_unavailable: "refuse"` answers 503: from the very first request."""
+    faults.set("/held.txt", "slow", (HELD, 60.0))
+    held = {"cluster": "faults", "authority": "lists.test", "path": "/held.txt",
+            "refresh_s": REFRESH_S, "timeout_ms": 30000}
+    config = {
+        "sources": {"held_empty": held, "held_refuse": dict(held, on_unavailable="refuse")},
+        "access": {
+            "allow": ["source:held_empty"],
+            "rules": [
+                {"name": "allow_empty", "path_prefixes": ["/allow"], "allow": ["source:held_empty"]},
+                {"name": "deny_empty", "path_prefixes": ["/deny"], "deny": ["source:held_empty"]},
+                {"name": "refuse", "path_prefixes": ["/refuse"], "allow": ["source:held_refuse"]},
+            ],
+        },
+    }
+    env = envoy_factory(E.EnvoyOptions(configuration=config,
+                                       clusters=[L.envoy_cluster("faults", faults.port)]))
+    # Envoy is ready: the first requests, while the first fetch waits for its body.
+    check(env, echo, "192.0.2.9", "/", 403, body=b"access denied\n")
+    check(env, echo, "192.0.2.9", "/allow", 403, body=b"access denied\n")
+    check(env, echo, "192.0.2.9", "/deny", 200)
+    check(env, echo, "192.0.2.9", "/refuse", 503, body=b"source unavailable\n")
+    for name in ("held_empty", "held_refuse"):
+        assert env.counter(f"client_ip.source.{name}.fetch_ok") == 0, "the list arrived first"
+        assert env.counter(f"client_ip.source.{name}.fetch_failed") == 0, "a fetch failed first"
+
+
 def test_max_stale_s_makes_a_source_unavailable_until_a_good_body_arrives(unavailable, echo, faults):
     # Loaded at start, then 2 s without a good body (the next refresh is ~10 s away): unavailable.
     assert unavailable.counter("client_ip.source.stale.fetch_ok") == 1

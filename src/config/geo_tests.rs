@@ -202,3 +202,19 @@ fn the_headers_are_network_mode_errors() {
     let p = bind(&template, &plan, &[Some(&t[0]), Some(&t[1])]);
     assert_ne!(decide(&p, "1.2.3.4").0, Verdict::Allow);
 }
+
+#[test]
+fn before_any_bind_an_allow_list_of_countries_refuses_and_a_refuse_asn_source_refuses() {
+    // The compiled template, before the databases' first bind: `country:`/`asn:` entries name
+    // sources too (countries: "empty", networks: "refuse").
+    let template = |rest: &str| parse_sourced(doc(rest).as_bytes()).unwrap().0;
+    let p = template(r#""access": {"allow": ["country:DE"]}"#);
+    assert_eq!(decide(&p, "5.6.7.8").0, Verdict::Deny);
+    let p = template(r#""access": {"rules": [{"name": "r", "allow": ["country:DE"]}]}"#);
+    assert_eq!(decide(&p, "5.6.7.8").0, Verdict::Deny);
+    let p = template(r#""access": {"deny": ["country:KP"]}"#);
+    assert_eq!(decide(&p, "1.2.3.4").0, Verdict::Allow, "denies nobody");
+    let p = template(r#""access": {"allow": ["asn:3320"]}"#);
+    assert_eq!(decide(&p, "5.6.7.8").0, Verdict::Deny);
+    assert!(decide(&p, "5.6.7.8").1, "a refuse source: 503");
+}

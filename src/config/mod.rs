@@ -27,6 +27,8 @@ mod lists;
 mod network;
 mod rate_limit;
 mod sources;
+#[cfg(test)]
+mod unbound_tests;
 
 /// A configuration the filter refuses, with the key path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,13 +99,14 @@ impl Warnings {
 }
 
 /// Parses and compiles a configuration. Empty (or only whitespace) means all defaults.
-/// Lists naming sources hold only their configured entries here: see [`parse_sourced`].
+/// Lists naming sources decide as with every source unavailable: see [`parse_sourced`].
 pub fn parse(bytes: &[u8]) -> Result<(Policy, Vec<ConfigWarning>), ConfigError> {
     parse_sourced(bytes).map(|(policy, _, warnings)| (policy, warnings))
 }
 
 /// Parses and compiles a configuration into a template policy (each list with its configured
-/// entries) and the plan of its sources (docs/sources.md), which `bind::bind` combines.
+/// entries, bound with every source unavailable: `bind::unbound`) and the plan of its sources
+/// (docs/sources.md), which `bind::bind` combines.
 pub fn parse_sourced(
     bytes: &[u8],
 ) -> Result<(Policy, SourcePlan, Vec<ConfigWarning>), ConfigError> {
@@ -136,6 +139,9 @@ pub fn parse_sourced(
             )));
         }
     }
+    // Fail closed before the first bind: the lists naming sources decide as with every source
+    // unavailable (an allow list of sources only is in force, a "refuse" source refuses).
+    let policy = crate::bind::unbound(&policy, &plan);
     Ok((policy, plan, walk.warnings.into_vec()))
 }
 
