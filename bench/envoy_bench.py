@@ -619,10 +619,19 @@ class ListServer:
 # ------------------------------------------------------------------------------------------------
 # Processes
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port not handed out before in this run: the kernel may give a port back as
+    soon as its probe socket closes, and one Envoy with two listeners on it refuses to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
