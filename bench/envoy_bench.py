@@ -472,7 +472,7 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
         ]
     if million is not None:
         out.append({"name": "S1M", "what": "client-ip-filter, allow list of 1,000,000 from a list source",
-                    "sfs": True, "source": True, "filters": ours(million_config)})
+                    "sfs": True, "source": True, "million": True, "filters": ours(million_config)})
         out.append({"name": "I1M", "what": "client-ip-filter, the same 1,000,000 inline", "sfs": True,
                     "filters": ours(json.dumps({"access": {"allow": million}}))})
     # The connection cases (network filters before tcp_proxy; see the module doc).
@@ -956,7 +956,7 @@ def main() -> int:
     try:
         envoy.wait_serving(list(ports.values()), refusing=refusing,
                            loading={ports[c["name"]] for c in all_cases if c.get("source")})
-        if any(c.get("source") for c in all_cases):
+        if any(c.get("million") for c in all_cases):
             envoy.check_source_loaded()
         for c in all_cases:  # warm-up: V8 tiers up, connections pools and caches settle
             run_case(c, ports[c["name"]], 1, args.connections, scripts, wrk_cpu)
@@ -999,7 +999,7 @@ def main() -> int:
         try:
             ready = e.wait_serving([port], refusing=(port,) if c.get("refuses") else (),
                                    loading={port} if c.get("source") else ())
-            if c.get("source"):
+            if c.get("million"):
                 e.check_source_loaded()
             run_case(c, port, 2, args.connections, scripts, wrk_cpu)
             rss, hwm = e.rss_kib()
@@ -1020,7 +1020,7 @@ def main() -> int:
             try:
                 # (S1M): 200 once the list is loaded (127.0.0.1 is in it)
                 ready = e.wait_serving([port], loading={port} if c.get("source") else ())
-                if c.get("source"):
+                if c.get("million"):
                     e.check_source_loaded()
                 time.sleep(3)  # every worker adopted the list (they poll every second)
                 run_wrk(port, 2, args.connections, script, wrk_cpu)
