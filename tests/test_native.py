@@ -30,7 +30,8 @@ def env(envoy_factory, native):
 
 
 def test_envoy_loads_the_module_with_a_matching_abi_version(env):
-    assert "Dynamic module ABI version v0.2.0 matched." in env.log_text(), env.log_tail()
+    # Envoy flushes its log file in batches: wait for the line (fails after the timeout).
+    assert "Dynamic module ABI version v0.2.0 matched." in env.wait_log("Dynamic module ABI version")
 
 
 def test_a_proxy_v2_client_reaches_the_upstream_as_x_real_ip(env, echo):

@@ -65,7 +65,10 @@ def status(env, echo, src: str) -> int:
 def test_native_source_is_fetched_once_through_the_callout_and_logged(loaded, web, echo):
     assert web.count("/drop.txt") == 1, web.requests()
     assert stat(loaded, "client_ip.source.drop.entries") == 2
-    lines = [l for l in module_lines(loaded, "info") if "source drop: loaded with 2 entries" in l]
+    # Envoy flushes its log file in batches: wait for the line before counting it.
+    lines = procs.wait_until(lambda: [l for l in module_lines(loaded, "info")
+                                      if "source drop: loaded with 2 entries" in l] or None,
+                             5, what="the load logged at info")
     assert len(lines) == 1, module_lines(loaded, "info")
     assert status(loaded, echo, "192.0.2.129") == 403
     assert status(loaded, echo, "198.51.100.63") == 403
@@ -88,8 +91,9 @@ def test_native_failing_list_server_keeps_the_last_good_list(loaded, web, echo):
     procs.wait_until(lambda: stat(loaded, "client_ip.source.drop.fetch_failed") >= 1,
                      REFRESH_WAIT + 2, interval=0.2, what="a failed fetch counted")
     assert stat(loaded, "client_ip.source.drop.entries") == 2
-    warnings = [l for l in module_lines(loaded, "warning") if "source drop" in l]
-    assert warnings, module_lines(loaded, "warning")
+    warnings = procs.wait_until(lambda: [l for l in module_lines(loaded, "warning")
+                                         if "source drop" in l] or None,
+                                5, what="the failed fetch's warning in the log")
     assert "keeping the last good list" in warnings[0], warnings
     assert status(loaded, echo, "192.0.2.129") == 403
     assert status(loaded, echo, "198.51.100.64") == 200
