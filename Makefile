@@ -294,7 +294,7 @@ native-matrix: build native haproxy $(foreach v,$(NATIVE_ENVOYS) $(NATIVE_REFUSE
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.
 integration-oldest: build haproxy openssl .work/envoy-$(ENVOY_OLDEST)/.installed
-	CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS)
+	CLIENT_IP_BUILDS=wasm CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS)
 
 ## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the native
 ## build's .so (x86_64 Linux, make native; docs/native.md), the OCI image as an archive, DIGEST (the image's
