@@ -31,7 +31,7 @@ use log::{debug, info, warn};
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Level, Machine, SendError, Use, Written, SETTLING_MS,
+    Action, Counter, Gauge, Head, Machine, SendError, Use, Written, SETTLING_MS,
 };
 use client_ip_core::source::machine::{Seen, Shared};
 
@@ -441,11 +441,7 @@ impl Feeds {
                     Vec::new()
                 }
                 Action::Log(level, line) => {
-                    match level {
-                        Level::Debug => debug!("{line}"),
-                        Level::Info => info!("{line}"),
-                        Level::Warn => warn!("{line}"),
-                    }
+                    log::log!(level.into(), "{line}");
                     Vec::new()
                 }
                 Action::Rebind => {

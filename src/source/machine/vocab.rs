@@ -38,6 +38,17 @@ pub enum Level {
     Warn,
 }
 
+impl From<Level> for log::Level {
+    /// The `log` crate's level an adapter logs the line at.
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+        }
+    }
+}
+
 /// What a lease write was for (its outcome is reported with [`Machine::lease_written`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseOp {

@@ -12,7 +12,7 @@ use crate::host::{HostError, SourceHost};
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, Use, Written,
+    Action, Counter, Gauge, Head, Machine, Seen, SendError, Shared, Use, Written,
 };
 use client_ip_core::source::retire::Retired;
 
@@ -392,11 +392,7 @@ impl<H: SourceHost> Feeds<H> {
                     Vec::new()
                 }
                 Action::Log(level, line) => {
-                    match level {
-                        Level::Debug => debug!("{line}"),
-                        Level::Info => info!("{line}"),
-                        Level::Warn => warn!("{line}"),
-                    }
+                    log::log!(level.into(), "{line}");
                     Vec::new()
                 }
                 Action::Rebind => {
