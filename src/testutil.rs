@@ -1,4 +1,8 @@
-//! Helpers shared by the unit tests.
+//! Helpers shared by the unit tests (of the core, and of the adapters through the cargo feature
+//! `testutil`).
+
+use crate::facts::{Fact, FactSink};
+use crate::forward::HeaderMap;
 
 /// Header lines as Envoy hands them over, from `(name, value)` pairs.
 pub fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -36,5 +40,54 @@ impl Rng {
 
     pub fn u128(&mut self) -> u128 {
         u128::from(self.next()) << 64 | u128::from(self.next())
+    }
+}
+
+/// A host's request headers and filter state in memory, as the adapters' [`HeaderMap`] and
+/// [`FactSink`] write them: every edit and fact in order, and an edit that fails on demand.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// The edits made, in order: `set name value` or `remove name`.
+    pub edits: Vec<String>,
+    /// The facts written, in order.
+    pub facts: Vec<(Fact, String)>,
+    /// The edit (counting from 0) that fails with status `"BadArgument"`, if any.
+    pub fail_at: Option<usize>,
+}
+
+impl Recorder {
+    /// A recorder whose edit number `n` (from 0) fails.
+    pub fn failing_at(n: usize) -> Recorder {
+        Recorder {
+            fail_at: Some(n),
+            ..Recorder::default()
+        }
+    }
+
+    fn edit(&mut self, line: String) -> Result<(), &'static str> {
+        if self.fail_at == Some(self.edits.len()) {
+            self.fail_at = None;
+            return Err("BadArgument");
+        }
+        self.edits.push(line);
+        Ok(())
+    }
+}
+
+impl HeaderMap for Recorder {
+    type Error = &'static str;
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Self::Error> {
+        self.edit(format!("set {name} {value}"))
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error> {
+        self.edit(format!("remove {name}"))
+    }
+}
+
+impl FactSink for Recorder {
+    fn write_fact(&mut self, fact: Fact, value: &str) {
+        self.facts.push((fact, value.to_string()));
     }
 }

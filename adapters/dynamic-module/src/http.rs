@@ -13,11 +13,10 @@ use log::debug;
 
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
-use client_ip_core::facts::{describe, each_fact, each_key_write};
-use client_ip_core::forward::HeaderOp;
+use client_ip_core::facts::{apply_key, describe, each_fact, Fact, FactSink};
+use client_ip_core::forward::HeaderMap;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
-use client_ip_core::rate_limit::Keying;
 use client_ip_core::tally::{Slot, Slots};
 
 use crate::config::Compiled;
@@ -54,7 +53,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     let policy = &compiled.policy;
     let filter_state = host.filter_state(&policy.downstream_filter_state);
     let downstream = Downstream::read(filter_state.as_deref(), || host.source_address());
-    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostRequest(host));
     let headers = match fetched {
         Ok(headers) => headers,
         Err(status) => {
@@ -96,11 +95,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     }
     let plan = policy.header_plan(&request, &decision);
     record(host, policy, &decision, plan.client_text());
-    let edited = Policy::sanitise(&plan, |op| match op {
-        HeaderOp::Set(name, value) => host.set_request_header(name, value),
-        HeaderOp::Remove(name) => host.remove_request_header(name),
-    });
-    if let Err(failed) = edited {
+    if let Err(failed) = plan.apply(&mut HostRequest(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
         compiled.alarm_edit_failure(|| failed.detail);
@@ -114,7 +109,9 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
             count(host, compiled, slot);
         }
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        apply_key(host, &keying, header);
+        if let Err(failed) = apply_key(&keying, header, &mut HostRequest(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
+        }
     }
     Next::Continue
 }
@@ -141,30 +138,11 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The rate-limit key of an admitted request: the core's writes
-/// ([`client_ip_core::facts::each_key_write`]), through `host`.
-fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let mut edit = None;
-    each_key_write(
-        keying,
-        header,
-        |fact, value| set_filter_state(host, fact.full_name(), value),
-        |op| edit = Some(op),
-    );
-    let result = match edit {
-        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
-        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
-        None => return,
-    };
-    if let Err(e) = result {
-        debug!("cannot edit request header: {e:?}");
-    }
-}
+/// The request in Envoy, as the core reads and edits it: its headers (read for the decision,
+/// edited by the header plan and the rate-limit key) and its filter state (the facts).
+pub(crate) struct HostRequest<'h, H>(pub(crate) &'h mut H);
 
-/// The request headers, read from Envoy.
-struct HostHeaders<'h, H>(&'h mut H);
-
-impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
+impl<H: StreamHost> HeaderSource for HostRequest<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
@@ -173,6 +151,24 @@ impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
 
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
         self.0.request_header_lines()
+    }
+}
+
+impl<H: StreamHost> HeaderMap for HostRequest<'_, H> {
+    type Error = HostError;
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.set_request_header(name, value)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), HostError> {
+        self.0.remove_request_header(name)
+    }
+}
+
+impl<H: StreamHost> FactSink for HostRequest<'_, H> {
+    fn write_fact(&mut self, fact: Fact, value: &str) {
+        set_filter_state(self.0, fact.full_name(), value);
     }
 }
 
