@@ -67,13 +67,7 @@ static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 impl Vm {
     fn new(config: &str, serves: bool, now: u64, seed: u64) -> Vm {
         let (policy, plan, _) = parse_sourced(config.as_bytes()).unwrap();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         Vm {
             m: Machine::new(config.as_bytes(), uses, now, seed).unwrap(),
             template: policy,
@@ -188,13 +182,8 @@ impl Vm {
 
     /// The verdict for `client` under the current lists (and whether a list was unavailable).
     fn verdict(&self, client: &str) -> (Verdict, bool) {
-        let headers = Vec::new();
         let policy = crate::bind::bind(&self.template, &self.plan, &self.m.lists());
-        let d = policy.decide(&Request {
-            downstream: Downstream::from_filter_state(&format!("{client}:1000")),
-            headers: &headers,
-        });
-        (d.verdict, d.unavailable)
+        crate::testutil::verdict(&policy, client)
     }
 }
 
