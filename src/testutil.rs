@@ -1,8 +1,11 @@
 //! Helpers shared by the unit tests (of the core, and of the adapters through the cargo feature
 //! `testutil`).
 
+use crate::access::Verdict;
 use crate::facts::{Fact, FactSink};
 use crate::forward::HeaderMap;
+use crate::ipset::{parse_net, IpSet};
+use crate::policy::{Downstream, Policy, Request};
 
 /// Header lines as Envoy hands them over, from `(name, value)` pairs.
 pub fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -10,6 +13,40 @@ pub fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// A compiled IP set of CIDR (or address) texts; panics on an invalid one.
+pub fn ip_set(nets: &[&str]) -> IpSet {
+    IpSet::from_nets(nets.iter().map(|n| parse_net(n).unwrap().0))
+}
+
+/// The source `feed`'s required keys: served by cluster `lists` as `lists.example/a.txt`.
+pub const FEED: &str = r#""cluster": "lists", "authority": "lists.example", "path": "/a.txt""#;
+
+/// A configuration with the one source `feed` ([`FEED`] and `extra`, its further keys after a
+/// comma) and the sections `sections` (JSON members, e.g. `"access": {...}`).
+pub fn with_feed(extra: &str, sections: &str) -> String {
+    format!(r#"{{"sources": {{"feed": {{{FEED}{extra}}}}}, {sections}}}"#)
+}
+
+/// `policy`'s decision for a request from `downstream` (`address:port`) with `authority` as its
+/// `:authority` (when given) and no other header: its verdict, and whether it read a list
+/// naming an unavailable source.
+pub fn verdict_for(policy: &Policy, downstream: &str, authority: Option<&str>) -> (Verdict, bool) {
+    let headers: Vec<(String, String)> = authority
+        .map(|a| (":authority".to_string(), a.to_string()))
+        .into_iter()
+        .collect();
+    let d = policy.decide(&Request {
+        downstream: Downstream::from_filter_state(downstream),
+        headers: &headers,
+    });
+    (d.verdict, d.unavailable)
+}
+
+/// [`verdict_for`] a request from `client` (port 1000) with no header.
+pub fn verdict(policy: &Policy, client: &str) -> (Verdict, bool) {
+    verdict_for(policy, &format!("{client}:1000"), None)
 }
 
 /// The error message a configuration is refused with; panics when it is accepted.
