@@ -6,6 +6,7 @@ use crate::facts::{Fact, FactSink};
 use crate::forward::HeaderMap;
 use crate::ipset::{parse_net, IpSet};
 use crate::policy::{Downstream, Policy, Request};
+use crate::source::machine::Head;
 
 /// Header lines as Envoy hands them over, from `(name, value)` pairs.
 pub fn headers(lines: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -47,6 +48,17 @@ pub fn verdict_for(policy: &Policy, downstream: &str, authority: Option<&str>) -
 /// [`verdict_for`] a request from `client` (port 1000) with no header.
 pub fn verdict(policy: &Policy, client: &str) -> (Verdict, bool) {
     verdict_for(policy, &format!("{client}:1000"), None)
+}
+
+/// A list server's response head as the source machine takes it: `status`, a body of
+/// `body_size` bytes, the validator `etag` when given.
+pub fn head(status: &str, body_size: usize, etag: Option<&str>) -> Head {
+    Head::Headers {
+        status: status.into(),
+        etag: etag.map(str::to_string),
+        last_modified: None,
+        body_size,
+    }
 }
 
 /// The error message a configuration is refused with; panics when it is accepted.
