@@ -53,7 +53,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     let policy = &compiled.policy;
     let filter_state = host.filter_state(&policy.downstream_filter_state);
     let downstream = Downstream::read(filter_state.as_deref(), || host.source_address());
-    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostRequest(host));
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
     let headers = match fetched {
         Ok(headers) => headers,
         Err(status) => {
@@ -95,7 +95,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     }
     let plan = policy.header_plan(&request, &decision);
     record(host, policy, &decision, plan.client_text());
-    if let Err(failed) = plan.apply(&mut HostRequest(host)) {
+    if let Err(failed) = plan.apply(&mut HostEdits(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
         compiled.alarm_edit_failure(|| failed.detail);
@@ -109,7 +109,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
             count(host, compiled, slot);
         }
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        if let Err(failed) = apply_key(&keying, header, &mut HostRequest(host)) {
+        if let Err(failed) = apply_key(&keying, header, &mut HostEdits(host)) {
             debug!("cannot edit request header: {}", failed.detail);
         }
     }
@@ -138,11 +138,10 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The request in Envoy, as the core reads and edits it: its headers (read for the decision,
-/// edited by the header plan and the rate-limit key) and its filter state (the facts).
-pub(crate) struct HostRequest<'h, H>(pub(crate) &'h mut H);
+/// The request headers, read from Envoy.
+struct HostHeaders<'h, H>(&'h mut H);
 
-impl<H: StreamHost> HeaderSource for HostRequest<'_, H> {
+impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
@@ -154,7 +153,11 @@ impl<H: StreamHost> HeaderSource for HostRequest<'_, H> {
     }
 }
 
-impl<H: StreamHost> HeaderMap for HostRequest<'_, H> {
+/// The request in Envoy, as the core edits it: its headers (the header plan, the rate-limit key,
+/// the link header) and its filter state (the facts).
+pub(crate) struct HostEdits<'h, H>(pub(crate) &'h mut H);
+
+impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
     type Error = HostError;
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
@@ -166,7 +169,7 @@ impl<H: StreamHost> HeaderMap for HostRequest<'_, H> {
     }
 }
 
-impl<H: StreamHost> FactSink for HostRequest<'_, H> {
+impl<H: StreamHost> FactSink for HostEdits<'_, H> {
     fn write_fact(&mut self, fact: Fact, value: &str) {
         set_filter_state(self.0, fact.full_name(), value);
     }

@@ -12,7 +12,7 @@ use client_ip_core::identity::{describe_read, read_value, Kind, Link, Route};
 use client_ip_core::policy::Policy;
 
 use crate::host::StreamHost;
-use crate::http::HostRequest;
+use crate::http::HostEdits;
 
 /// The proxy_protocol filter's TLV filter state object.
 const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
@@ -81,7 +81,7 @@ impl LinkReader {
     pub fn forward(&self, host: &mut impl StreamHost, text: Option<&str>) {
         let Some(name) = &self.header else { return };
         let edit = HeaderOp::set_or_remove(name, text);
-        if let Err(failed) = edit.apply(&mut HostRequest(host)) {
+        if let Err(failed) = edit.apply(&mut HostEdits(host)) {
             debug!("cannot edit request header: {}", failed.detail);
         }
     }

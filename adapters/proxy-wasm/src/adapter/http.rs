@@ -78,7 +78,7 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     let policy = &compiled.policy;
     let filter_state = property(host, &compiled.downstream_path);
     let downstream = Downstream::read(filter_state.as_deref(), || property(host, &SOURCE_ADDRESS));
-    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostRequest(host));
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
     let headers = match fetched {
         Ok(headers) => headers,
         Err(status) => {
@@ -118,7 +118,7 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     // The plan formats the client's text once, for the headers and the filter state.
     let plan = policy.header_plan(&request, &decision);
     record(host, compiled, &decision, plan.client_text());
-    if let Err(failed) = plan.apply(&mut HostRequest(host)) {
+    if let Err(failed) = plan.apply(&mut HostEdits(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         compiled.metrics.count_edit_failure(|| failed.detail);
         return refuse(host, compiled, Refusal::EDIT_FAILED);
@@ -129,7 +129,7 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     if let Some(keying) = policy.rate_limit_key(&decision) {
         compiled.metrics.count_key(&keying);
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        if let Err(failed) = apply_key(&keying, header, &mut HostRequest(host)) {
+        if let Err(failed) = apply_key(&keying, header, &mut HostEdits(host)) {
             debug!("cannot edit request header: {}", failed.detail);
         }
     }
@@ -147,13 +147,11 @@ fn refuse(host: &mut impl StreamHost, compiled: &Compiled, refusal: Refusal<'_>)
     )
 }
 
-/// The request in Envoy, as the core reads and edits it: its headers (read for the decision, one
-/// value per `get_map_value` or every line with one `get_map`; edited by the header plan and the
-/// rate-limit key) and its filter state (the facts). Invalid UTF-8 in a value becomes U+FFFD
-/// (see [`host::text`]).
-pub(super) struct HostRequest<'h, H>(pub(super) &'h mut H);
+/// The request headers, read from Envoy: one value per `get_map_value`, or every line with one
+/// `get_map`. Invalid UTF-8 in a value becomes U+FFFD (see [`host::text`]).
+struct HostHeaders<'h, H>(&'h mut H);
 
-impl<H: StreamHost> HeaderSource for HostRequest<'_, H> {
+impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
@@ -165,7 +163,11 @@ impl<H: StreamHost> HeaderSource for HostRequest<'_, H> {
     }
 }
 
-impl<H: StreamHost> HeaderMap for HostRequest<'_, H> {
+/// The request in Envoy, as the core edits it: its headers (the header plan, the rate-limit key,
+/// the link header) and its filter state (the facts).
+pub(super) struct HostEdits<'h, H>(pub(super) &'h mut H);
+
+impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
     type Error = HostError;
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
@@ -177,7 +179,7 @@ impl<H: StreamHost> HeaderMap for HostRequest<'_, H> {
     }
 }
 
-impl<H: StreamHost> FactSink for HostRequest<'_, H> {
+impl<H: StreamHost> FactSink for HostEdits<'_, H> {
     fn write_fact(&mut self, fact: Fact, value: &str) {
         write_fact(self.0, fact, value);
     }

@@ -11,7 +11,7 @@ use std::cell::Cell;
 
 use log::debug;
 
-use super::http::HostRequest;
+use super::http::HostEdits;
 use super::{property, set_filter_state};
 use crate::host::{PropertyPath, StreamHost};
 use client_ip_core::forward::HeaderOp;
@@ -99,7 +99,7 @@ impl LinkReader {
     pub(super) fn forward(&self, host: &mut impl StreamHost, text: Option<&str>) {
         let Some(name) = &self.header else { return };
         let edit = HeaderOp::set_or_remove(name, text);
-        if let Err(failed) = edit.apply(&mut HostRequest(host)) {
+        if let Err(failed) = edit.apply(&mut HostEdits(host)) {
             debug!("cannot edit request header: {}", failed.detail);
         }
     }
