@@ -583,12 +583,13 @@ bench: build native noop noop-module build-counting envoy wrk geo-data geo-looku
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
 	$(PY) tools/figures.py --write
 
-## native-memory: Envoy's RSS with a 1,000,000-entry list source at --concurrency 1 and 3, the native
-## build against the .wasm and no filter (bench/native_memory.py, about 2 min): writes
-## bench/results/native-memory.json (committed; docs/sources.md links it).
+## native-memory: Envoy's RSS with a 1,000,000-entry list source and with both geo databases (make
+## geo-data) at --concurrency 1 and 3, the native build against the .wasm and no filter
+## (bench/native_memory.py, about 3 min): writes bench/results/native-memory.json (committed; docs/
+## sources.md links it, tools/figures.py renders docs/native.md's and docs/geo.md's figures from it).
 .PHONY: native-memory
-native-memory: build native envoy
-	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM)
+native-memory: build native envoy geo-data
+	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM) --geo-dir $(GEO_DIR)
 
 ## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
 ## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);

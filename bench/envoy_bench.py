@@ -309,14 +309,27 @@ def geo_files(geo_dir: str, geo_lookup: str) -> dict[str, bytes] | None:
     return {GEO_COUNTRY_PATH: country.read_bytes(), GEO_ASN_PATH: asn.read_bytes(), GEO_CIDR_PATH: cidrs}
 
 
+def geo_source(path: str, **kw) -> dict:
+    """A source of the GEO cases from the list server: `on_unavailable: refuse`, so that a listener
+    answers 200 only once its file is fetched, parsed and adopted."""
+    return {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": path, "refresh_s": 3600,
+            "max_bytes": 32 << 20, "max_entries": 4_000_000, "on_unavailable": "refuse", **kw}
+
+
+def geo_both_configuration() -> dict:
+    """(GEO-BOTH)'s configuration: both real databases, a deny list and both headers (also
+    bench/native_memory.py's GEO cases)."""
+    return {"sources": {"countries": geo_source(GEO_COUNTRY_PATH, format="mmdb", country_field="country_code"),
+                        "networks": geo_source(GEO_ASN_PATH, format="mmdb", asn_field="autonomous_system_number")},
+            "geo": {"country": "countries", "asn": "networks"},
+            "access": {"deny": ["country:KP", "asn:64496"]},
+            "forward": {"country_header": "x-client-country", "asn_header": "x-client-asn"}}
+
+
 def geo_cases(filter_wasm: str, files: dict[str, bytes]) -> list[dict]:
-    """(GEO-C20), (CIDR-C20) and (GEO-BOTH): every source `on_unavailable: refuse`, so that a
-    listener answers 200 only once its files are fetched, parsed and adopted."""
-    def src(path: str, **kw) -> dict:
-        return {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": path, "refresh_s": 3600,
-                "max_bytes": 32 << 20, "max_entries": 4_000_000, "on_unavailable": "refuse", **kw}
+    """(GEO-C20), (CIDR-C20) and (GEO-BOTH): every source `on_unavailable: refuse` (geo_source)."""
+    src = geo_source
     country = src(GEO_COUNTRY_PATH, format="mmdb", country_field="country_code")
-    asn = src(GEO_ASN_PATH, format="mmdb", asn_field="autonomous_system_number")
 
     def ours(config: dict) -> list[dict]:
         return [wasm_filter(filter_wasm, "client-ip-filter", "client_ip_filter", json.dumps(config))]
@@ -330,11 +343,7 @@ def geo_cases(filter_wasm: str, files: dict[str, bytes]) -> list[dict]:
          "sfs": True, "source": True, "filters": ours({
              "sources": {"deny20": src(GEO_CIDR_PATH)}, "access": {"deny": ["source:deny20"]}})},
         {"name": "GEO-BOTH", "what": "both real databases (country, ASN): a deny list and both headers",
-         "sfs": True, "source": True, "filters": ours({
-             "sources": {"countries": country, "networks": asn},
-             "geo": {"country": "countries", "asn": "networks"},
-             "access": {"deny": ["country:KP", "asn:64496"]},
-             "forward": {"country_header": "x-client-country", "asn_header": "x-client-asn"}})},
+         "sfs": True, "source": True, "filters": ours(geo_both_configuration())},
     ]
 
 

@@ -96,6 +96,62 @@ pub enum HeaderOp<'a> {
     Remove(&'a str),
 }
 
+impl<'a> HeaderOp<'a> {
+    /// How the filter writes a header of its own: set to `value` when there is one, else
+    /// removed (so a value the client wrote never passes).
+    #[inline]
+    pub fn set_or_remove(name: &'a str, value: Option<&'a str>) -> HeaderOp<'a> {
+        match value {
+            Some(value) => HeaderOp::Set(name, value),
+            None => HeaderOp::Remove(name),
+        }
+    }
+
+    /// Makes the edit through `headers` (the host's header calls); a failure names the edit
+    /// and carries the host's status.
+    #[inline]
+    pub fn apply(self, headers: &mut impl HeaderMap) -> Result<(), EditFailed> {
+        let result = match self {
+            HeaderOp::Set(name, value) => headers.set(name, value),
+            HeaderOp::Remove(name) => headers.remove(name),
+        };
+        result.map_err(|status| EditFailed::new(self, status))
+    }
+}
+
+/// A request's headers as the host holds them, edited through its calls: what an adapter
+/// implements over its host (no allocation, no decision) so that the core applies a header plan
+/// ([`HeaderPlan::apply`]) or one edit ([`HeaderOp::apply`]).
+pub trait HeaderMap {
+    /// The host's status of a failed edit.
+    type Error: std::fmt::Debug;
+    /// Replaces every line of the header `name` with one line `value`.
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    /// Removes every line of the header `name`.
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
+}
+
+/// A header edit the host refused. In a header plan it refuses the request
+/// ([`crate::policy::Refusal::EDIT_FAILED`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditFailed {
+    /// The edit and the host's status (`set x-real-ip: BadArgument`), for the warning.
+    pub detail: String,
+}
+
+impl EditFailed {
+    /// The failure of `op` with the host's `status` (formatted only on failure).
+    #[cold]
+    fn new(op: HeaderOp<'_>, status: impl std::fmt::Debug) -> EditFailed {
+        EditFailed {
+            detail: match op {
+                HeaderOp::Set(name, _) => format!("set {name}: {status:?}"),
+                HeaderOp::Remove(name) => format!("remove {name}: {status:?}"),
+            },
+        }
+    }
+}
+
 /// The header edits for one request; built without allocating except for an appended
 /// X-Forwarded-For value.
 #[derive(Debug)]
@@ -251,32 +307,23 @@ impl HeaderPlan<'_> {
         }
         let client = self.client_text();
         for name in &self.forwarding.headers {
-            apply(match client {
-                Some(text) => HeaderOp::Set(name, text),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, client))?;
         }
         if let Some(name) = &self.forwarding.port_header {
-            apply(match &self.port {
-                Some(text) => HeaderOp::Set(name, text.as_str()),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(
+                name,
+                self.port.as_ref().map(AddrText::as_str),
+            ))?;
         }
         if let Some(name) = &self.forwarding.country_header {
             let code = self
                 .country
                 .as_ref()
                 .and_then(|c| std::str::from_utf8(c).ok());
-            apply(match code {
-                Some(code) => HeaderOp::Set(name, code),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, code))?;
         }
         if let Some(name) = &self.forwarding.asn_header {
-            apply(match &self.asn {
-                Some(text) => HeaderOp::Set(name, text),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, self.asn.as_deref()))?;
         }
         match (&self.xff, client) {
             (XffEdit::Keep, _) => Ok(()),
@@ -286,6 +333,15 @@ impl HeaderPlan<'_> {
             (XffEdit::SetClient, Some(text)) => apply(HeaderOp::Set(X_FORWARDED_FOR, text)),
             (XffEdit::Set(value), _) => apply(HeaderOp::Set(X_FORWARDED_FOR, value)),
         }
+    }
+
+    /// Makes the plan's edits through `headers` (the host's header calls, in the adapter), in
+    /// the order of [`HeaderPlan::for_each`]. The first edit that fails stops it: the request
+    /// must then be refused with [`crate::policy::Refusal::EDIT_FAILED`], never forwarded half
+    /// sanitised.
+    pub fn apply(&self, headers: &mut impl HeaderMap) -> Result<(), EditFailed> {
+        self.try_for_each(|op| op.apply(headers))
+            .map_err(|(_, failed)| failed)
     }
 
     /// The client's address text, when known: what the client headers are set to.

@@ -9,6 +9,7 @@ use crate::config::parse_sourced;
 use crate::policy::{Downstream, Request};
 use crate::source::lease::{CONFIRM_MS, GRACE_MS};
 use crate::source::schedule::FIRST_RETRY_MS;
+use crate::testutil::head;
 
 /// Envoy's shared data: values with a compare-and-swap token each.
 #[derive(Default)]
@@ -67,13 +68,7 @@ static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 impl Vm {
     fn new(config: &str, serves: bool, now: u64, seed: u64) -> Vm {
         let (policy, plan, _) = parse_sourced(config.as_bytes()).unwrap();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         Vm {
             m: Machine::new(config.as_bytes(), uses, now, seed).unwrap(),
             template: policy,
@@ -188,23 +183,13 @@ impl Vm {
 
     /// The verdict for `client` under the current lists (and whether a list was unavailable).
     fn verdict(&self, client: &str) -> (Verdict, bool) {
-        let headers = Vec::new();
         let policy = crate::bind::bind(&self.template, &self.plan, &self.m.lists());
-        let d = policy.decide(&Request {
-            downstream: Downstream::from_filter_state(&format!("{client}:1000")),
-            headers: &headers,
-        });
-        (d.verdict, d.unavailable)
+        crate::testutil::verdict(&policy, client)
     }
 }
 
 fn ok_head(size: usize, etag: Option<&str>) -> Head {
-    Head::Headers {
-        status: "200".into(),
-        etag: etag.map(str::to_string),
-        last_modified: None,
-        body_size: size,
-    }
+    head("200", size, etag)
 }
 
 const T0: u64 = 1_700_000_000_000;
@@ -376,12 +361,7 @@ fn a_304_keeps_the_list_and_renews_its_age() {
         now += 1_000;
         vm.tick(&mut store, now);
     }
-    let head = Head::Headers {
-        status: "304".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 0,
-    };
+    let head = head("304", 0, None);
     vm.respond(&mut store, now, head, b"");
     assert_eq!(vm.count(Counter::NotModified), 1);
     assert_eq!(vm.gauges[&(0, Gauge::AgeS)], 0);
@@ -396,12 +376,7 @@ fn a_304_keeps_the_list_and_renews_its_age() {
 fn a_304_before_any_list_is_a_failure() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
-    let head = Head::Headers {
-        status: "304".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 0,
-    };
+    let head = head("304", 0, None);
     vm.respond(&mut store, t, head, b"");
     assert_eq!(vm.count(Counter::FetchFailed), 1);
 }
@@ -410,12 +385,7 @@ fn a_304_before_any_list_is_a_failure() {
 fn only_status_200_is_accepted_and_a_body_over_max_bytes_is_never_read() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
-    let head = Head::Headers {
-        status: "500".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 5,
-    };
+    let head = head("500", 5, None);
     vm.respond(&mut store, t, head, b"");
     assert_eq!(vm.count(Counter::FetchFailed), 1);
     let mut now = t;

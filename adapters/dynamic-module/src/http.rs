@@ -15,11 +15,10 @@ use log::debug;
 
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
-use client_ip_core::facts::{describe, each_fact, each_key_write};
-use client_ip_core::forward::HeaderOp;
+use client_ip_core::facts::{apply_key, describe, each_fact, Fact, FactSink};
+use client_ip_core::forward::HeaderMap;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
-use client_ip_core::rate_limit::Keying;
 use client_ip_core::tally::{Slot, Slots};
 
 use crate::config::Compiled;
@@ -150,11 +149,7 @@ fn decide(
     }
     let plan = policy.header_plan(&request, &decision);
     record(host, policy, &decision, plan.client_text());
-    let edited = Policy::sanitise(&plan, |op| match op {
-        HeaderOp::Set(name, value) => host.set_request_header(name, value),
-        HeaderOp::Remove(name) => host.remove_request_header(name),
-    });
-    if let Err(failed) = edited {
+    if let Err(failed) = plan.apply(&mut HostEdits(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
         compiled.alarm_edit_failure(|| failed.detail);
@@ -168,7 +163,9 @@ fn decide(
             count(host, compiled, slot);
         }
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        apply_key(host, &keying, header);
+        if let Err(failed) = apply_key(&keying, header, &mut HostEdits(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
+        }
     }
     Next::Continue
 }
@@ -195,26 +192,6 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The rate-limit key of an admitted request: the core's writes
-/// ([`client_ip_core::facts::each_key_write`]), through `host`.
-fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let mut edit = None;
-    each_key_write(
-        keying,
-        header,
-        |fact, value| set_filter_state(host, fact.full_name(), value),
-        |op| edit = Some(op),
-    );
-    let result = match edit {
-        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
-        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
-        None => return,
-    };
-    if let Err(e) = result {
-        debug!("cannot edit request header: {e:?}");
-    }
-}
-
 /// The request headers, read from Envoy; all lines are read into `spare` (the worker's lines
 /// of its previous request).
 struct HostHeaders<'h, H> {
@@ -232,6 +209,28 @@ impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
         self.host.request_header_lines(&mut self.spare)?;
         Ok(std::mem::take(&mut self.spare))
+    }
+}
+
+/// The request in Envoy, as the core edits it: its headers (the header plan, the rate-limit key,
+/// the link header) and its filter state (the facts).
+pub(crate) struct HostEdits<'h, H>(pub(crate) &'h mut H);
+
+impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
+    type Error = HostError;
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.set_request_header(name, value)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), HostError> {
+        self.0.remove_request_header(name)
+    }
+}
+
+impl<H: StreamHost> FactSink for HostEdits<'_, H> {
+    fn write_fact(&mut self, fact: Fact, value: &str) {
+        set_filter_state(self.0, fact.full_name(), value);
     }
 }
 

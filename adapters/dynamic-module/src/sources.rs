@@ -31,7 +31,7 @@ use log::{debug, info, warn};
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Machine, SendError, Use, Written, SETTLING_MS,
+    Action, Counter, Gauge, Head, Machine, SendError, Written, SETTLING_MS,
 };
 use client_ip_core::source::machine::{Seen, Shared};
 
@@ -265,13 +265,7 @@ impl Feeds {
         plan: SourcePlan,
     ) -> Option<Feeds> {
         let now = now_ms();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         let machine = Machine::new(config, uses, now, random(now))?;
         Store::process().acquire(machine.prefix());
         let metrics = (0..plan.sources.len())

@@ -12,7 +12,7 @@ use crate::host::{HostError, SourceHost};
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Machine, Seen, SendError, Shared, Use, Written,
+    Action, Counter, Gauge, Head, Machine, Seen, SendError, Shared, Written,
 };
 use client_ip_core::source::retire::Retired;
 
@@ -138,13 +138,7 @@ impl<H: SourceHost> Feeds<H> {
     /// The feeds of a configuration (`config` its bytes); None when no list names a source.
     pub(super) fn new(host: H, config: &[u8], template: Policy, plan: SourcePlan) -> Option<Self> {
         let now = host.now_ms().unwrap_or(0);
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         let machine = Machine::new(config, uses, now, random(now))?;
         // The same configuration applied again is current, not retired.
         RETIRED.with(|r| r.borrow_mut().retain(|x| x.prefix != machine.prefix()));
