@@ -36,7 +36,7 @@ Cases:
          dynamic-module filter, (DM-C)/(DM-NOOP) what client-ip-filter adds (runs when --noop-module
          names it)
   DM-CALLS (DM-NOOP) making exactly (DM-C)'s host calls per request and nothing else (filter state read,
-         header lines read, x-real-ip set, filter state written, a counter): (DM-CALLS)/(A) is the best
+         header lines read, x-real-ip added, filter state written, a counter): (DM-CALLS)/(A) is the best
          any dynamic module doing (DM-C)'s work in Envoy can reach, (DM-C)/(DM-CALLS) the filter's own code
          (the DM- cases run when --module names the .so, `make native`; the native build's memory with
          1,000,000 entries is `make native-memory`'s, bench/results/native-memory.json)

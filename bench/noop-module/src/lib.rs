@@ -4,7 +4,7 @@
 //! With the configuration `""` (case DM-NOOP) it calls nothing back. With `"host-calls"` (case
 //! DM-CALLS) its request-headers hook makes exactly the host calls client-ip-filter's native build
 //! makes for an admitted request with the default configuration, and nothing else: the filter
-//! state read of the downstream address, every request header line read, `x-real-ip` set, filter
+//! state read of the downstream address, every request header line read, `x-real-ip` added, filter
 //! state `wasm.client_ip` written and one counter incremented: what those calls cost in Envoy, the
 //! part of (DM-C)'s cost no filter doing that work can avoid.
 
@@ -77,7 +77,7 @@ extern "C" {
         header_type: u32,
         result_headers: *mut EnvoyHttpHeader,
     ) -> bool;
-    fn envoy_dynamic_module_callback_http_set_header(
+    fn envoy_dynamic_module_callback_http_add_header(
         filter: *mut c_void,
         header_type: u32,
         key: ModuleBuffer,
@@ -199,7 +199,8 @@ unsafe fn host_calls(filter: *mut c_void, counter: usize) {
     if size <= lines.len() {
         envoy_dynamic_module_callback_http_get_headers(filter, REQUEST_HEADER, lines.as_mut_ptr());
     }
-    envoy_dynamic_module_callback_http_set_header(
+    // The bench's requests carry no x-real-ip: the filter adds the header rather than set it.
+    envoy_dynamic_module_callback_http_add_header(
         filter,
         REQUEST_HEADER,
         ModuleBuffer::of(b"x-real-ip"),
