@@ -24,8 +24,10 @@ use super::table::{self, Content, Lease, Status, Table};
 use super::Source;
 
 mod fetch;
+mod perform;
 mod vocab;
 
+pub use perform::SourceIo;
 pub use vocab::*;
 
 /// A fetch whose response has not come this long after its timeout is given up.

@@ -36,8 +36,8 @@ impl Store {
     }
 }
 
-/// A request sent: its token, source and headers.
-type Sent = (u32, usize, Vec<(String, String)>);
+/// A request sent: its token, source name and headers.
+type Sent = (u32, String, Vec<(String, String)>);
 
 /// One VM: its machine and what the adapter would have done.
 struct Vm {
@@ -45,7 +45,7 @@ struct Vm {
     template: crate::policy::Policy,
     plan: crate::bind::SourcePlan,
     serves: bool,
-    /// Requests sent: (token, source, headers).
+    /// Requests sent: (token, source name, headers).
     sent: Vec<Sent>,
     logs: Vec<(Level, String)>,
     counts: HashMap<(usize, Counter), u64>,
@@ -110,63 +110,28 @@ impl Vm {
     }
 
     fn perform(&mut self, store: &mut Store, now: u64, actions: Vec<Action>, body: Option<&[u8]>) {
-        let mut queue: std::collections::VecDeque<Action> = actions.into();
-        while let Some(a) = queue.pop_front() {
-            let more = match a {
-                Action::Send { source, headers } => {
-                    let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.sent.push((token, source, headers));
-                    self.m.sent(source, now, Ok(token))
-                }
-                Action::Write {
-                    key,
-                    value,
-                    cas,
-                    lease,
-                } => {
-                    if key.ends_with(".table") {
-                        self.published += 1;
-                    }
-                    let w = store.set(&key, &value, cas);
-                    match lease {
-                        Some(op) => self.m.lease_written(now, op, w),
-                        None => Vec::new(),
-                    }
-                }
-                Action::ReadTable { source } => {
-                    let bytes = store.get(&self.m.table_key(source)).map(|(b, _)| b);
-                    self.m.table(source, now, bytes)
-                }
-                Action::ReadBody { source, .. } => {
-                    let lease = store.get(&self.m.lease_key());
-                    let body = body.expect("a body only for a response").to_vec();
-                    self.m.body(source, now, Ok(body), &lease)
-                }
-                Action::Count { source, counter, n } => {
-                    *self.counts.entry((source, counter)).or_default() += n;
-                    Vec::new()
-                }
-                Action::Gauge {
-                    source,
-                    gauge,
-                    value,
-                } => {
-                    self.gauges.insert((source, gauge), value);
-                    Vec::new()
-                }
-                Action::Log(level, line) => {
-                    self.logs.push((level, line));
-                    Vec::new()
-                }
-                Action::Rebind => {
-                    self.rebinds += 1;
-                    Vec::new()
-                }
-            };
-            for a in more.into_iter().rev() {
-                queue.push_front(a);
-            }
-        }
+        let Vm {
+            m,
+            sent,
+            logs,
+            counts,
+            gauges,
+            rebinds,
+            published,
+            ..
+        } = self;
+        let mut io = VmIo {
+            store,
+            now,
+            body,
+            sent,
+            logs,
+            counts,
+            gauges,
+            rebinds,
+            published,
+        };
+        m.perform(actions, &mut io);
     }
 
     fn count(&self, c: Counter) -> u64 {
@@ -185,6 +150,64 @@ impl Vm {
     fn verdict(&self, client: &str) -> (Verdict, bool) {
         let policy = crate::bind::bind(&self.template, &self.plan, &self.m.lists());
         crate::testutil::verdict(&policy, client)
+    }
+}
+
+/// What one VM's adapter does for its machine: the simulated store and list server, and a
+/// record of the rest.
+struct VmIo<'a> {
+    store: &'a mut Store,
+    now: u64,
+    body: Option<&'a [u8]>,
+    sent: &'a mut Vec<Sent>,
+    logs: &'a mut Vec<(Level, String)>,
+    counts: &'a mut HashMap<(usize, Counter), u64>,
+    gauges: &'a mut HashMap<(usize, Gauge), u64>,
+    rebinds: &'a mut usize,
+    published: &'a mut usize,
+}
+
+impl SourceIo for VmIo<'_> {
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+
+    fn send(&mut self, source: &Source, headers: &[(String, String)]) -> Result<u32, SendError> {
+        let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sent
+            .push((token, source.name.clone(), headers.to_vec()));
+        Ok(token)
+    }
+
+    fn write(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        if key.ends_with(".table") {
+            *self.published += 1;
+        }
+        self.store.set(key, value, cas)
+    }
+
+    fn read(&mut self, key: &str) -> Shared {
+        self.store.get(key)
+    }
+
+    fn body(&mut self, _size: usize) -> Result<Vec<u8>, String> {
+        Ok(self.body.expect("a body only for a response").to_vec())
+    }
+
+    fn count(&mut self, source: usize, counter: Counter, n: u64) {
+        *self.counts.entry((source, counter)).or_default() += n;
+    }
+
+    fn gauge(&mut self, source: usize, gauge: Gauge, value: u64) {
+        self.gauges.insert((source, gauge), value);
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        self.logs.push((level, line.to_string()));
+    }
+
+    fn rebind(&mut self) {
+        *self.rebinds += 1;
     }
 }
 
@@ -760,4 +783,30 @@ fn an_mmdb_body_is_read_once_published_and_every_worker_decides_and_labels_by_it
         assert_eq!(vm.verdict("1.2.3.4"), (Verdict::Deny, false));
         assert_eq!(header(vm, "5.6.7.8").as_deref(), Some("DE"));
     }
+}
+
+#[test]
+fn a_shared_write_that_fails_outside_a_lease_is_warned_about_and_one_that_succeeds_is_not() {
+    let mut store = Store::default();
+    let mut vm = Vm::new(CONFIG, true, T0, 21);
+    store.set("k", b"first", 0);
+    let write = |cas| Action::Write {
+        key: "k".into(),
+        value: b"second".to_vec(),
+        cas,
+        lease: None,
+    };
+    vm.perform(&mut store, T0, vec![write(99)], None);
+    assert_eq!(
+        vm.warnings(),
+        ["sources: cannot write k to shared data (another write came first)"]
+    );
+    assert_eq!(store.get("k").unwrap().0, b"first");
+    vm.perform(&mut store, T0, vec![write(0)], None);
+    assert_eq!(
+        vm.warnings().len(),
+        1,
+        "a write that succeeds is not warned about"
+    );
+    assert_eq!(store.get("k").unwrap().0, b"second");
 }
