@@ -247,6 +247,20 @@ impl Machine {
             .collect()
     }
 
+    /// [`Machine::versions`] as filter state `wasm.client_ip_lists` writes them (docs/sources.md):
+    /// `name=version` per used source, `name=-` while unavailable, comma-separated.
+    pub fn versions_text(&self) -> String {
+        let parts: Vec<String> = self
+            .versions()
+            .into_iter()
+            .map(|(name, v)| match v {
+                Some(v) => format!("{name}={v}"),
+                None => format!("{name}=-"),
+            })
+            .collect();
+        parts.join(",")
+    }
+
     /// Whether this VM should tick fast: in the first seconds after configure, until it has
     /// adopted every source's list (or given up on the lease). Envoy configures a first VM on
     /// the main thread and destroys it at once, without `on_done`: the lease is only taken on a

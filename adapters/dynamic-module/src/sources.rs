@@ -292,18 +292,9 @@ impl Feeds {
     }
 
     fn bound(&self) -> Bound {
-        let versions: Vec<String> = self
-            .machine
-            .versions()
-            .into_iter()
-            .map(|(name, v)| match v {
-                Some(v) => format!("{name}={v}"),
-                None => format!("{name}=-"),
-            })
-            .collect();
         Bound {
             policy: bind(&self.template, &self.plan, &self.machine.lists()),
-            lists: versions.join(","),
+            lists: self.machine.versions_text(),
         }
     }
 

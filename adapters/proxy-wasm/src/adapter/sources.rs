@@ -171,16 +171,7 @@ impl<H: SourceHost> Feeds<H> {
     /// `wasm.client_ip_lists` writes them: `name=version` per used source (`name=-` while
     /// unavailable), comma-separated (docs/sources.md).
     pub(super) fn versions(&self) -> String {
-        let parts: Vec<String> = self
-            .machine
-            .versions()
-            .into_iter()
-            .map(|(name, v)| match v {
-                Some(v) => format!("{name}={v}"),
-                None => format!("{name}=-"),
-            })
-            .collect();
-        parts.join(",")
+        self.machine.versions_text()
     }
 
     /// Whether this VM should tick fast (see [`Machine::settling`]).
