@@ -98,6 +98,16 @@ impl Vm {
         self.perform(store, now, actions, None);
     }
 
+    /// Ticks every `step` ms after `from` until a request is out; the time it went out.
+    fn tick_until_sent(&mut self, store: &mut Store, from: u64, step: u64) -> u64 {
+        let mut now = from;
+        while self.sent.is_empty() {
+            now += step;
+            self.tick(store, now);
+        }
+        now
+    }
+
     /// Answers the oldest request not answered yet with `head` and `body`.
     fn respond(&mut self, store: &mut Store, now: u64, head: Head, body: &[u8]) {
         let (token, _, _) = self.sent.remove(0);
@@ -361,11 +371,7 @@ fn conditional_headers_are_sent_when_the_last_good_response_carried_validators()
         body_size: body.len(),
     };
     vm.respond(&mut store, t, head, body.as_bytes());
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    vm.tick_until_sent(&mut store, t, 1_000);
     let (_, _, headers) = &vm.sent[0];
     assert!(headers.contains(&("if-none-match".into(), "\"v1\"".into())));
     assert!(headers.contains(&(
@@ -379,11 +385,7 @@ fn a_304_keeps_the_list_and_renews_its_age() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
     vm.ok(&mut store, t, "192.0.2.66\n");
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
     let head = head("304", 0, None);
     vm.respond(&mut store, now, head, b"");
     assert_eq!(vm.count(Counter::NotModified), 1);
@@ -411,11 +413,7 @@ fn only_status_200_is_accepted_and_a_body_over_max_bytes_is_never_read() {
     let head = head("500", 5, None);
     vm.respond(&mut store, t, head, b"");
     assert_eq!(vm.count(Counter::FetchFailed), 1);
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 100;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 100);
     let token = vm.sent.remove(0).0;
     let actions = vm.m.response(token, now, ok_head(1001, None));
     assert!(
@@ -431,11 +429,7 @@ fn a_rejected_body_keeps_the_last_good_list_and_is_one_warning_with_its_reason()
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
     vm.ok(&mut store, t, "192.0.2.66\n");
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
     vm.ok(&mut store, now, "0.0.0.0/0\n");
     assert_eq!(vm.count(Counter::Rejected), 1);
     assert_eq!(vm.verdict("192.0.2.66").0, Verdict::Deny);
@@ -620,11 +614,7 @@ fn a_replayed_older_table_is_not_adopted() {
     vm.ok(&mut store, t, "192.0.2.66\n");
     let old_table = store.get(&vm.m.table_key(0)).unwrap().0;
     let old_status = store.get(&vm.m.status_key(0)).unwrap().0;
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
     vm.ok(&mut store, now, "192.0.2.77\n");
     let mut worker = Vm::new(CONFIG, true, now, 9);
     worker.tick(&mut store, now + 100);
