@@ -297,10 +297,7 @@ fn refresh_is_every_refresh_s_brought_forward_by_at_most_10_percent() {
         vm.m.rng = (seed * 0x9e37_79b9) | 1;
         vm.ok(&mut store, t, "192.0.2.66\n");
         let mut now = t;
-        while vm.sent.is_empty() {
-            now += 100;
-            vm.tick(&mut store, now);
-        }
+        now = vm.tick_until_sent(&mut store, now, 100);
         let delay = now - t;
         assert!(
             (54_000..=60_100).contains(&delay),
@@ -340,10 +337,7 @@ fn after_a_failure_the_fetch_is_retried_sooner_backing_off() {
     for _ in 0..3 {
         let failed_at = now;
         vm.respond(&mut store, now, Head::None, b"");
-        while vm.sent.is_empty() {
-            now += 100;
-            vm.tick(&mut store, now);
-        }
+        now = vm.tick_until_sent(&mut store, now, 100);
         delays.push((now - failed_at) / 100 * 100);
     }
     assert_eq!(
@@ -488,10 +482,7 @@ fn max_stale_s_without_a_good_body_makes_the_source_unavailable_until_one_arrive
         .warnings()
         .iter()
         .any(|w| w.contains("max_stale_s (600 s)")));
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    now = vm.tick_until_sent(&mut store, now, 1_000);
     vm.ok(&mut store, now, "192.0.2.66\n");
     assert_eq!(vm.verdict("198.51.100.1"), (Verdict::Allow, false));
 }
@@ -577,10 +568,7 @@ fn a_status_version_of_u64_max_does_not_stop_versions_advancing() {
     // The forged lease is no lease: the fetcher takes it again (its request is dropped).
     let mut now = t;
     vm.sent.clear();
-    while vm.sent.is_empty() {
-        now += 100;
-        vm.tick(&mut store, now);
-    }
+    now = vm.tick_until_sent(&mut store, now, 100);
     vm.ok(&mut store, now, "192.0.2.66\n");
     let mut worker = Vm::new(CONFIG, true, now, 9);
     worker.tick(&mut store, now + 100);
