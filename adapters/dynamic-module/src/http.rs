@@ -9,6 +9,8 @@
 //! A header edit Envoy refuses refuses the request (500, [`Refusal::EDIT_FAILED`]): a request is
 //! never forwarded with a client-IP header the filter could not sanitise.
 
+use std::cell::Cell;
+
 use log::debug;
 
 use client_ip_core::access::Verdict;
@@ -48,24 +50,76 @@ pub const PANICKED: Refusal<'static> = Refusal {
     details: "client_ip_filter_internal_error",
 };
 
+thread_local! {
+    /// The header lines of the worker's last request, kept for the next one to read its lines
+    /// into (their strings' buffers reused: [`crate::host::refill`]). A worker runs one hook at a
+    /// time, so the lines are taken out for the request and put back after it.
+    static LINES: Cell<Vec<(String, String)>> = const { Cell::new(Vec::new()) };
+}
+
+/// A header line longer than this is not kept for the next request (its buffer is freed).
+const KEPT_LINE_BYTES: usize = 4096;
+
 /// One request's headers arrived: decide and apply the decision, through `host`.
 pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next {
+    let mut source = HostHeaders {
+        host,
+        spare: LINES.take(),
+    };
     let policy = &compiled.policy;
-    let filter_state = host.filter_state(&policy.downstream_filter_state);
-    let downstream = Downstream::read(filter_state.as_deref(), || host.source_address());
-    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
-    let headers = match fetched {
-        Ok(headers) => headers,
+    let filter_state = source.host.filter_state(&policy.downstream_filter_state);
+    let downstream = Downstream::read(filter_state.as_deref(), || source.host.source_address());
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut source);
+    let HostHeaders { host, spare } = source;
+    let next = match fetched {
+        Ok(headers) => {
+            let next = decide(host, compiled, downstream, &headers);
+            keep(headers);
+            next
+        }
         Err(status) => {
             debug!("cannot read request headers: {status:?}");
             let body = "client-ip-filter: cannot read request headers\n";
             host.send_local_response(500, body, "");
-            return Next::Stop;
+            Next::Stop
         }
     };
+    keep(spare);
+    next
+}
+
+/// Keeps `lines` for the worker's next request, unless the lines kept already have more room.
+fn keep(mut lines: Vec<(String, String)>) {
+    if lines.capacity() == 0 {
+        return;
+    }
+    if lines
+        .iter()
+        .any(|(n, v)| n.capacity() > KEPT_LINE_BYTES || v.capacity() > KEPT_LINE_BYTES)
+    {
+        lines = Vec::new();
+    }
+    LINES.with(|kept| {
+        let old = kept.take();
+        kept.set(if old.capacity() > lines.capacity() {
+            old
+        } else {
+            lines
+        });
+    });
+}
+
+/// The decision for a request whose `headers` were read, applied through `host`.
+fn decide(
+    host: &mut impl StreamHost,
+    compiled: &Compiled,
+    downstream: Downstream,
+    headers: &[(String, String)],
+) -> Next {
+    let policy = &compiled.policy;
     let request = Request {
         downstream,
-        headers: &headers,
+        headers,
     };
     let link = compiled
         .link
@@ -138,18 +192,23 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The request headers, read from Envoy.
-struct HostHeaders<'h, H>(&'h mut H);
+/// The request headers, read from Envoy; all lines are read into `spare` (the worker's lines
+/// of its previous request).
+struct HostHeaders<'h, H> {
+    host: &'h mut H,
+    spare: Vec<(String, String)>,
+}
 
 impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
-        self.0.request_header(name)
+        self.host.request_header(name)
     }
 
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
-        self.0.request_header_lines()
+        self.host.request_header_lines(&mut self.spare)?;
+        Ok(std::mem::take(&mut self.spare))
     }
 }
 
