@@ -35,6 +35,9 @@ Cases:
          dynamic-module filter, as (B) is of a wasm one: (DM-NOOP)/(A) is Envoy's own cost of the
          dynamic-module filter, (DM-C)/(DM-NOOP) what client-ip-filter adds (runs when --noop-module
          names it)
+  DM-CALLS (DM-NOOP) making exactly (DM-C)'s host calls per request and nothing else (filter state read,
+         header lines read, x-real-ip added, filter state written, a counter): (DM-CALLS)/(A) is the best
+         any dynamic module doing (DM-C)'s work in Envoy can reach, (DM-C)/(DM-CALLS) the filter's own code
          (the DM- cases run when --module names the .so, `make native`; the native build's memory with
          1,000,000 entries is `make native-memory`'s, bench/results/native-memory.json)
   GEO-C20  client-ip-filter, deny list of 20 countries (`country:XX` entries) from the real country
@@ -277,7 +280,8 @@ CALL_NAMES = {"fs": "get_property", "inc": "increment_metric", "prop": "set_prop
 
 # The native build's comparisons the report shows (BENCHMARKS.md "The native build"; tools/figures.py).
 NATIVE_COMPARED = [("DM-C", "C"), ("DM-E10", "E10"), ("DM-E10k", "E10k"), ("DM-E10", "F10"),
-                   ("DM-E10k", "F10k"), ("DM-NOOP", "A"), ("DM-C", "DM-NOOP")]
+                   ("DM-E10k", "F10k"), ("DM-NOOP", "A"), ("DM-CALLS", "A"), ("DM-C", "DM-NOOP"),
+                   ("DM-C", "DM-CALLS")]
 
 SOURCE_CLUSTER = "bench-lists"
 SOURCE_PATH = "/million.txt"
@@ -487,6 +491,8 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
     if noop_module:
         out.append({"name": "DM-NOOP", "what": "dynamic module that does nothing", "sfs": True,
                     "filters": [module_filter(noop_module, "")]})
+        out.append({"name": "DM-CALLS", "what": "(DM-NOOP) making (DM-C)'s host calls, nothing else", "sfs": True,
+                    "filters": [module_filter(noop_module, "host-calls")]})
     # Other builds of the native filter (e.g. before and after a change), as case DM-C again.
     for label, path in (module_variants or {}).items():
         out.append({"name": f"DM-C-{label}", "what": f"case DM-C, build {label}", "sfs": True, "probe": True,
@@ -897,7 +903,7 @@ def main() -> int:
                                          "the host-calls column is counted with it")
     ap.add_argument("--count-noop-wasm", help="the no-op filter built with count-host-calls")
     ap.add_argument("--module", help="the native build (the dynamic module .so, make native): cases DM-*")
-    ap.add_argument("--noop-module", help="the do-nothing dynamic module (make noop-module): case DM-NOOP")
+    ap.add_argument("--noop-module", help="the do-nothing dynamic module (make noop-module): cases DM-NOOP, DM-CALLS")
     ap.add_argument("--module-variant", action="append", default=[], metavar="LABEL=PATH",
                     help="another build of the native filter's .so, run as case DM-C-LABEL")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",

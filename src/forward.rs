@@ -129,6 +129,12 @@ pub trait HeaderMap {
     fn set(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
     /// Removes every line of the header `name`.
     fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
+    /// Adds the line `name: value` to a request known to hold no line of `name`: then the same
+    /// edit as [`HeaderMap::set`], which it is unless the host's add is cheaper (Envoy's dynamic
+    /// modules: a set also searches the map for lines to replace).
+    fn add_absent(&mut self, name: &str, value: &str) -> Result<(), Self::Error> {
+        self.set(name, value)
+    }
 }
 
 /// A header edit the host refused. In a header plan it refuses the request
@@ -166,6 +172,9 @@ pub struct HeaderPlan<'p> {
     country: Option<[u8; 2]>,
     /// The client's AS number as text, when known and a header wants it.
     asn: Option<String>,
+    /// Bit `i`: the request holds no line of client header `forwarding.headers[i]` (the first
+    /// 64 only), so that [`HeaderPlan::apply`] adds it ([`HeaderMap::add_absent`]).
+    absent: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -254,7 +263,29 @@ impl Forwarding {
             removals: self.removals(headers),
             country: None,
             asn: None,
+            absent: self.absent_client_headers(headers),
         }
+    }
+}
+
+impl Forwarding {
+    /// [`HeaderPlan`]'s `absent`: the client headers (of the first 64) no line of `headers`
+    /// (every line of the request) names, in any case; a name the plan may also edit as another
+    /// header (X-Forwarded-For, the port, country or ASN header) or that comes twice is never
+    /// absent (it is set, as every header was before).
+    fn absent_client_headers(&self, headers: &HeaderLines) -> u64 {
+        let mut absent = 0u64;
+        for (i, name) in self.headers.iter().enumerate().take(64) {
+            let other_edit = name == X_FORWARDED_FOR
+                || self.headers.iter().filter(|h| *h == name).count() > 1
+                || [&self.port_header, &self.country_header, &self.asn_header]
+                    .into_iter()
+                    .any(|h| h.as_deref() == Some(name.as_str()));
+            if !other_edit && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                absent |= 1 << i;
+            }
+        }
+        absent
     }
 }
 
@@ -340,8 +371,24 @@ impl HeaderPlan<'_> {
     /// must then be refused with [`crate::policy::Refusal::EDIT_FAILED`], never forwarded half
     /// sanitised.
     pub fn apply(&self, headers: &mut impl HeaderMap) -> Result<(), EditFailed> {
-        self.try_for_each(|op| op.apply(headers))
-            .map_err(|(_, failed)| failed)
+        self.try_for_each(|op| match op {
+            HeaderOp::Set(name, value) if self.is_absent(name) => headers
+                .add_absent(name, value)
+                .map_err(|status| EditFailed::new(op, status)),
+            _ => op.apply(headers),
+        })
+        .map_err(|(_, failed)| failed)
+    }
+
+    /// Whether the request holds no line of client header `name` (see `absent`).
+    fn is_absent(&self, name: &str) -> bool {
+        self.absent != 0
+            && self
+                .forwarding
+                .headers
+                .iter()
+                .position(|h| h == name)
+                .is_some_and(|i| i < 64 && self.absent & (1 << i) != 0)
     }
 
     /// The client's address text, when known: what the client headers are set to.
@@ -593,5 +640,93 @@ mod tests {
         });
         assert_eq!(r, Err((HeaderOp::Remove("forwarded"), 7)));
         assert_eq!(seen, 1);
+    }
+
+    /// Edits as a host sees them, telling an add from a set.
+    #[derive(Default)]
+    struct Host(Vec<String>);
+
+    impl HeaderMap for Host {
+        type Error = ();
+        fn set(&mut self, name: &str, value: &str) -> Result<(), ()> {
+            self.0.push(format!("set {name} {value}"));
+            Ok(())
+        }
+        fn remove(&mut self, name: &str) -> Result<(), ()> {
+            self.0.push(format!("remove {name}"));
+            Ok(())
+        }
+        fn add_absent(&mut self, name: &str, value: &str) -> Result<(), ()> {
+            self.0.push(format!("add {name} {value}"));
+            Ok(())
+        }
+    }
+
+    fn applied(f: &Forwarding, headers: &HeaderLines) -> Vec<String> {
+        let mut host = Host::default();
+        f.plan(addr("1.1.1.1:4321"), addr("10.0.0.1:1"), headers)
+            .apply(&mut host)
+            .unwrap();
+        host.0
+    }
+
+    #[test]
+    fn a_client_header_the_request_lacks_is_added_and_one_it_has_in_any_case_is_set() {
+        let f = Forwarding {
+            headers: vec!["x-real-ip".into(), "x-client-ip".into()],
+            strip: Vec::new(),
+            ..Forwarding::default()
+        };
+        assert_eq!(
+            applied(&f, &h(&[("x-client-ip", "6.6.6.6"), ("ua", "x")])),
+            ["add x-real-ip 1.1.1.1", "set x-client-ip 1.1.1.1"]
+        );
+        // A line in another case is removed (another spelling) and the header then set.
+        assert_eq!(
+            applied(&f, &h(&[("X-Client-IP", "6.6.6.6")])),
+            [
+                "remove X-Client-IP",
+                "add x-real-ip 1.1.1.1",
+                "set x-client-ip 1.1.1.1"
+            ]
+        );
+        // Another spelling is removed first; the header itself is then absent, and added.
+        assert_eq!(
+            applied(
+                &f,
+                &h(&[("x_real_ip", "6.6.6.6"), ("x-client-ip", "6.6.6.6")])
+            ),
+            [
+                "remove x_real_ip",
+                "add x-real-ip 1.1.1.1",
+                "set x-client-ip 1.1.1.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_client_header_the_plan_also_edits_otherwise_or_twice_is_set_never_added() {
+        let f = Forwarding {
+            headers: vec![
+                "x-real-ip".into(),
+                "x-real-ip".into(),
+                X_FORWARDED_FOR.into(),
+                "x-client-port".into(),
+            ],
+            port_header: Some("x-client-port".into()),
+            xff: XffMode::Replace,
+            ..Forwarding::default()
+        };
+        assert_eq!(
+            applied(&f, &[]),
+            [
+                "set x-real-ip 1.1.1.1",
+                "set x-real-ip 1.1.1.1",
+                "set x-forwarded-for 1.1.1.1",
+                "set x-client-port 1.1.1.1",
+                "set x-client-port 4321",
+                "set x-forwarded-for 1.1.1.1"
+            ]
+        );
     }
 }

@@ -226,6 +226,10 @@ impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
     fn remove(&mut self, name: &str) -> Result<(), HostError> {
         self.0.remove_request_header(name)
     }
+
+    fn add_absent(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.add_request_header(name, value)
+    }
 }
 
 impl<H: StreamHost> FactSink for HostEdits<'_, H> {

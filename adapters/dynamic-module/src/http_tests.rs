@@ -63,6 +63,13 @@ impl StreamHost for Fake {
         self.headers.push((name.to_string(), value.to_string()));
         Ok(())
     }
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_writes {
+            return Err(refused("add_header"));
+        }
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
         if self.fail_writes {
             return Err(refused("set_header (remove)"));
