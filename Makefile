@@ -561,8 +561,9 @@ test: fmt-check clippy unit fuzz-short integration integration-oldest
 ## (network-filter mode, docs/network-mode.md) interleaved over
 ## BENCH_ROUNDS rounds of BENCH_SECONDS s each with wrk, each case alone for RSS and time to ready,
 ## then the native micro-benchmarks (cargo bench) and the host calls counted by the count-host-calls
-## builds; writes the record bench/results/bench.json, BENCHMARKS.md from it, then the docs' figures
-## (make docs-figures). See bench/envoy_bench.py.
+## builds; writes the record bench/results/bench.json, BENCHMARKS.md from it, then the instructions
+## per request under callgrind (make bench-instructions) and the docs' figures (make docs-figures).
+## See bench/envoy_bench.py.
 BENCH_ROUNDS  ?= 8
 BENCH_SECONDS ?= 3
 .PHONY: bench wrk
@@ -571,7 +572,7 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build native noop noop-module build-counting envoy wrk geo-data geo-lookup
+bench: build native noop noop-module build-counting envoy wrk geo-data geo-lookup valgrind
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
@@ -581,7 +582,23 @@ bench: build native noop noop-module build-counting envoy wrk geo-data geo-looku
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
+	$(MAKE) --no-print-directory bench-instructions
+
+## bench-instructions: instructions per request of cases A, DM-NOOP, DM-CALLS, DM-C, C, F10, DM-E10k
+## and F10k in one Envoy under callgrind (bench/instructions.py, a few minutes; make bench runs it as
+## its last stage): a cost that does not depend on the machine's load. Writes the record
+## bench/results/instructions.json (committed), then BENCHMARKS.md and the docs' figures from the records.
+.PHONY: bench-instructions valgrind
+bench-instructions: build native noop-module envoy valgrind
+	$(PY) bench/instructions.py --envoy $(ENVOY) --wasm $(WASM) --module $(NATIVE_SO) --noop-module $(NOOP_MODULE)
 	$(PY) tools/figures.py --write
+
+## valgrind: Debian's valgrind (callgrind, callgrind_control), make bench-instructions' counter
+## (installed when missing).
+valgrind:
+	@command -v callgrind_control >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
+	@command -v callgrind_control >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind
+	@valgrind --version
 
 ## native-memory: Envoy's RSS with a 1,000,000-entry list source and with both geo databases (make
 ## geo-data) at --concurrency 1 and 3, the native build against the .wasm and no filter

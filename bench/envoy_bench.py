@@ -1182,7 +1182,8 @@ def main() -> int:
     record = dict(raw, results=None)  # the per-round figures stay in the work directory
     Path(args.record).parent.mkdir(parents=True, exist_ok=True)
     Path(args.record).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    Path(args.out).write_text(report(record))
+    instructions = json.loads(INSTRUCTIONS_RECORD.read_text()) if INSTRUCTIONS_RECORD.exists() else None
+    Path(args.out).write_text(report(record, instructions))
     print(f"bench: wrote {args.record} and {args.out} ({elapsed:.0f} s)")
     bad = [n for n in names if summary[n]["errors"]]
     if bad:
@@ -1212,12 +1213,14 @@ def calls_text(raw: dict, name: str) -> str:
     return ", ".join(f"`{k}` {HC.fmt(v)}" for k, v in counted.items()) or "none"
 
 
-def native_build_section(raw: dict) -> list[str]:
+def native_build_section(raw: dict, instructions: dict | None = None) -> list[str]:
     """BENCHMARKS.md "The native build": the DM- cases against no filter, the wasm build and RBAC
-    (medians of the per-round ratios of this run); nothing when the run had no DM- case."""
+    (medians of the per-round ratios of this run), then the instructions per request of
+    ``instructions`` (bench/instructions.py's record, when there is one); nothing when the run had no
+    DM- case and there is no such record."""
     s = raw["summary"]
     if "DM-C" not in s:
-        return []
+        return instructions_section(instructions)
     L = ["## The native build (Envoy dynamic module)", "",
          "The same core as an Envoy dynamic module (`make native`, docs/native.md), in the same Envoy, "
          "listeners and rounds as the cases above. Ratios are medians of the per-round ratios of "
@@ -1241,11 +1244,23 @@ def native_build_section(raw: dict) -> list[str]:
         L.append("Sanity: the native build's counters after the rounds: "
                  + ", ".join(f"`{k}` {v}" for k, v in sorted(counters.items()) if v) + ".")
         L.append("")
-    return L
+    return L + instructions_section(instructions)
 
 
-def report(raw: dict) -> str:
-    """BENCHMARKS.md, from a run's record alone (bench/results/bench.json)."""
+INSTRUCTIONS_RECORD = REPO / "bench" / "results" / "instructions.json"
+
+
+def instructions_section(instructions: dict | None) -> list[str]:
+    """The instructions-per-request table of bench/instructions.py's record (nothing without one)."""
+    if instructions is None:
+        return []
+    import instructions as I
+    return I.section(instructions)
+
+
+def report(raw: dict, instructions: dict | None = None) -> str:
+    """BENCHMARKS.md, from a run's record alone (bench/results/bench.json) and, in its native section,
+    ``instructions``: bench/instructions.py's record (bench/results/instructions.json)."""
     from types import SimpleNamespace
     args = SimpleNamespace(**raw["args"])
     all_cases = raw["cases"]
@@ -1341,7 +1356,7 @@ def report(raw: dict) -> str:
                          f"{(three['rss_kib'] - one['rss_kib']) / 2048:.1f} | "
                          f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
         L.append("")
-    L += native_build_section(raw)
+    L += native_build_section(raw, instructions)
     L += geo_section(raw)
     if raw.get("native_text"):
         L.append("## Native micro-benchmarks of the core (`cargo bench`)")

@@ -194,3 +194,50 @@ def test_the_fuzz_corpus_size_is_counted_from_the_tree():
     assert figures.FIGURES["fuzz.corpus"]().startswith(f"{len(files):,} files, about ")
     assert f"<!-- fig:fuzz.corpus -->{figures.FIGURES['fuzz.corpus']()}<!-- /fig -->" in \
         (REPO / "RELIABILITY.md").read_text()
+
+
+def test_the_instructions_record_holds_every_case_measured_over_its_requests():
+    """bench/results/instructions.json (make bench-instructions): each case's instructions per
+    request, (A)'s divided by it, over the recorded number of requests, with the load it ran under."""
+    rec = figures.load(figures.INSTRUCTIONS_RECORD)
+    assert rec is not None, "bench/results/instructions.json is missing: run `make bench-instructions`"
+    assert rec["requests"] >= 1000 and rec["warmup"] >= 100
+    assert len(rec["commit"]) == 40 and len(rec["load_before"]) == 3 and len(rec["load_after"]) == 3
+    assert {"A", "DM-NOOP", "DM-CALLS", "DM-C", "F10"} <= set(rec["cases"])
+    a = rec["cases"]["A"]["ir_per_request"]
+    for name, case in rec["cases"].items():
+        assert case["ir_per_request"] == case["ir_total"] / rec["requests"], name
+        assert abs(case["a_over_case"] - a / case["ir_per_request"]) < 1e-9, name
+    # A filter that does nothing still costs something; the native build costs more than doing nothing.
+    assert a < rec["cases"]["DM-NOOP"]["ir_per_request"] < rec["cases"]["DM-C"]["ir_per_request"]
+
+
+def test_the_instructions_table_in_benchmarks_md_comes_from_its_record(tmp_path, monkeypatch):
+    rec = figures.load(figures.INSTRUCTIONS_RECORD)
+    text = (REPO / "BENCHMARKS.md").read_text()
+    dm_c = rec["cases"]["DM-C"]
+    row = f"| DM-C | {dm_c['what']} | {dm_c['ir_per_request'] / 1000:,.1f}k | {dm_c['a_over_case']:.2f}× |"
+    assert row in text
+    assert figures.FIGURES["bench.native.instr_vs_a"]() == f"{dm_c['a_over_case']:.2f}×"
+    # A record with another figure renders another table, which BENCHMARKS.md then disagrees with.
+    import json
+    changed = json.loads(json.dumps(rec))
+    changed["cases"]["DM-C"]["a_over_case"] = 0.5
+    record = tmp_path / "instructions.json"
+    record.write_text(json.dumps(changed))
+    monkeypatch.setattr(figures, "INSTRUCTIONS_RECORD", record)
+    assert "| 0.50× |" in figures.bench_document()
+    assert "BENCHMARKS.md differs from what bench/results/bench.json (and instructions.json) render " \
+        "(run `make docs-figures`)" in figures.problems()
+    # Without the record, the figures say so and BENCHMARKS.md has no such section.
+    monkeypatch.setattr(figures, "INSTRUCTIONS_RECORD", tmp_path / "absent.json")
+    assert figures.FIGURES["bench.native.instr_vs_a"]() == "not recorded (run `make bench-instructions`)"
+    assert "Instructions per request" not in figures.bench_document()
+
+
+def test_make_bench_runs_the_instructions_stage():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    assert "bench-instructions" in recipe
+    stage = makefile.split("\nbench-instructions:", 1)[1].split("\n\n", 1)[0]
+    assert "bench/instructions.py" in stage and "valgrind" in stage.splitlines()[0]

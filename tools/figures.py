@@ -2,13 +2,16 @@
 """The documents' figures, from the runs recorded in the repository.
 
 Every measured figure in BENCHMARKS.md, RELIABILITY.md, README.md and docs/ is either in a file
-generated from a record (BENCHMARKS.md, from bench/results/bench.json) or between markers
+generated from a record (BENCHMARKS.md, from bench/results/bench.json and, in its native section,
+bench/results/instructions.json) or between markers
 
     <!-- fig:NAME -->the figure<!-- /fig -->
 
 whose text this tool renders from the record NAME's entry in FIGURES names. Records:
 
   bench/results/bench.json           written by `make bench` (bench/envoy_bench.py --record)
+  bench/results/instructions.json    written by `make bench-instructions` (bench/instructions.py)
+  bench/results/native-memory.json   written by `make native-memory` (bench/native_memory.py)
   tests/reliability/results/fuzz.json  written by `make fuzz` (tools/fuzz_record.py)
   tests/reliability/results/{soak,reconfig,reconfig-ecds,refresh}.json  written by `make soak`,
                                      `make reconfig`, `make refresh` (the drivers' --report)
@@ -103,6 +106,25 @@ def per_worker(rec: dict, case: str) -> str:
 
 
 NATIVE_MEMORY_RECORD = REPO / "bench" / "results" / "native-memory.json"
+INSTRUCTIONS_RECORD = REPO / "bench" / "results" / "instructions.json"
+
+
+def instructions(fn: Callable[[dict], str]) -> Callable[[], str]:
+    """A figure of `make bench-instructions`' record (bench/results/instructions.json)."""
+    def render() -> str:
+        rec = load(INSTRUCTIONS_RECORD)
+        if rec is None:
+            return missing("make bench-instructions")
+        try:
+            return fn(rec)
+        except (KeyError, TypeError, ValueError):
+            return missing("make bench-instructions") + " (this figure's case was not in the recorded run)"
+    return render
+
+
+def instructions_ratio(rec: dict, case: str) -> str:
+    """(A)'s instructions per request divided by ``case``'s, as recorded."""
+    return f"{rec['cases'][case]['a_over_case']:.2f}×"
 
 
 def native_memory(fn: Callable[[dict], str]) -> Callable[[], str]:
@@ -665,6 +687,10 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.native.vs_a": bench(lambda r: native_ratio(r, "DM-C/A")),
     "bench.native.vs_wasm": bench(lambda r: native_ratio(r, "DM-C/C")),
     "bench.native.e10k_vs_rbac": bench(lambda r: native_ratio(r, "DM-E10k/F10k")),
+    "bench.native.instr_vs_a": instructions(lambda r: instructions_ratio(r, "DM-C")),
+    "bench.native.instr_wasm_vs_a": instructions(lambda r: instructions_ratio(r, "C")),
+    "bench.native.instr_per_request": instructions(
+        lambda r: f"{r['cases']['DM-C']['ir_per_request'] / 1000:,.1f}k"),
     "native_memory.native_rss1": native_memory(lambda r: mib(r["runs"]["native-S1M@1"]["rss_kib"])),
     "native_memory.native_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['native-S1M']:.0f} MiB"),
     "native_memory.wasm_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['wasm-S1M']:.0f} MiB"),
@@ -735,7 +761,7 @@ def bench_document() -> Optional[str]:
         return None
     sys.path.insert(0, str(REPO / "bench"))
     import envoy_bench  # noqa: E402
-    return envoy_bench.report(rec)
+    return envoy_bench.report(rec, load(INSTRUCTIONS_RECORD))
 
 
 def rendered(text: str) -> str:
@@ -782,7 +808,8 @@ def problems() -> list[str]:
     if bench_md is None:
         out.append("BENCHMARKS.md has no record: bench/results/bench.json is missing (run `make bench`)")
     elif bench_md != current:
-        out.append("BENCHMARKS.md differs from what bench/results/bench.json renders (run `make docs-figures`)")
+        out.append("BENCHMARKS.md differs from what bench/results/bench.json (and instructions.json) render "
+                   "(run `make docs-figures`)")
     return out
 
 
