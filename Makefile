@@ -15,7 +15,7 @@ APT_UPDATED := .work/.apt-updated
 export CLIENT_IP_WASM  := $(abspath $(WASM))
 export CLIENT_IP_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: build native noop build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
+.PHONY: build native noop noop-module build-counting hostile-module toolchain binaryen envoy venv haproxy openssl nginx redis ratelimit-service unit integration test demo fmt-check clippy clean
 
 ## toolchain: the wasm32-wasip1 Rust target and the rustfmt/clippy components (rustup), when missing.
 toolchain:
@@ -53,6 +53,12 @@ noop: toolchain binaryen
 	cargo build --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop
 	$(call wasm_opt,target/bench-noop/$(TARGET)/release/deps/noop_filter.wasm,$(NOOP_WASM))
+
+## noop-module: the do-nothing Envoy dynamic module of make bench's case (DM-NOOP), the floor of any
+## dynamic-module filter (bench/noop-module; the same opt-level, LTO and panic setting as make native).
+NOOP_MODULE := target/bench-noop-module/release/libnoop_module.so
+noop-module: toolchain
+	cargo build --release --manifest-path bench/noop-module/Cargo.toml --target-dir target/bench-noop-module
 
 ## hostile-module: a test-only proxy-wasm module that overwrites the filter's shared-data keys
 ## (tests/hostile-module, tests/test_shared_state.py).
@@ -146,6 +152,8 @@ clippy: toolchain
 	cargo clippy --profile native -p client-ip-filter-module -- -D warnings
 	cargo clippy --release --target $(TARGET) --manifest-path bench/noop-filter/Cargo.toml \
 	  --target-dir target/bench-noop --features count-host-calls -- -D warnings
+	cargo clippy --release --manifest-path bench/noop-module/Cargo.toml --target-dir target/bench-noop-module \
+	  -- -D warnings
 
 ## oci-tools: Debian's umoci (builds the image), skopeo (copies it to/from registries) and docker-registry
 ## (the registry the OCI test pushes to), installed when missing.
@@ -578,24 +586,25 @@ wrk:
 	@command -v wrk >/dev/null || $(MAKE) --no-print-directory $(APT_UPDATED)
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
 
-bench: build native noop build-counting envoy wrk geo-data geo-lookup
+bench: build native noop noop-module build-counting envoy wrk geo-data geo-lookup
 	@mkdir -p .work/bench
 	set -o pipefail; BENCH_JSON=.work/bench/native.json cargo bench --bench core | tee .work/bench/native.txt
 	@printf '{"client_ip_filter.wasm (make build)": %s, "noop_filter.wasm (case B)": %s}\n' \
 	  "$$(stat -c %s $(WASM))" "$$(stat -c %s $(NOOP_WASM))" > .work/bench/sizes.json
 	$(PY) bench/envoy_bench.py --envoy $(ENVOY) --wasm $(WASM) --noop-wasm $(NOOP_WASM) --module $(NATIVE_SO) \
-	  --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
+	  --noop-module $(NOOP_MODULE) --count-wasm $(COUNT_WASM) --count-noop-wasm $(COUNT_NOOP_WASM) \
 	  --rounds $(BENCH_ROUNDS) --seconds $(BENCH_SECONDS) --size-steps \
 	  --native .work/bench/native.json --native-text .work/bench/native.txt \
 	  --sizes .work/bench/sizes.json --out BENCHMARKS.md --record bench/results/bench.json
 	$(PY) tools/figures.py --write
 
-## native-memory: Envoy's RSS with a 1,000,000-entry list source at --concurrency 1 and 3, the native
-## build against the .wasm and no filter (bench/native_memory.py, about 2 min): writes
-## bench/results/native-memory.json (committed; docs/sources.md links it).
+## native-memory: Envoy's RSS with a 1,000,000-entry list source and with both geo databases (make
+## geo-data) at --concurrency 1 and 3, the native build against the .wasm and no filter
+## (bench/native_memory.py, about 3 min): writes bench/results/native-memory.json (committed; docs/
+## sources.md links it, tools/figures.py renders docs/native.md's and docs/geo.md's figures from it).
 .PHONY: native-memory
-native-memory: build native envoy
-	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM)
+native-memory: build native envoy geo-data
+	$(PY) bench/native_memory.py --envoy $(ENVOY) --native $(NATIVE_SO) --wasm $(WASM) --geo-dir $(GEO_DIR)
 
 ## docs-figures: BENCHMARKS.md and every marked figure in the documents regenerated from the runs
 ## recorded in the repository (bench/results/, tests/reliability/results/; tools/figures.py);

@@ -31,6 +31,13 @@ Cases:
   DM-C   client-ip-filter's native build (the Envoy dynamic module, docs/native.md), default
          configuration: against (A) no filter (goal ≥ 0.9×) and (C) the wasm build
   DM-E10, DM-E10k   the native build, allow list of 10 / 10,000: against (E10)/(E10k) and RBAC (F10)/(F10k)
+  DM-NOOP  a dynamic module that does nothing (bench/noop-module, make noop-module): the floor of any
+         dynamic-module filter, as (B) is of a wasm one: (DM-NOOP)/(A) is Envoy's own cost of the
+         dynamic-module filter, (DM-C)/(DM-NOOP) what client-ip-filter adds (runs when --noop-module
+         names it)
+  DM-CALLS (DM-NOOP) making exactly (DM-C)'s host calls per request and nothing else (filter state read,
+         header lines read, x-real-ip added, filter state written, a counter): (DM-CALLS)/(A) is the best
+         any dynamic module doing (DM-C)'s work in Envoy can reach, (DM-C)/(DM-CALLS) the filter's own code
          (the DM- cases run when --module names the .so, `make native`; the native build's memory with
          1,000,000 entries is `make native-memory`'s, bench/results/native-memory.json)
   GEO-C20  client-ip-filter, deny list of 20 countries (`country:XX` entries) from the real country
@@ -273,7 +280,8 @@ CALL_NAMES = {"fs": "get_property", "inc": "increment_metric", "prop": "set_prop
 
 # The native build's comparisons the report shows (BENCHMARKS.md "The native build"; tools/figures.py).
 NATIVE_COMPARED = [("DM-C", "C"), ("DM-E10", "E10"), ("DM-E10k", "E10k"), ("DM-E10", "F10"),
-                   ("DM-E10k", "F10k")]
+                   ("DM-E10k", "F10k"), ("DM-NOOP", "A"), ("DM-CALLS", "A"), ("DM-C", "DM-NOOP"),
+                   ("DM-C", "DM-CALLS")]
 
 SOURCE_CLUSTER = "bench-lists"
 SOURCE_PATH = "/million.txt"
@@ -305,14 +313,27 @@ def geo_files(geo_dir: str, geo_lookup: str) -> dict[str, bytes] | None:
     return {GEO_COUNTRY_PATH: country.read_bytes(), GEO_ASN_PATH: asn.read_bytes(), GEO_CIDR_PATH: cidrs}
 
 
+def geo_source(path: str, **kw) -> dict:
+    """A source of the GEO cases from the list server: `on_unavailable: refuse`, so that a listener
+    answers 200 only once its file is fetched, parsed and adopted."""
+    return {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": path, "refresh_s": 3600,
+            "max_bytes": 32 << 20, "max_entries": 4_000_000, "on_unavailable": "refuse", **kw}
+
+
+def geo_both_configuration() -> dict:
+    """(GEO-BOTH)'s configuration: both real databases, a deny list and both headers (also
+    bench/native_memory.py's GEO cases)."""
+    return {"sources": {"countries": geo_source(GEO_COUNTRY_PATH, format="mmdb", country_field="country_code"),
+                        "networks": geo_source(GEO_ASN_PATH, format="mmdb", asn_field="autonomous_system_number")},
+            "geo": {"country": "countries", "asn": "networks"},
+            "access": {"deny": ["country:KP", "asn:64496"]},
+            "forward": {"country_header": "x-client-country", "asn_header": "x-client-asn"}}
+
+
 def geo_cases(filter_wasm: str, files: dict[str, bytes]) -> list[dict]:
-    """(GEO-C20), (CIDR-C20) and (GEO-BOTH): every source `on_unavailable: refuse`, so that a
-    listener answers 200 only once its files are fetched, parsed and adopted."""
-    def src(path: str, **kw) -> dict:
-        return {"cluster": SOURCE_CLUSTER, "authority": "bench-lists", "path": path, "refresh_s": 3600,
-                "max_bytes": 32 << 20, "max_entries": 4_000_000, "on_unavailable": "refuse", **kw}
+    """(GEO-C20), (CIDR-C20) and (GEO-BOTH): every source `on_unavailable: refuse` (geo_source)."""
+    src = geo_source
     country = src(GEO_COUNTRY_PATH, format="mmdb", country_field="country_code")
-    asn = src(GEO_ASN_PATH, format="mmdb", asn_field="autonomous_system_number")
 
     def ours(config: dict) -> list[dict]:
         return [wasm_filter(filter_wasm, "client-ip-filter", "client_ip_filter", json.dumps(config))]
@@ -326,11 +347,7 @@ def geo_cases(filter_wasm: str, files: dict[str, bytes]) -> list[dict]:
          "sfs": True, "source": True, "filters": ours({
              "sources": {"deny20": src(GEO_CIDR_PATH)}, "access": {"deny": ["source:deny20"]}})},
         {"name": "GEO-BOTH", "what": "both real databases (country, ASN): a deny list and both headers",
-         "sfs": True, "source": True, "filters": ours({
-             "sources": {"countries": country, "networks": asn},
-             "geo": {"country": "countries", "asn": "networks"},
-             "access": {"deny": ["country:KP", "asn:64496"]},
-             "forward": {"country_header": "x-client-country", "asn_header": "x-client-asn"}})},
+         "sfs": True, "source": True, "filters": ours(geo_both_configuration())},
     ]
 
 
@@ -413,10 +430,11 @@ def geo_section(raw: dict) -> list[str]:
 
 def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
           probes: dict[str, str] | None = None, million: list[str] | None = None,
-          module: str | None = None) -> list[dict]:
+          module: str | None = None, noop_module: str | None = None,
+          module_variants: dict[str, str] | None = None) -> list[dict]:
     """Each case: name, what, http filters, whether set_filter_state goes first, route headers.
     With ``million`` (the 1M entries), also (S1M) from the list source and (I1M) inline. With ``module``
-    (the native build's .so), the DM- cases."""
+    (the native build's .so), the DM- cases; with ``noop_module`` (bench/noop-module), (DM-NOOP)."""
     allow = {n: entries(n, 4000 + n) for n in (10, 10_000, 100_000)}
     d_config = json.dumps({
         "client_ip": {"trusted_proxies": ["127.0.0.0/8", "10.0.0.0/8", "fd00::/8"]},
@@ -470,6 +488,15 @@ def cases(filter_wasm: str, noop_wasm: str, variants: dict[str, str],
             {"name": "DM-E10k", "what": "native build, allow list of 10,000", "sfs": True,
              "filters": [module_filter(module, json.dumps({"access": {"allow": allow[10_000]}}))]},
         ]
+    if noop_module:
+        out.append({"name": "DM-NOOP", "what": "dynamic module that does nothing", "sfs": True,
+                    "filters": [module_filter(noop_module, "")]})
+        out.append({"name": "DM-CALLS", "what": "(DM-NOOP) making (DM-C)'s host calls, nothing else", "sfs": True,
+                    "filters": [module_filter(noop_module, "host-calls")]})
+    # Other builds of the native filter (e.g. before and after a change), as case DM-C again.
+    for label, path in (module_variants or {}).items():
+        out.append({"name": f"DM-C-{label}", "what": f"case DM-C, build {label}", "sfs": True, "probe": True,
+                    "filters": [module_filter(path, "")]})
     if million is not None:
         out.append({"name": "S1M", "what": "client-ip-filter, allow list of 1,000,000 from a list source",
                     "sfs": True, "source": True, "million": True, "filters": ours(million_config)})
@@ -876,6 +903,9 @@ def main() -> int:
                                          "the host-calls column is counted with it")
     ap.add_argument("--count-noop-wasm", help="the no-op filter built with count-host-calls")
     ap.add_argument("--module", help="the native build (the dynamic module .so, make native): cases DM-*")
+    ap.add_argument("--noop-module", help="the do-nothing dynamic module (make noop-module): cases DM-NOOP, DM-CALLS")
+    ap.add_argument("--module-variant", action="append", default=[], metavar="LABEL=PATH",
+                    help="another build of the native filter's .so, run as case DM-C-LABEL")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=PATH",
                     help="another build of the filter, run as cases C-LABEL and D-LABEL")
     ap.add_argument("--probe-calls", action="append", default=[], metavar="LABEL=CALLS",
@@ -927,7 +957,9 @@ def main() -> int:
     if million is not None or geo is not None:
         list_server = ListServer(million or [], geo)
     all_cases = cases(os.path.abspath(args.wasm), os.path.abspath(args.noop_wasm), variants, probes,
-                      million, os.path.abspath(args.module) if args.module else None)
+                      million, os.path.abspath(args.module) if args.module else None,
+                      os.path.abspath(args.noop_module) if args.noop_module else None,
+                      {k: os.path.abspath(v) for k, v in (m.split("=", 1) for m in args.module_variant)})
     if geo is not None:
         all_cases += geo_cases(os.path.abspath(args.wasm), geo)
     elif wanted is None or wanted & GEO_NAMES:

@@ -20,11 +20,9 @@
 //! Envoy benchmark, `make bench`, copies them into BENCHMARKS.md). `BENCH_QUICK=1` runs fewer,
 //! shorter batches.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use client_ip_core::config;
@@ -34,58 +32,9 @@ use client_ip_core::policy::{Downstream, InMemory, Policy, Request};
 // ---------------------------------------------------------------------------------------------
 // Heap accounting: current and peak bytes allocated through the global allocator.
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn note_alloc(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            note_alloc(layout.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            note_alloc(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            note_alloc(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn heap_now() -> usize {
-    CURRENT.load(Ordering::Relaxed)
-}
-
-/// Resets the peak to the current level; returns that level.
-fn reset_peak() -> usize {
-    let now = heap_now();
-    PEAK.store(now, Ordering::Relaxed);
-    now
-}
+#[path = "support/heap.rs"]
+mod heap;
+use heap::{heap_now, reset_peak};
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -509,7 +458,7 @@ fn bench_configure(report: &mut Report, runs: usize) {
         let parsed = config::parse(black_box(doc.as_bytes()));
         let elapsed = t.elapsed();
         let (policy, _) = parsed.unwrap();
-        peak = peak.max(PEAK.load(Ordering::Relaxed) - before);
+        peak = peak.max(heap::peak() - before);
         retained = heap_now() - before;
         times.push(elapsed.as_secs_f64() * 1000.0);
         drop(black_box(policy));

@@ -6,54 +6,13 @@
 //! parsed (the body itself is the host's copy, counted once), measured by a counting global
 //! allocator. `make hostile-json` runs it and writes `tests/reliability/results/hostile-json.txt`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use client_ip_core::source::format::{parse, Accept};
 use client_ip_core::source::{Format, Select};
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn note_alloc(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            note_alloc(layout.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            note_alloc(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            note_alloc(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/heap.rs"]
+mod heap;
 
 const SIZE: usize = 32 * 1024 * 1024;
 
@@ -127,8 +86,7 @@ fn main() {
     );
     println!("peak heap above the body while parsing, and wall time (native, release)");
     for (name, body) in bodies() {
-        let before = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let before = heap::reset_peak();
         let t = Instant::now();
         let result = parse(
             Format::Aws,
@@ -137,7 +95,7 @@ fn main() {
             &Accept::entries(2_000_000),
         );
         let elapsed = t.elapsed();
-        let peak = PEAK.load(Ordering::Relaxed) - before;
+        let peak = heap::peak() - before;
         let outcome = match &result {
             Ok(a) => format!("accepted, {} entries", a.entries),
             Err(r) => {

@@ -359,10 +359,8 @@ pub fn host_of(authority: &str) -> &str {
 mod tests {
     //! One test per rule of docs/access.md, named after it.
     use super::*;
+    use crate::testutil::ip_set as set;
 
-    fn set(nets: &[&str]) -> IpSet {
-        IpSet::from_nets(nets.iter().map(|n| crate::ipset::parse_net(n).unwrap().0))
-    }
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
     }

@@ -13,6 +13,7 @@ use crate::access::Lists;
 use crate::ipset::IpSet;
 use crate::policy::{GeoLookup, Policy};
 use crate::source::geo::{GeoTable, Pick};
+use crate::source::machine::Use;
 use crate::source::table::Content;
 use crate::source::{OnUnavailable, Source};
 
@@ -124,6 +125,18 @@ impl SourcePlan {
             .any(|b| b.sources.contains(&index) || b.picks.iter().any(|p| p.0 == index))
             || self.geo.country == Some(index)
             || self.geo.asn == Some(index)
+    }
+
+    /// Each source as the source machine takes it ([`crate::source::machine::Machine::new`]):
+    /// whether a list names it and whether `client_ip.trusted_proxies` does.
+    pub fn uses(&self) -> Vec<Use> {
+        (0..self.sources.len())
+            .map(|i| Use {
+                source: self.sources[i].clone(),
+                used: self.is_used(i),
+                trusted: self.is_trusted(i),
+            })
+            .collect()
     }
 
     /// Whether `client_ip.trusted_proxies` names source `index` (its `min_prefix` then applies).

@@ -1,12 +1,13 @@
 //! What a request's decision leaves besides its header plan, the same in every adapter: the
 //! filter state written for access logs ([`each_fact`], in the order they are written), the
-//! rate-limit key's writes ([`each_key_write`]) and the debug line ([`describe`]). Adapters
+//! rate-limit key's writes ([`apply_key`]) and the debug lines ([`describe`],
+//! [`describe_connection`]). Adapters
 //! hand each write to their host and decide nothing about which.
 
 use std::fmt;
 
 use crate::access::Verdict;
-use crate::forward::HeaderOp;
+use crate::forward::{EditFailed, HeaderMap, HeaderOp};
 use crate::policy::{Decision, Policy};
 use crate::rate_limit::Keying;
 
@@ -89,27 +90,32 @@ pub fn each_geo_fact(policy: &Policy, decision: &Decision, mut write: impl FnMut
     }
 }
 
-/// The rate-limit key of an admitted request: fact [`Fact::Key`] when keyed and, when `header`
-/// is configured, its edit (set, replacing what the client sent; removed for an exempt client,
-/// so that no per-client descriptor comes from a value the client wrote).
-pub fn each_key_write<'a>(
-    keying: &'a Keying,
-    header: Option<&'a str>,
-    mut fact: impl FnMut(Fact, &str),
-    mut edit: impl FnMut(HeaderOp<'a>),
-) {
+/// Where an adapter writes a decision's facts: its host's filter state. A failed write is the
+/// adapter's to log; it never refuses a request.
+pub trait FactSink {
+    /// Writes the filter state of `fact`.
+    fn write_fact(&mut self, fact: Fact, value: &str);
+}
+
+/// The rate-limit key of an admitted request, written through `host`: fact [`Fact::Key`] when
+/// keyed and, when `header` is configured, its edit (set, replacing what the client sent;
+/// removed for an exempt client, so that no per-client descriptor comes from a value the client
+/// wrote). A failed edit is returned, for the adapter's log line: it does not refuse the request.
+pub fn apply_key<H: HeaderMap + FactSink>(
+    keying: &Keying,
+    header: Option<&str>,
+    host: &mut H,
+) -> Result<(), EditFailed> {
     let text = match keying {
         Keying::Keyed(text) => Some(text.as_str()),
         Keying::Exempt => None,
     };
     if let Some(text) = text {
-        fact(Fact::Key, text);
+        host.write_fact(Fact::Key, text);
     }
-    if let Some(name) = header {
-        edit(match text {
-            Some(text) => HeaderOp::Set(name, text),
-            None => HeaderOp::Remove(name),
-        });
+    match header {
+        Some(name) => HeaderOp::set_or_remove(name, text).apply(host),
+        None => Ok(()),
     }
 }
 
@@ -123,6 +129,43 @@ pub fn describe<'a>(
         policy,
         decision,
         client,
+    }
+}
+
+/// The debug line of a connection's decision (network mode), formatted only when shown.
+pub fn describe_connection<'a>(
+    policy: &'a Policy,
+    decision: &'a Decision,
+    client: Option<&'a str>,
+    server_name: &'a str,
+) -> impl fmt::Display + 'a {
+    DescribedConnection {
+        policy,
+        decision,
+        client,
+        server_name,
+    }
+}
+
+struct DescribedConnection<'a> {
+    policy: &'a Policy,
+    decision: &'a Decision,
+    client: Option<&'a str>,
+    server_name: &'a str,
+}
+
+impl fmt::Display for DescribedConnection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.decision;
+        write!(
+            f,
+            "connection decision={} client={} ({:?}) sni={:?} rule={}",
+            d.verdict.as_str(),
+            self.client.unwrap_or("unknown"),
+            d.downstream.origin,
+            self.server_name,
+            self.policy.rule_name(d).unwrap_or("-"),
+        )
     }
 }
 
@@ -160,6 +203,8 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::policy::{Downstream, Request};
+    use crate::rate_limit::KeyText;
+    use crate::testutil::Recorder;
 
     fn decide(json: &str, addr: &str) -> (Policy, Decision) {
         let (policy, _) = config::parse(json.as_bytes()).unwrap();
@@ -205,16 +250,44 @@ mod tests {
 
     #[test]
     fn an_exempt_client_has_no_key_and_its_header_is_removed() {
-        let mut facts = Vec::new();
-        let mut removed = Vec::new();
-        each_key_write(
-            &Keying::Exempt,
-            Some("x-rl"),
-            |f, _| facts.push(f),
-            |op| removed.push(op == HeaderOp::Remove("x-rl")),
+        let mut host = Recorder::default();
+        assert_eq!(apply_key(&Keying::Exempt, Some("x-rl"), &mut host), Ok(()));
+        assert!(host.facts.is_empty());
+        assert_eq!(host.edits, ["remove x-rl"]);
+    }
+
+    #[test]
+    fn a_keyed_client_gets_its_key_as_fact_and_header_and_a_failed_edit_is_reported() {
+        let keyed = Keying::Keyed(KeyText::network("203.0.113.7".parse().unwrap(), 32, 128));
+        let mut host = Recorder::default();
+        assert_eq!(apply_key(&keyed, Some("x-rl"), &mut host), Ok(()));
+        assert_eq!(host.facts, [(Fact::Key, "203.0.113.7/32".to_string())]);
+        assert_eq!(host.edits, ["set x-rl 203.0.113.7/32"]);
+        // Without a header: the fact alone.
+        let mut host = Recorder::default();
+        assert_eq!(apply_key(&keyed, None, &mut host), Ok(()));
+        assert_eq!((host.facts.len(), host.edits.len()), (1, 0));
+        // The host refuses the edit: the fact is written, the failure names the edit.
+        let mut host = Recorder::failing_at(0);
+        let failed = apply_key(&keyed, Some("x-rl"), &mut host).unwrap_err();
+        assert_eq!(failed.detail, "set x-rl: \"BadArgument\"");
+        assert_eq!(host.facts.len(), 1);
+    }
+
+    #[test]
+    fn a_connection_is_described_with_its_server_name_and_rule() {
+        let json = r#"{"filter_type": "network",
+            "access": {"rules": [{"name": "r", "deny": ["203.0.113.0/24"]}]}}"#;
+        let (p, d) = decide(json, "203.0.113.7:1");
+        assert_eq!(
+            describe_connection(&p, &d, Some("203.0.113.7"), "a.example").to_string(),
+            "connection decision=deny client=203.0.113.7 (FilterState) sni=\"a.example\" rule=r"
         );
-        assert!(facts.is_empty());
-        assert_eq!(removed, [true]);
+        let (p, d) = decide(r#"{"filter_type": "network"}"#, "203.0.113.7:1");
+        assert_eq!(
+            describe_connection(&p, &d, None, "").to_string(),
+            "connection decision=allow client=unknown (FilterState) sni=\"\" rule=-"
+        );
     }
 
     #[test]

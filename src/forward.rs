@@ -96,6 +96,68 @@ pub enum HeaderOp<'a> {
     Remove(&'a str),
 }
 
+impl<'a> HeaderOp<'a> {
+    /// How the filter writes a header of its own: set to `value` when there is one, else
+    /// removed (so a value the client wrote never passes).
+    #[inline]
+    pub fn set_or_remove(name: &'a str, value: Option<&'a str>) -> HeaderOp<'a> {
+        match value {
+            Some(value) => HeaderOp::Set(name, value),
+            None => HeaderOp::Remove(name),
+        }
+    }
+
+    /// Makes the edit through `headers` (the host's header calls); a failure names the edit
+    /// and carries the host's status.
+    #[inline]
+    pub fn apply(self, headers: &mut impl HeaderMap) -> Result<(), EditFailed> {
+        let result = match self {
+            HeaderOp::Set(name, value) => headers.set(name, value),
+            HeaderOp::Remove(name) => headers.remove(name),
+        };
+        result.map_err(|status| EditFailed::new(self, status))
+    }
+}
+
+/// A request's headers as the host holds them, edited through its calls: what an adapter
+/// implements over its host (no allocation, no decision) so that the core applies a header plan
+/// ([`HeaderPlan::apply`]) or one edit ([`HeaderOp::apply`]).
+pub trait HeaderMap {
+    /// The host's status of a failed edit.
+    type Error: std::fmt::Debug;
+    /// Replaces every line of the header `name` with one line `value`.
+    fn set(&mut self, name: &str, value: &str) -> Result<(), Self::Error>;
+    /// Removes every line of the header `name`.
+    fn remove(&mut self, name: &str) -> Result<(), Self::Error>;
+    /// Adds the line `name: value` to a request known to hold no line of `name`: then the same
+    /// edit as [`HeaderMap::set`], which it is unless the host's add is cheaper (Envoy's dynamic
+    /// modules: a set also searches the map for lines to replace).
+    fn add_absent(&mut self, name: &str, value: &str) -> Result<(), Self::Error> {
+        self.set(name, value)
+    }
+}
+
+/// A header edit the host refused. In a header plan it refuses the request
+/// ([`crate::policy::Refusal::EDIT_FAILED`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditFailed {
+    /// The edit and the host's status (`set x-real-ip: BadArgument`), for the warning.
+    pub detail: String,
+}
+
+impl EditFailed {
+    /// The failure of `op` with the host's `status` (formatted only on failure).
+    #[cold]
+    fn new(op: HeaderOp<'_>, status: impl std::fmt::Debug) -> EditFailed {
+        EditFailed {
+            detail: match op {
+                HeaderOp::Set(name, _) => format!("set {name}: {status:?}"),
+                HeaderOp::Remove(name) => format!("remove {name}: {status:?}"),
+            },
+        }
+    }
+}
+
 /// The header edits for one request; built without allocating except for an appended
 /// X-Forwarded-For value.
 #[derive(Debug)]
@@ -110,6 +172,9 @@ pub struct HeaderPlan<'p> {
     country: Option<[u8; 2]>,
     /// The client's AS number as text, when known and a header wants it.
     asn: Option<String>,
+    /// Bit `i`: the request holds no line of client header `forwarding.headers[i]` (the first
+    /// 64 only), so that [`HeaderPlan::apply`] adds it ([`HeaderMap::add_absent`]).
+    absent: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -198,7 +263,29 @@ impl Forwarding {
             removals: self.removals(headers),
             country: None,
             asn: None,
+            absent: self.absent_client_headers(headers),
         }
+    }
+}
+
+impl Forwarding {
+    /// [`HeaderPlan`]'s `absent`: the client headers (of the first 64) no line of `headers`
+    /// (every line of the request) names, in any case; a name the plan may also edit as another
+    /// header (X-Forwarded-For, the port, country or ASN header) or that comes twice is never
+    /// absent (it is set, as every header was before).
+    fn absent_client_headers(&self, headers: &HeaderLines) -> u64 {
+        let mut absent = 0u64;
+        for (i, name) in self.headers.iter().enumerate().take(64) {
+            let other_edit = name == X_FORWARDED_FOR
+                || self.headers.iter().filter(|h| *h == name).count() > 1
+                || [&self.port_header, &self.country_header, &self.asn_header]
+                    .into_iter()
+                    .any(|h| h.as_deref() == Some(name.as_str()));
+            if !other_edit && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                absent |= 1 << i;
+            }
+        }
+        absent
     }
 }
 
@@ -251,32 +338,23 @@ impl HeaderPlan<'_> {
         }
         let client = self.client_text();
         for name in &self.forwarding.headers {
-            apply(match client {
-                Some(text) => HeaderOp::Set(name, text),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, client))?;
         }
         if let Some(name) = &self.forwarding.port_header {
-            apply(match &self.port {
-                Some(text) => HeaderOp::Set(name, text.as_str()),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(
+                name,
+                self.port.as_ref().map(AddrText::as_str),
+            ))?;
         }
         if let Some(name) = &self.forwarding.country_header {
             let code = self
                 .country
                 .as_ref()
                 .and_then(|c| std::str::from_utf8(c).ok());
-            apply(match code {
-                Some(code) => HeaderOp::Set(name, code),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, code))?;
         }
         if let Some(name) = &self.forwarding.asn_header {
-            apply(match &self.asn {
-                Some(text) => HeaderOp::Set(name, text),
-                None => HeaderOp::Remove(name),
-            })?;
+            apply(HeaderOp::set_or_remove(name, self.asn.as_deref()))?;
         }
         match (&self.xff, client) {
             (XffEdit::Keep, _) => Ok(()),
@@ -286,6 +364,31 @@ impl HeaderPlan<'_> {
             (XffEdit::SetClient, Some(text)) => apply(HeaderOp::Set(X_FORWARDED_FOR, text)),
             (XffEdit::Set(value), _) => apply(HeaderOp::Set(X_FORWARDED_FOR, value)),
         }
+    }
+
+    /// Makes the plan's edits through `headers` (the host's header calls, in the adapter), in
+    /// the order of [`HeaderPlan::for_each`]. The first edit that fails stops it: the request
+    /// must then be refused with [`crate::policy::Refusal::EDIT_FAILED`], never forwarded half
+    /// sanitised.
+    pub fn apply(&self, headers: &mut impl HeaderMap) -> Result<(), EditFailed> {
+        self.try_for_each(|op| match op {
+            HeaderOp::Set(name, value) if self.is_absent(name) => headers
+                .add_absent(name, value)
+                .map_err(|status| EditFailed::new(op, status)),
+            _ => op.apply(headers),
+        })
+        .map_err(|(_, failed)| failed)
+    }
+
+    /// Whether the request holds no line of client header `name` (see `absent`).
+    fn is_absent(&self, name: &str) -> bool {
+        self.absent != 0
+            && self
+                .forwarding
+                .headers
+                .iter()
+                .position(|h| h == name)
+                .is_some_and(|i| i < 64 && self.absent & (1 << i) != 0)
     }
 
     /// The client's address text, when known: what the client headers are set to.
@@ -537,5 +640,93 @@ mod tests {
         });
         assert_eq!(r, Err((HeaderOp::Remove("forwarded"), 7)));
         assert_eq!(seen, 1);
+    }
+
+    /// Edits as a host sees them, telling an add from a set.
+    #[derive(Default)]
+    struct Host(Vec<String>);
+
+    impl HeaderMap for Host {
+        type Error = ();
+        fn set(&mut self, name: &str, value: &str) -> Result<(), ()> {
+            self.0.push(format!("set {name} {value}"));
+            Ok(())
+        }
+        fn remove(&mut self, name: &str) -> Result<(), ()> {
+            self.0.push(format!("remove {name}"));
+            Ok(())
+        }
+        fn add_absent(&mut self, name: &str, value: &str) -> Result<(), ()> {
+            self.0.push(format!("add {name} {value}"));
+            Ok(())
+        }
+    }
+
+    fn applied(f: &Forwarding, headers: &HeaderLines) -> Vec<String> {
+        let mut host = Host::default();
+        f.plan(addr("1.1.1.1:4321"), addr("10.0.0.1:1"), headers)
+            .apply(&mut host)
+            .unwrap();
+        host.0
+    }
+
+    #[test]
+    fn a_client_header_the_request_lacks_is_added_and_one_it_has_in_any_case_is_set() {
+        let f = Forwarding {
+            headers: vec!["x-real-ip".into(), "x-client-ip".into()],
+            strip: Vec::new(),
+            ..Forwarding::default()
+        };
+        assert_eq!(
+            applied(&f, &h(&[("x-client-ip", "6.6.6.6"), ("ua", "x")])),
+            ["add x-real-ip 1.1.1.1", "set x-client-ip 1.1.1.1"]
+        );
+        // A line in another case is removed (another spelling) and the header then set.
+        assert_eq!(
+            applied(&f, &h(&[("X-Client-IP", "6.6.6.6")])),
+            [
+                "remove X-Client-IP",
+                "add x-real-ip 1.1.1.1",
+                "set x-client-ip 1.1.1.1"
+            ]
+        );
+        // Another spelling is removed first; the header itself is then absent, and added.
+        assert_eq!(
+            applied(
+                &f,
+                &h(&[("x_real_ip", "6.6.6.6"), ("x-client-ip", "6.6.6.6")])
+            ),
+            [
+                "remove x_real_ip",
+                "add x-real-ip 1.1.1.1",
+                "set x-client-ip 1.1.1.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_client_header_the_plan_also_edits_otherwise_or_twice_is_set_never_added() {
+        let f = Forwarding {
+            headers: vec![
+                "x-real-ip".into(),
+                "x-real-ip".into(),
+                X_FORWARDED_FOR.into(),
+                "x-client-port".into(),
+            ],
+            port_header: Some("x-client-port".into()),
+            xff: XffMode::Replace,
+            ..Forwarding::default()
+        };
+        assert_eq!(
+            applied(&f, &[]),
+            [
+                "set x-real-ip 1.1.1.1",
+                "set x-real-ip 1.1.1.1",
+                "set x-forwarded-for 1.1.1.1",
+                "set x-client-port 1.1.1.1",
+                "set x-client-port 4321",
+                "set x-forwarded-for 1.1.1.1"
+            ]
+        );
     }
 }

@@ -40,6 +40,17 @@ impl Kind {
         }
     }
 
+    /// The filter-state name a `set_filter_state` copy of the TLV's dynamic metadata is written
+    /// under (docs/private-link.md): `client_ip.aws_vpce_id`, `client_ip.azure_link_id`,
+    /// `client_ip.gcp_psc_id`.
+    pub fn copy_key(self) -> &'static str {
+        match self {
+            Kind::AwsVpce => "client_ip.aws_vpce_id",
+            Kind::AzureLink => "client_ip.azure_link_id",
+            Kind::GcpPsc => "client_ip.gcp_psc_id",
+        }
+    }
+
     /// The PROXY v2 TLV type.
     pub fn tlv_type(self) -> u8 {
         match self {
@@ -282,6 +293,44 @@ pub enum TlvRead {
     Valid(Identity),
     /// A TLV of the wrong length or shape (counted in `client_ip.link_invalid`).
     Invalid,
+}
+
+/// The debug line of one value read for `kind` (what the adapters log): its route, its size,
+/// at most its first 96 bytes escaped (Envoy caps no TLV's size) and what it read as.
+pub fn describe_read<'a>(
+    kind: Kind,
+    route: Route,
+    value: &'a [u8],
+    read: &'a TlvRead,
+) -> impl fmt::Display + 'a {
+    DescribedRead {
+        kind,
+        route,
+        value,
+        read,
+    }
+}
+
+struct DescribedRead<'a> {
+    kind: Kind,
+    route: Route,
+    value: &'a [u8],
+    read: &'a TlvRead,
+}
+
+impl fmt::Display for DescribedRead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.value[..self.value.len().min(96)];
+        write!(
+            f,
+            "{} ({:?}, {} bytes): \"{}\" is {:?}",
+            self.kind.tlv_key(),
+            self.route,
+            self.value.len(),
+            shown.escape_ascii(),
+            self.read
+        )
+    }
 }
 
 /// Interprets the filter-state value the host handed over for `kind` under `route`

@@ -16,13 +16,14 @@
 //! - [`identity`]: private-link identities from PROXY v2 TLVs (AWS, Azure, GCP).
 //! - [`path`]: the forms of a request path that path rules are decided on.
 //! - [`access`]: allow/deny lists, rules, verdicts.
-//! - [`forward`]: the header plan.
+//! - [`forward`]: the header plan, applied through the adapter's [`forward::HeaderMap`].
 //! - [`rate_limit`]: the per-client rate-limit key (Envoy's limiters count).
 //! - [`policy`]: the per-request decision.
-//! - [`facts`]: the filter state, rate-limit key writes and debug line of a decision.
+//! - [`facts`]: the filter state, rate-limit key writes and debug lines of a decision.
 //! - [`connection`]: the connection-level mode (network filter): the per-connection decision.
 //! - [`tally`]: the decision counters, counted by the adapter and flushed in batches.
-//! - [`source`]: lists from a list server (formats, schedule, shared table, lease).
+//! - [`source`]: lists from a list server (formats, schedule, shared table, lease), its actions
+//!   performed through the adapter's [`source::machine::SourceIo`].
 //! - [`bind`]: a policy bound to its sources' current lists.
 //! - [`config`]: JSON configuration → [`policy::Policy`], with key-path errors (one module per
 //!   section).

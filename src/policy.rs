@@ -9,7 +9,7 @@ use crate::access::{Access, Mode, Verdict};
 use crate::addr::{parse_socket_addr_bytes, ClientAddr};
 use crate::chain::{HeaderKind, HeaderLines};
 use crate::filter_type::FilterType;
-use crate::forward::{Forwarding, HeaderOp, HeaderPlan, XffMode, X_FORWARDED_FOR};
+use crate::forward::{Forwarding, HeaderPlan, XffMode, X_FORWARDED_FOR};
 use crate::identity::{Link, LinkPolicy};
 use crate::rate_limit::{Keying, RateLimit};
 use crate::resolve::Resolver;
@@ -200,13 +200,6 @@ impl Refusal<'static> {
     };
 }
 
-/// A header edit the host refused, which refuses the request ([`Refusal::EDIT_FAILED`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EditFailed {
-    /// The edit and the host's status, for the warning.
-    pub detail: String,
-}
-
 /// The compiled configuration: immutable, shared by every stream.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -351,21 +344,6 @@ impl Policy {
             body,
             details,
         }
-    }
-
-    /// Applies an admitted request's header plan through `edit` (the host's header calls, in
-    /// the adapter). The first edit that fails stops it: the request must then be refused
-    /// with [`Refusal::EDIT_FAILED`], never forwarded half sanitised.
-    pub fn sanitise<'a, E: std::fmt::Debug>(
-        plan: &'a HeaderPlan<'_>,
-        edit: impl FnMut(HeaderOp<'a>) -> Result<(), E>,
-    ) -> Result<(), EditFailed> {
-        plan.try_for_each(edit).map_err(|(op, status)| EditFailed {
-            detail: match op {
-                HeaderOp::Set(name, _) => format!("set {name}: {status:?}"),
-                HeaderOp::Remove(name) => format!("remove {name}: {status:?}"),
-            },
-        })
     }
 
     /// The header edits for an admitted request.

@@ -13,6 +13,12 @@ Grafana dashboard.
 * Every query of every dashboard panel returns data from that Prometheus.
 * The stats tags (observability/stats-tags.yaml, passed with --config-yaml as istio-agent passes a
   bootstrap override) make rule and source labels; two plugins on one proxy add into one counter.
+
+The live tests run on both builds (`both_builds`): Prometheus scrapes through the shipped relabel
+rule (observability/prometheus-relabel.yaml), which renames the native build's
+envoy_dynamicmodulescustom_client_ip_* to the wasm build's client_ip_*, so the same shipped alerts and
+dashboard fire and answer for either build. With Envoy's runtime guard instead
+(observability/native-runtime.yaml) a native Envoy exports the wasm build's names itself.
 """
 from __future__ import annotations
 
@@ -36,8 +42,14 @@ REPO = Path(__file__).resolve().parent.parent
 OBS = REPO / "observability"
 RULES = OBS / "alerts.rules.yaml"
 TAGS = OBS / "stats-tags.yaml"
+RELABEL = OBS / "prometheus-relabel.yaml"
+NATIVE_RUNTIME = OBS / "native-runtime.yaml"
 PRIVATE_LINK = REPO / "envoyfilter" / "ingress-gateway-private-link.yaml"
 VPCE = "vpce-0a1b2c3d4e5f60718"
+# What Envoy puts in front of each build's metric names in /stats/prometheus (docs/native.md).
+EXPORTED_PREFIX = {"wasm": "", "native": "envoy_dynamicmodulescustom_"}
+
+pytestmark = pytest.mark.both_builds
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -81,8 +93,13 @@ def test_the_prometheusrule_and_the_istio_configmap_are_generated_from_the_sourc
 class TaggedEnvoy(E.Envoy):
     """The harness Envoy plus the stats tags, given as istio-agent gives a bootstrap override."""
 
+    fragments: tuple = (TAGS,)  # bootstrap fragments merged in with --config-yaml, in order
+
     def argv(self) -> list:
-        return super().argv() + ["--config-yaml", json.dumps(yaml.safe_load(TAGS.read_text()))]
+        merged: dict = {}
+        for path in self.fragments:
+            merged.update(yaml.safe_load(path.read_text()))
+        return super().argv() + ["--config-yaml", json.dumps(merged)]
 
 
 class Prometheus:
@@ -97,7 +114,8 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rule_file)],
             "scrape_configs": [{"job_name": "envoy", "metrics_path": "/stats/prometheus",
-                                "static_configs": [{"targets": targets}]}],
+                                "static_configs": [{"targets": targets}],
+                                **yaml.safe_load(RELABEL.read_text())}],
         }))
         self.proc = None
 
@@ -156,8 +174,10 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def live(echo, wasm, tmp_path_factory):
-    work = tmp_path_factory.mktemp("alerts")
+def live(echo, build, request, tmp_path_factory):
+    """Two Envoys of ``build`` scraped by a Prometheus with the shipped rules and relabel rule."""
+    request.getfixturevalue("wasm" if build == "wasm" else "native_so")  # fails when not built
+    work = tmp_path_factory.mktemp(f"alerts-{build}")
     lists = work / "lists"
     lists.mkdir()
     listserver.write_file(lists / "feed.txt", b"192.0.2.0/24\n198.51.100.0/24\n")
@@ -165,21 +185,24 @@ def live(echo, wasm, tmp_path_factory):
     started = []
     try:
         gw = TaggedEnvoy(E.EnvoyOptions(fragments=manifests.load(PRIVATE_LINK), configuration=CONFIG,
-                                        clusters=[listserver.envoy_cluster("list_server", nginx.port)]),
+                                        clusters=[listserver.envoy_cluster("list_server", nginx.port)],
+                                        build=build),
                          upstream_port=echo.port, workdir=str(work), name="gateway")
         started.append(gw.start())
         # a proxy whose manifest lost set_filter_state, where the HCM derives the remote address from XFF
         bare = TaggedEnvoy(E.EnvoyOptions(set_filter_state=False, use_remote_address=False,
-                                          configuration={"access": {"allow": ["203.0.113.0/24"]}}),
+                                          configuration={"access": {"allow": ["203.0.113.0/24"]}},
+                                          build=build),
                            upstream_port=echo.port, workdir=str(work), name="bare")
         started.append(bare.start())
         rules = work / "rules.yaml"
         derived_rules(rules)
         prom = Prometheus(work, [f"127.0.0.1:{gw.admin_port}", f"127.0.0.1:{bare.admin_port}"], rules).start()
         started.append(prom)
-        # the counters' zeros scraped first, so that what the test does shows as an increase
+        # the counters' zeros scraped first, so that what the test does shows as an increase (for
+        # the native build: only under the wasm build's name, which the relabel rule gives it)
         procs.wait_until(lambda: len(prom.query("client_ip_allowed")) == 2, 30,
-                         what="Prometheus' first scrape of both Envoys")
+                         what="Prometheus' first scrape of both Envoys, as client_ip_allowed")
         yield gw, bare, prom
     finally:
         for s in reversed(started):
@@ -252,12 +275,76 @@ def test_every_dashboard_panel_query_returns_data_from_the_live_prometheus(live,
     assert set(by_rule) == {"admin", "reports", "trial"} and by_rule["admin"] >= 1, by_rule
 
 
-def test_stats_tags_turn_rule_and_source_names_into_labels(live):
+def test_stats_tags_turn_rule_and_source_names_into_labels(live, build):
+    """Both builds' names: Envoy exports the native build's with its namespace in front."""
     gw, _, _ = live
     text = gw.admin("/stats/prometheus")
-    assert re.search(r'^client_ip_rule_denied\{rule="admin"\} \d+$', text, re.M), text
-    assert re.search(r'^client_ip_source_age_s\{source="feed"\} \d+$', text, re.M)
-    assert "client_ip_rule_admin_denied" not in text
+    prefix = EXPORTED_PREFIX[build]
+    assert re.search(rf'^{prefix}client_ip_rule_denied\{{rule="admin"\}} \d+$', text, re.M), text
+    assert re.search(rf'^{prefix}client_ip_source_age_s\{{source="feed"\}} \d+$', text, re.M), text
+    assert "client_ip_rule_admin_denied" not in text and "client_ip_source_feed_" not in text
+
+
+def names_the_rules_and_dashboard_use() -> set[str]:
+    exprs = [r["expr"] for r in alerts()] + [
+        t["expr"] for p in json.loads((OBS / "dashboard.json").read_text())["panels"] for t in p["targets"]]
+    return {m for e in exprs for m in re.findall(r"\bclient_ip_[a-z_]+\b", e)}
+
+
+def test_prometheus_holds_every_series_the_alerts_and_dashboard_name_under_that_name(live, echo, build):
+    """The relabel rule: after it, each build's scrape holds the names observability/ queries (for
+    the native build, renamed from envoy_dynamicmodulescustom_*), and no native name is left."""
+    gw, bare, prom = live
+    drive_every_condition(gw, bare, echo)
+    wanted = names_the_rules_and_dashboard_use()
+    assert {"client_ip_allowed", "client_ip_denied", "client_ip_source_age_s", "client_ip_rule_denied"} <= wanted
+
+    def scraped() -> set[str]:
+        return {r["metric"]["__name__"] for r in prom.query('{__name__=~"client_ip_.+"}')}
+    try:
+        procs.wait_until(lambda: wanted <= scraped(), 30, interval=0.5, what="every queried series scraped")
+    except TimeoutError:
+        pytest.fail(f"{build}: series the rules or dashboard name are not in Prometheus: "
+                    f"{sorted(wanted - scraped())}", pytrace=False)
+    left = prom.query('{__name__=~"envoy_dynamicmodulescustom_.+"}')
+    assert left == [], f"native names left after the relabel rule: {sorted({r['metric']['__name__'] for r in left})}"
+    if build == "native":  # what the rule renamed: Envoy itself still exports the prefixed names
+        assert re.search(r"^envoy_dynamicmodulescustom_client_ip_allowed\{", gw.admin("/stats/prometheus"), re.M)
+
+
+def prometheus_series(text: str) -> set[str]:
+    """The filter's series of a /stats/prometheus text (client_ip_*, either build's exported name):
+    name and labels, without the value."""
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines()
+            if re.match(r"(envoy_dynamicmodulescustom_)?client_ip_", line)}
+
+
+def test_with_envoys_runtime_guard_a_native_envoy_exports_the_wasm_builds_series_names(
+        echo, wasm, native_so, tmp_path):
+    """observability/native-runtime.yaml: the same configuration and requests on a wasm Envoy and a
+    native Envoy with the runtime guard give the same client_ip_* series (names and labels) in
+    /stats/prometheus; without the guard the native names differ (the relabel rule's case)."""
+    config = {"access": {"allow": ["203.0.113.0/24"],
+                         "rules": [{"name": "admin", "path_prefixes": ["/admin"], "allow": ["203.0.113.10"]}]}}
+    texts = {}
+    for name, build, fragments in (("wasm", "wasm", (TAGS,)), ("native-guard", "native", (TAGS, NATIVE_RUNTIME)),
+                                   ("native", "native", (TAGS,))):
+        env = TaggedEnvoy(E.EnvoyOptions(configuration=config, build=build), upstream_port=echo.port,
+                          workdir=str(tmp_path), name=name)
+        env.fragments = fragments
+        env.start()
+        try:
+            assert exchange(env, echo, proxy=pp.v1("203.0.113.7")).status == 200
+            assert exchange(env, echo, proxy=pp.v1("203.0.113.7"), path="/admin").status == 403
+            procs.wait_until(lambda: env.settled_stats().get("client_ip.rule.admin.denied", 0) == 1, 10,
+                             what=f"{name}: the counters flushed")
+            texts[name] = env.admin("/stats/prometheus")
+        finally:
+            env.stop()
+    wasm_series = prometheus_series(texts["wasm"])
+    assert 'client_ip_rule_denied{rule="admin"}' in wasm_series and "client_ip_allowed{}" in wasm_series, wasm_series
+    assert prometheus_series(texts["native-guard"]) == wasm_series
+    assert prometheus_series(texts["native"]) == {"envoy_dynamicmodulescustom_" + s for s in wasm_series}
 
 
 class TwoPluginEnvoy(TaggedEnvoy):

@@ -202,6 +202,29 @@ def test_a_bare_client_ip_stats_prefix_would_drop_the_counters(start_envoy, echo
     assert not [k for k in raw if "client_ip" in k]
 
 
+NATIVE_STATS_PREFIX = "dynamicmodulescustom.client_ip"
+
+
+def test_the_native_build_on_istio_needs_its_own_stats_prefix(start_envoy, echo, native_so):
+    """docs/native.md "Istio": the native build's counters are named dynamicmodulescustom.client_ip.*,
+    which the gateway example's wasmcustom.client_ip does not keep; the documented annotation, which
+    adds dynamicmodulescustom.client_ip, does."""
+    documented = ('"inclusionPrefixes": ["wasmcustom.client_ip", "dynamicmodulescustom.client_ip"]')
+    assert documented in (REPO / "docs" / "native.md").read_text()
+    kept = start_envoy(E.EnvoyOptions(build="native"),
+                       stats_prefixes=gateway_stats_prefixes() + [NATIVE_STATS_PREFIX, "server"])
+    dropped = start_envoy(E.EnvoyOptions(build="native"), stats_prefixes=gateway_stats_prefixes() + ["server"])
+    for env in (kept, dropped):
+        assert exchange(env, echo, proxy=pp.v2("203.0.113.7", "10.0.0.1", 40000, 443)).status == 200
+    from harness import procs
+    raw = procs.wait_until(lambda: (r := kept.stats(raw=True)).get(f"{NATIVE_STATS_PREFIX}.allowed", 0) >= 1 and r,
+                           5.0, what=f"{NATIVE_STATS_PREFIX}.allowed to count the request")
+    assert f"{NATIVE_STATS_PREFIX}.denied" in raw
+    gone = dropped.stats(raw=True)
+    assert "server.live" in gone
+    assert not [k for k in gone if "client_ip" in k], sorted(k for k in gone if "client_ip" in k)
+
+
 # -- the remote-URL variant ------------------------------------------------------------------------
 
 REMOTE = REPO / "envoyfilter" / "ingress-gateway-remote.yaml"

@@ -118,6 +118,33 @@ def native_memory(fn: Callable[[dict], str]) -> Callable[[], str]:
     return render
 
 
+NATIVE_MEMORY_CASES = [("A", "no filter"),
+                       ("native-S1M", "native build, 1,000,000-entry list source"),
+                       ("wasm-S1M", "wasm build, 1,000,000-entry list source"),
+                       ("native-GEO", "native build, country and ASN databases"),
+                       ("wasm-GEO", "wasm build, country and ASN databases")]
+
+
+def native_memory_table(rec: dict) -> str:
+    """docs/native.md's memory table: every case of the record at --concurrency 1 and 3."""
+    runs, a1 = rec["runs"], rec["runs"]["A@1"]["rss_kib"]
+    rows = ["| case | RSS at --concurrency 1 | RSS at 3 | per extra worker | over no filter at 1 | ready s (1 / 3) |",
+            "| --- | --: | --: | --: | --: | --: |"]
+    for case, what in NATIVE_MEMORY_CASES:
+        one, three = runs[f"{case}@1"], runs[f"{case}@3"]
+        rows.append(f"| {what} | {mib(one['rss_kib'])} | {mib(three['rss_kib'])} | "
+                    f"{rec['per_extra_worker_mib'][case]:.1f} MiB | {mib(one['rss_kib'] - a1)} | "
+                    f"{one['ready_s']:.2f} / {three['ready_s']:.2f} |")
+    load = rec.get("load_before"), rec.get("load_after")
+    files = rec.get("geo_files") or {}
+    rows += ["", f"(`make native-memory`, {rec['started_at']}, {rec['envoy_version'].split('version: ')[-1]}; "
+                 f"databases: country.mmdb {files.get('country.mmdb', 0) / 1e6:.1f} MB, asn.mmdb "
+                 f"{files.get('asn.mmdb', 0) / 1e6:.1f} MB; load average {load[0][0]:.2f} before, "
+                 f"{load[1][0]:.2f} after, on {rec['machine']['cores']} cores: the machine was shared, "
+                 "which moves the ready times, not the RSS)"]
+    return "\n".join(rows)
+
+
 def native_ratio(rec: dict, key: str) -> str:
     """A ratio of the native build's cases (envoy_bench.py native_ratios, e.g. "DM-C/A")."""
     value = rec["native_ratios"][key]
@@ -641,6 +668,14 @@ FIGURES: dict[str, Callable[[], str]] = {
     "native_memory.native_rss1": native_memory(lambda r: mib(r["runs"]["native-S1M@1"]["rss_kib"])),
     "native_memory.native_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['native-S1M']:.0f} MiB"),
     "native_memory.wasm_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['wasm-S1M']:.0f} MiB"),
+    "native_memory.native_geo_over_a": native_memory(
+        lambda r: mib(r["runs"]["native-GEO@1"]["rss_kib"] - r["runs"]["A@1"]["rss_kib"])),
+    "native_memory.native_geo_per_worker": native_memory(
+        lambda r: f"{r['per_extra_worker_mib']['native-GEO']:.0f} MiB"),
+    "native_memory.wasm_geo_over_a": native_memory(
+        lambda r: mib(r["runs"]["wasm-GEO@1"]["rss_kib"] - r["runs"]["A@1"]["rss_kib"])),
+    "native_memory.wasm_geo_per_worker": native_memory(lambda r: f"{r['per_extra_worker_mib']['wasm-GEO']:.0f} MiB"),
+    "native_memory.table": native_memory(native_memory_table),
     "fuzz.table": fuzz(fuzz_table),
     "fuzz.summary": fuzz(fuzz_summary),
     "fuzz.corpus": corpus_size,

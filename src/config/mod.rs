@@ -27,8 +27,6 @@ mod lists;
 mod network;
 mod rate_limit;
 mod sources;
-#[cfg(test)]
-mod unbound_tests;
 
 /// A configuration the filter refuses, with the key path it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -539,3 +539,29 @@ fn default_configuration_reads_no_identity() {
     let p = policy(&format!(r#"{{"access": {{"deny": ["{VPCE_A}"]}}}}"#));
     assert_eq!(p.link.kinds, Kinds::default().with(Kind::AwsVpce));
 }
+
+#[test]
+fn each_kind_has_its_copy_under_client_ip_and_its_tlv_key() {
+    for kind in Kind::ALL {
+        assert_eq!(kind.copy_key(), format!("client_ip.{}", kind.tlv_key()));
+    }
+}
+
+#[test]
+fn a_read_is_described_with_at_most_96_bytes_of_its_value_escaped() {
+    let long = [b'\n'; 200];
+    let read = read_value(Kind::GcpPsc, Route::TlvFilterState, Some(&long));
+    let line = describe_read(Kind::GcpPsc, Route::TlvFilterState, &long, &read).to_string();
+    assert_eq!(
+        line,
+        format!(
+            "gcp_psc_id (TlvFilterState, 200 bytes): \"{}\" is Invalid",
+            "\\n".repeat(96)
+        )
+    );
+    let read = read_value(Kind::AwsVpce, Route::MetadataCopy, Some(b"-"));
+    assert_eq!(
+        describe_read(Kind::AwsVpce, Route::MetadataCopy, b"-", &read).to_string(),
+        "aws_vpce_id (MetadataCopy, 1 bytes): \"-\" is Absent"
+    );
+}

@@ -1,9 +1,6 @@
 use super::*;
-use crate::testutil::Rng;
+use crate::testutil::{ip_set as set, Rng};
 
-fn set(nets: &[&str]) -> IpSet {
-    IpSet::from_nets(nets.iter().map(|s| parse_net(s).unwrap().0))
-}
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

@@ -1,7 +1,8 @@
 //! Spec §1 (the downstream address) and whole-request decisions.
 use super::*;
 use crate::config::parse;
-use crate::testutil::headers as h;
+use crate::forward::EditFailed;
+use crate::testutil::{headers as h, Recorder};
 
 #[test]
 fn downstream_is_read_from_filter_state_first() {
@@ -313,37 +314,31 @@ fn a_failed_header_edit_refuses_the_request_and_stops_the_edits() {
     let decision = p.decide(&request);
     let plan = p.header_plan(&request, &decision);
     // Every edit succeeds: forwarded.
-    let mut done = Vec::new();
-    let ok = Policy::sanitise(&plan, |op| {
-        done.push(format!("{op:?}"));
-        Ok::<(), &str>(())
-    });
-    assert_eq!(ok, Ok(()));
-    assert_eq!(done.len(), 4, "{done:?}");
-    // Each edit failing in turn: refused, nothing edited after it.
-    for fail_at in 0..done.len() {
-        let mut attempted = 0;
-        let failed = Policy::sanitise(&plan, |_| {
-            attempted += 1;
-            if attempted == fail_at + 1 {
-                Err("InternalFailure")
-            } else {
-                Ok(())
-            }
-        });
-        assert!(failed.is_err(), "edit {fail_at}");
-        assert_eq!(attempted, fail_at + 1);
-    }
-    let failed = Policy::sanitise(&plan, |op| match op {
-        HeaderOp::Set("x-real-ip", _) => Err("BadArgument"),
-        _ => Ok(()),
-    });
+    let mut all = Recorder::default();
+    assert_eq!(plan.apply(&mut all), Ok(()));
     assert_eq!(
-        failed,
-        Err(EditFailed {
-            detail: "set x-real-ip: \"BadArgument\"".into()
-        })
+        all.edits,
+        [
+            "remove x_real_ip",
+            "remove forwarded",
+            "set x-real-ip 203.0.113.5",
+            "set x-client-ip 203.0.113.5"
+        ]
     );
+    // Each edit failing in turn: refused, nothing edited after it, the edit and status named.
+    for fail_at in 0..all.edits.len() {
+        let mut host = Recorder::failing_at(fail_at);
+        let failed = plan.apply(&mut host);
+        assert_eq!(host.edits, all.edits[..fail_at], "edit {fail_at}");
+        let mut words = all.edits[fail_at].split(' ');
+        let (verb, name) = (words.next().unwrap(), words.next().unwrap());
+        assert_eq!(
+            failed,
+            Err(EditFailed {
+                detail: format!("{verb} {name}: \"BadArgument\"")
+            })
+        );
+    }
     assert_eq!(Refusal::EDIT_FAILED.status, 500);
 }
 

@@ -24,8 +24,10 @@ use super::table::{self, Content, Lease, Status, Table};
 use super::Source;
 
 mod fetch;
+mod perform;
 mod vocab;
 
+pub use perform::SourceIo;
 pub use vocab::*;
 
 /// A fetch whose response has not come this long after its timeout is given up.
@@ -243,6 +245,20 @@ impl Machine {
                 )
             })
             .collect()
+    }
+
+    /// [`Machine::versions`] as filter state `wasm.client_ip_lists` writes them (docs/sources.md):
+    /// `name=version` per used source, `name=-` while unavailable, comma-separated.
+    pub fn versions_text(&self) -> String {
+        let parts: Vec<String> = self
+            .versions()
+            .into_iter()
+            .map(|(name, v)| match v {
+                Some(v) => format!("{name}={v}"),
+                None => format!("{name}=-"),
+            })
+            .collect();
+        parts.join(",")
     }
 
     /// Whether this VM should tick fast: in the first seconds after configure, until it has

@@ -9,6 +9,7 @@ use crate::config::parse_sourced;
 use crate::policy::{Downstream, Request};
 use crate::source::lease::{CONFIRM_MS, GRACE_MS};
 use crate::source::schedule::FIRST_RETRY_MS;
+use crate::testutil::head;
 
 /// Envoy's shared data: values with a compare-and-swap token each.
 #[derive(Default)]
@@ -35,8 +36,8 @@ impl Store {
     }
 }
 
-/// A request sent: its token, source and headers.
-type Sent = (u32, usize, Vec<(String, String)>);
+/// A request sent: its token, source name and headers.
+type Sent = (u32, String, Vec<(String, String)>);
 
 /// One VM: its machine and what the adapter would have done.
 struct Vm {
@@ -44,7 +45,7 @@ struct Vm {
     template: crate::policy::Policy,
     plan: crate::bind::SourcePlan,
     serves: bool,
-    /// Requests sent: (token, source, headers).
+    /// Requests sent: (token, source name, headers).
     sent: Vec<Sent>,
     logs: Vec<(Level, String)>,
     counts: HashMap<(usize, Counter), u64>,
@@ -67,13 +68,7 @@ static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 impl Vm {
     fn new(config: &str, serves: bool, now: u64, seed: u64) -> Vm {
         let (policy, plan, _) = parse_sourced(config.as_bytes()).unwrap();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         Vm {
             m: Machine::new(config.as_bytes(), uses, now, seed).unwrap(),
             template: policy,
@@ -103,6 +98,16 @@ impl Vm {
         self.perform(store, now, actions, None);
     }
 
+    /// Ticks every `step` ms after `from` until a request is out; the time it went out.
+    fn tick_until_sent(&mut self, store: &mut Store, from: u64, step: u64) -> u64 {
+        let mut now = from;
+        while self.sent.is_empty() {
+            now += step;
+            self.tick(store, now);
+        }
+        now
+    }
+
     /// Answers the oldest request not answered yet with `head` and `body`.
     fn respond(&mut self, store: &mut Store, now: u64, head: Head, body: &[u8]) {
         let (token, _, _) = self.sent.remove(0);
@@ -115,63 +120,28 @@ impl Vm {
     }
 
     fn perform(&mut self, store: &mut Store, now: u64, actions: Vec<Action>, body: Option<&[u8]>) {
-        let mut queue: std::collections::VecDeque<Action> = actions.into();
-        while let Some(a) = queue.pop_front() {
-            let more = match a {
-                Action::Send { source, headers } => {
-                    let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.sent.push((token, source, headers));
-                    self.m.sent(source, now, Ok(token))
-                }
-                Action::Write {
-                    key,
-                    value,
-                    cas,
-                    lease,
-                } => {
-                    if key.ends_with(".table") {
-                        self.published += 1;
-                    }
-                    let w = store.set(&key, &value, cas);
-                    match lease {
-                        Some(op) => self.m.lease_written(now, op, w),
-                        None => Vec::new(),
-                    }
-                }
-                Action::ReadTable { source } => {
-                    let bytes = store.get(&self.m.table_key(source)).map(|(b, _)| b);
-                    self.m.table(source, now, bytes)
-                }
-                Action::ReadBody { source, .. } => {
-                    let lease = store.get(&self.m.lease_key());
-                    let body = body.expect("a body only for a response").to_vec();
-                    self.m.body(source, now, Ok(body), &lease)
-                }
-                Action::Count { source, counter, n } => {
-                    *self.counts.entry((source, counter)).or_default() += n;
-                    Vec::new()
-                }
-                Action::Gauge {
-                    source,
-                    gauge,
-                    value,
-                } => {
-                    self.gauges.insert((source, gauge), value);
-                    Vec::new()
-                }
-                Action::Log(level, line) => {
-                    self.logs.push((level, line));
-                    Vec::new()
-                }
-                Action::Rebind => {
-                    self.rebinds += 1;
-                    Vec::new()
-                }
-            };
-            for a in more.into_iter().rev() {
-                queue.push_front(a);
-            }
-        }
+        let Vm {
+            m,
+            sent,
+            logs,
+            counts,
+            gauges,
+            rebinds,
+            published,
+            ..
+        } = self;
+        let mut io = VmIo {
+            store,
+            now,
+            body,
+            sent,
+            logs,
+            counts,
+            gauges,
+            rebinds,
+            published,
+        };
+        m.perform(actions, &mut io);
     }
 
     fn count(&self, c: Counter) -> u64 {
@@ -188,23 +158,71 @@ impl Vm {
 
     /// The verdict for `client` under the current lists (and whether a list was unavailable).
     fn verdict(&self, client: &str) -> (Verdict, bool) {
-        let headers = Vec::new();
         let policy = crate::bind::bind(&self.template, &self.plan, &self.m.lists());
-        let d = policy.decide(&Request {
-            downstream: Downstream::from_filter_state(&format!("{client}:1000")),
-            headers: &headers,
-        });
-        (d.verdict, d.unavailable)
+        crate::testutil::verdict(&policy, client)
+    }
+}
+
+/// What one VM's adapter does for its machine: the simulated store and list server, and a
+/// record of the rest.
+struct VmIo<'a> {
+    store: &'a mut Store,
+    now: u64,
+    body: Option<&'a [u8]>,
+    sent: &'a mut Vec<Sent>,
+    logs: &'a mut Vec<(Level, String)>,
+    counts: &'a mut HashMap<(usize, Counter), u64>,
+    gauges: &'a mut HashMap<(usize, Gauge), u64>,
+    rebinds: &'a mut usize,
+    published: &'a mut usize,
+}
+
+impl SourceIo for VmIo<'_> {
+    fn now_ms(&mut self) -> u64 {
+        self.now
+    }
+
+    fn send(&mut self, source: &Source, headers: &[(String, String)]) -> Result<u32, SendError> {
+        let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sent
+            .push((token, source.name.clone(), headers.to_vec()));
+        Ok(token)
+    }
+
+    fn write(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        if key.ends_with(".table") {
+            *self.published += 1;
+        }
+        self.store.set(key, value, cas)
+    }
+
+    fn read(&mut self, key: &str) -> Shared {
+        self.store.get(key)
+    }
+
+    fn body(&mut self, _size: usize) -> Result<Vec<u8>, String> {
+        Ok(self.body.expect("a body only for a response").to_vec())
+    }
+
+    fn count(&mut self, source: usize, counter: Counter, n: u64) {
+        *self.counts.entry((source, counter)).or_default() += n;
+    }
+
+    fn gauge(&mut self, source: usize, gauge: Gauge, value: u64) {
+        self.gauges.insert((source, gauge), value);
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        self.logs.push((level, line.to_string()));
+    }
+
+    fn rebind(&mut self) {
+        *self.rebinds += 1;
     }
 }
 
 fn ok_head(size: usize, etag: Option<&str>) -> Head {
-    Head::Headers {
-        status: "200".into(),
-        etag: etag.map(str::to_string),
-        last_modified: None,
-        body_size: size,
-    }
+    head("200", size, etag)
 }
 
 const T0: u64 = 1_700_000_000_000;
@@ -279,10 +297,7 @@ fn refresh_is_every_refresh_s_brought_forward_by_at_most_10_percent() {
         vm.m.rng = (seed * 0x9e37_79b9) | 1;
         vm.ok(&mut store, t, "192.0.2.66\n");
         let mut now = t;
-        while vm.sent.is_empty() {
-            now += 100;
-            vm.tick(&mut store, now);
-        }
+        now = vm.tick_until_sent(&mut store, now, 100);
         let delay = now - t;
         assert!(
             (54_000..=60_100).contains(&delay),
@@ -322,10 +337,7 @@ fn after_a_failure_the_fetch_is_retried_sooner_backing_off() {
     for _ in 0..3 {
         let failed_at = now;
         vm.respond(&mut store, now, Head::None, b"");
-        while vm.sent.is_empty() {
-            now += 100;
-            vm.tick(&mut store, now);
-        }
+        now = vm.tick_until_sent(&mut store, now, 100);
         delays.push((now - failed_at) / 100 * 100);
     }
     assert_eq!(
@@ -353,11 +365,7 @@ fn conditional_headers_are_sent_when_the_last_good_response_carried_validators()
         body_size: body.len(),
     };
     vm.respond(&mut store, t, head, body.as_bytes());
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    vm.tick_until_sent(&mut store, t, 1_000);
     let (_, _, headers) = &vm.sent[0];
     assert!(headers.contains(&("if-none-match".into(), "\"v1\"".into())));
     assert!(headers.contains(&(
@@ -371,17 +379,8 @@ fn a_304_keeps_the_list_and_renews_its_age() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
     vm.ok(&mut store, t, "192.0.2.66\n");
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
-    let head = Head::Headers {
-        status: "304".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 0,
-    };
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
+    let head = head("304", 0, None);
     vm.respond(&mut store, now, head, b"");
     assert_eq!(vm.count(Counter::NotModified), 1);
     assert_eq!(vm.gauges[&(0, Gauge::AgeS)], 0);
@@ -396,12 +395,7 @@ fn a_304_keeps_the_list_and_renews_its_age() {
 fn a_304_before_any_list_is_a_failure() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
-    let head = Head::Headers {
-        status: "304".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 0,
-    };
+    let head = head("304", 0, None);
     vm.respond(&mut store, t, head, b"");
     assert_eq!(vm.count(Counter::FetchFailed), 1);
 }
@@ -410,19 +404,10 @@ fn a_304_before_any_list_is_a_failure() {
 fn only_status_200_is_accepted_and_a_body_over_max_bytes_is_never_read() {
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
-    let head = Head::Headers {
-        status: "500".into(),
-        etag: None,
-        last_modified: None,
-        body_size: 5,
-    };
+    let head = head("500", 5, None);
     vm.respond(&mut store, t, head, b"");
     assert_eq!(vm.count(Counter::FetchFailed), 1);
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 100;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 100);
     let token = vm.sent.remove(0).0;
     let actions = vm.m.response(token, now, ok_head(1001, None));
     assert!(
@@ -438,11 +423,7 @@ fn a_rejected_body_keeps_the_last_good_list_and_is_one_warning_with_its_reason()
     let mut store = Store::default();
     let (mut vm, t) = fetcher(&mut store, CONFIG);
     vm.ok(&mut store, t, "192.0.2.66\n");
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
     vm.ok(&mut store, now, "0.0.0.0/0\n");
     assert_eq!(vm.count(Counter::Rejected), 1);
     assert_eq!(vm.verdict("192.0.2.66").0, Verdict::Deny);
@@ -501,10 +482,7 @@ fn max_stale_s_without_a_good_body_makes_the_source_unavailable_until_one_arrive
         .warnings()
         .iter()
         .any(|w| w.contains("max_stale_s (600 s)")));
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    now = vm.tick_until_sent(&mut store, now, 1_000);
     vm.ok(&mut store, now, "192.0.2.66\n");
     assert_eq!(vm.verdict("198.51.100.1"), (Verdict::Allow, false));
 }
@@ -590,10 +568,7 @@ fn a_status_version_of_u64_max_does_not_stop_versions_advancing() {
     // The forged lease is no lease: the fetcher takes it again (its request is dropped).
     let mut now = t;
     vm.sent.clear();
-    while vm.sent.is_empty() {
-        now += 100;
-        vm.tick(&mut store, now);
-    }
+    now = vm.tick_until_sent(&mut store, now, 100);
     vm.ok(&mut store, now, "192.0.2.66\n");
     let mut worker = Vm::new(CONFIG, true, now, 9);
     worker.tick(&mut store, now + 100);
@@ -627,11 +602,7 @@ fn a_replayed_older_table_is_not_adopted() {
     vm.ok(&mut store, t, "192.0.2.66\n");
     let old_table = store.get(&vm.m.table_key(0)).unwrap().0;
     let old_status = store.get(&vm.m.status_key(0)).unwrap().0;
-    let mut now = t;
-    while vm.sent.is_empty() {
-        now += 1_000;
-        vm.tick(&mut store, now);
-    }
+    let now = vm.tick_until_sent(&mut store, t, 1_000);
     vm.ok(&mut store, now, "192.0.2.77\n");
     let mut worker = Vm::new(CONFIG, true, now, 9);
     worker.tick(&mut store, now + 100);
@@ -790,4 +761,30 @@ fn an_mmdb_body_is_read_once_published_and_every_worker_decides_and_labels_by_it
         assert_eq!(vm.verdict("1.2.3.4"), (Verdict::Deny, false));
         assert_eq!(header(vm, "5.6.7.8").as_deref(), Some("DE"));
     }
+}
+
+#[test]
+fn a_shared_write_that_fails_outside_a_lease_is_warned_about_and_one_that_succeeds_is_not() {
+    let mut store = Store::default();
+    let mut vm = Vm::new(CONFIG, true, T0, 21);
+    store.set("k", b"first", 0);
+    let write = |cas| Action::Write {
+        key: "k".into(),
+        value: b"second".to_vec(),
+        cas,
+        lease: None,
+    };
+    vm.perform(&mut store, T0, vec![write(99)], None);
+    assert_eq!(
+        vm.warnings(),
+        ["sources: cannot write k to shared data (another write came first)"]
+    );
+    assert_eq!(store.get("k").unwrap().0, b"first");
+    vm.perform(&mut store, T0, vec![write(0)], None);
+    assert_eq!(
+        vm.warnings().len(),
+        1,
+        "a write that succeeds is not warned about"
+    );
+    assert_eq!(store.get("k").unwrap().0, b"second");
 }

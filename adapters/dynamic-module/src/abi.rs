@@ -162,6 +162,14 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
+    /// Adds a line `key: value` (the lines already there stay).
+    pub fn envoy_dynamic_module_callback_http_add_header(
+        filter: FilterEnvoyPtr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
     /// Answers the request locally (Envoy's sendLocalReply) with `details` as
     /// `%RESPONSE_CODE_DETAILS%`.
     pub fn envoy_dynamic_module_callback_http_send_response(

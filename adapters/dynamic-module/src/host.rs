@@ -32,12 +32,17 @@ pub trait StreamHost {
     /// Request header `name`, its lines joined by commas (as proxy-wasm's `get_map_value`
     /// gives it); None when absent.
     fn request_header(&mut self, name: &str) -> Result<Option<String>, HostError>;
-    /// Every request header line, in order.
-    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError>;
+    /// Every request header line, in order, into `lines` (its contents replaced; see
+    /// [`refill`]: the strings already there are reused, so a worker's steady state allocates
+    /// nothing per request).
+    fn request_header_lines(&mut self, lines: &mut Vec<(String, String)>) -> Result<(), HostError>;
     /// Sets request header `name` (replacing every line of it).
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Removes request header `name`.
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Adds a line to request header `name` (for a header the request has no line of: Envoy's
+    /// add costs a tenth of its set, which searches the map for lines to replace).
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Writes filter state `key` (a string, `%FILTER_STATE(key:PLAIN)%`).
     fn set_filter_state(&mut self, key: &str, value: &str) -> Result<(), HostError>;
     /// Answers the request locally with a `text/plain` body and `%RESPONSE_CODE_DETAILS%`.
@@ -49,6 +54,38 @@ pub trait StreamHost {
 /// Bytes as text, invalid UTF-8 replaced by U+FFFD (a header value is not always UTF-8).
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `text` written into `out`, replacing what it held and keeping its buffer.
+fn assign(out: &mut String, bytes: &[u8]) {
+    out.clear();
+    if bytes.is_ascii() {
+        // Nearly every header is ASCII: a cheaper check than `from_utf8`'s, the same text.
+        // SAFETY: ASCII is valid UTF-8.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+    } else {
+        out.push_str(&String::from_utf8_lossy(bytes));
+    }
+}
+
+/// `lines` made the header lines `parts` (name and value bytes, in order, as [`text`]), reusing
+/// the strings `lines` already holds: a request's lines cost no allocation when the previous
+/// request on the worker had as many lines, each as long.
+pub fn refill<'b>(
+    lines: &mut Vec<(String, String)>,
+    parts: impl ExactSizeIterator<Item = (&'b [u8], &'b [u8])>,
+) {
+    let count = parts.len();
+    lines.truncate(count);
+    for (i, (name, value)) in parts.enumerate() {
+        match lines.get_mut(i) {
+            Some((n, v)) => {
+                assign(n, name);
+                assign(v, value);
+            }
+            None => lines.push((text(name), text(value))),
+        }
+    }
 }
 
 #[cfg(not(test))]
@@ -75,6 +112,18 @@ mod envoy {
             return None;
         }
         Some(std::slice::from_raw_parts(buffer.ptr, buffer.length).to_vec())
+    }
+
+    /// The bytes of one part of a header line Envoy wrote (empty for a null pointer).
+    ///
+    /// # Safety
+    /// `ptr` must be null or point to `len` bytes Envoy wrote during the current event hook.
+    unsafe fn part<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+        if ptr.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(ptr, len)
+        }
     }
 
     impl StreamHost for Envoy {
@@ -158,45 +207,52 @@ mod envoy {
             }
         }
 
-        fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
-            // SAFETY: `lines` has room for the size Envoy gave; Envoy fills it in.
+        fn request_header_lines(
+            &mut self,
+            lines: &mut Vec<(String, String)>,
+        ) -> Result<(), HostError> {
+            /// Lines read into a buffer on the stack (more go to the heap).
+            const ON_STACK: usize = 32;
+            const EMPTY: EnvoyHttpHeader = EnvoyHttpHeader {
+                key_ptr: std::ptr::null(),
+                key_length: 0,
+                value_ptr: std::ptr::null(),
+                value_length: 0,
+            };
+            // SAFETY: `size` is what Envoy reports; `buffer` has room for it and Envoy fills it in
+            // with pointers valid until the hook returns (they are copied before it does).
             unsafe {
                 let size = abi::envoy_dynamic_module_callback_http_get_headers_size(
                     self.0,
                     abi::REQUEST_HEADER,
                 );
-                let empty = EnvoyHttpHeader {
-                    key_ptr: std::ptr::null(),
-                    key_length: 0,
-                    value_ptr: std::ptr::null(),
-                    value_length: 0,
+                let mut stack = [EMPTY; ON_STACK];
+                let mut heap = Vec::new();
+                let buffer: &mut [EnvoyHttpHeader] = if size <= ON_STACK {
+                    &mut stack[..size]
+                } else {
+                    heap.resize(size, EMPTY);
+                    &mut heap
                 };
-                let mut lines = vec![empty; size];
                 if size != 0
                     && !abi::envoy_dynamic_module_callback_http_get_headers(
                         self.0,
                         abi::REQUEST_HEADER,
-                        lines.as_mut_ptr(),
+                        buffer.as_mut_ptr(),
                     )
                 {
                     return Err(failed("get_headers"));
                 }
-                let part = |ptr: *const u8, len: usize| {
-                    if ptr.is_null() {
-                        String::new()
-                    } else {
-                        text(std::slice::from_raw_parts(ptr, len))
-                    }
-                };
-                Ok(lines
-                    .iter()
-                    .map(|l| {
+                super::refill(
+                    lines,
+                    buffer.iter().map(|l| {
                         (
                             part(l.key_ptr, l.key_length),
                             part(l.value_ptr, l.value_length),
                         )
-                    })
-                    .collect())
+                    }),
+                );
+                Ok(())
             }
         }
 
@@ -211,6 +267,19 @@ mod envoy {
                 )
             };
             ok.then_some(()).ok_or(failed("set_header"))
+        }
+
+        fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+            // SAFETY: both buffers outlive the call.
+            let ok = unsafe {
+                abi::envoy_dynamic_module_callback_http_add_header(
+                    self.0,
+                    abi::REQUEST_HEADER,
+                    ModuleBuffer::of(name.as_bytes()),
+                    ModuleBuffer::of(value.as_bytes()),
+                )
+            };
+            ok.then_some(()).ok_or(failed("add_header"))
         }
 
         fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
@@ -327,5 +396,48 @@ mod envoy {
     pub fn log_enabled(level: abi::LogLevel) -> bool {
         // SAFETY: a plain value.
         unsafe { abi::envoy_dynamic_module_callback_log_enabled(level) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refill;
+
+    fn lines(parts: &[(&[u8], &[u8])], into: &mut Vec<(String, String)>) {
+        refill(into, parts.iter().copied());
+    }
+
+    #[test]
+    fn refilled_lines_are_exactly_the_new_requests_lines() {
+        let mut kept = Vec::new();
+        lines(&[(b"a", b"1"), (b"bb", b"22"), (b"c", b"3")], &mut kept);
+        lines(&[(b"x", b"9")], &mut kept);
+        assert_eq!(kept, [("x".to_string(), "9".to_string())]);
+        lines(&[(b"p", b""), (b"q", b"long value")], &mut kept);
+        assert_eq!(
+            kept,
+            [
+                ("p".to_string(), String::new()),
+                ("q".to_string(), "long value".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refill_with_lines_as_long_reuses_the_strings_buffers() {
+        let mut kept = Vec::new();
+        lines(&[(b"x-forwarded-for", b"203.0.113.7")], &mut kept);
+        let before = (kept[0].0.as_ptr(), kept[0].1.as_ptr());
+        lines(&[(b"x-forwarded-for", b"198.51.100.1")], &mut kept);
+        assert_eq!((kept[0].0.as_ptr(), kept[0].1.as_ptr()), before);
+        assert_eq!(kept[0].1, "198.51.100.1");
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_refilled_line_is_replaced_as_text_replaces_it() {
+        let mut kept = vec![("old".to_string(), "old".to_string())];
+        lines(&[(b"h", b"a\xffb")], &mut kept);
+        assert_eq!(kept[0].1, "a\u{fffd}b");
+        assert_eq!(kept[0].1, super::text(b"a\xffb"));
     }
 }

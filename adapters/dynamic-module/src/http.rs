@@ -9,15 +9,16 @@
 //! A header edit Envoy refuses refuses the request (500, [`Refusal::EDIT_FAILED`]): a request is
 //! never forwarded with a client-IP header the filter could not sanitise.
 
+use std::cell::Cell;
+
 use log::debug;
 
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
-use client_ip_core::facts::{describe, each_fact, each_key_write};
-use client_ip_core::forward::HeaderOp;
+use client_ip_core::facts::{apply_key, describe, each_fact, Fact, FactSink};
+use client_ip_core::forward::HeaderMap;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
-use client_ip_core::rate_limit::Keying;
 use client_ip_core::tally::{Slot, Slots};
 
 use crate::config::Compiled;
@@ -49,24 +50,76 @@ pub const PANICKED: Refusal<'static> = Refusal {
     details: "client_ip_filter_internal_error",
 };
 
+thread_local! {
+    /// The header lines of the worker's last request, kept for the next one to read its lines
+    /// into (their strings' buffers reused: [`crate::host::refill`]). A worker runs one hook at a
+    /// time, so the lines are taken out for the request and put back after it.
+    static LINES: Cell<Vec<(String, String)>> = const { Cell::new(Vec::new()) };
+}
+
+/// A header line longer than this is not kept for the next request (its buffer is freed).
+const KEPT_LINE_BYTES: usize = 4096;
+
 /// One request's headers arrived: decide and apply the decision, through `host`.
 pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next {
+    let mut source = HostHeaders {
+        host,
+        spare: LINES.take(),
+    };
     let policy = &compiled.policy;
-    let filter_state = host.filter_state(&policy.downstream_filter_state);
-    let downstream = Downstream::read(filter_state.as_deref(), || host.source_address());
-    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut HostHeaders(host));
-    let headers = match fetched {
-        Ok(headers) => headers,
+    let filter_state = source.host.filter_state(&policy.downstream_filter_state);
+    let downstream = Downstream::read(filter_state.as_deref(), || source.host.source_address());
+    let fetched = policy.fetch_headers(&compiled.reads, &downstream, &mut source);
+    let HostHeaders { host, spare } = source;
+    let next = match fetched {
+        Ok(headers) => {
+            let next = decide(host, compiled, downstream, &headers);
+            keep(headers);
+            next
+        }
         Err(status) => {
             debug!("cannot read request headers: {status:?}");
             let body = "client-ip-filter: cannot read request headers\n";
             host.send_local_response(500, body, "");
-            return Next::Stop;
+            Next::Stop
         }
     };
+    keep(spare);
+    next
+}
+
+/// Keeps `lines` for the worker's next request, unless the lines kept already have more room.
+fn keep(mut lines: Vec<(String, String)>) {
+    if lines.capacity() == 0 {
+        return;
+    }
+    if lines
+        .iter()
+        .any(|(n, v)| n.capacity() > KEPT_LINE_BYTES || v.capacity() > KEPT_LINE_BYTES)
+    {
+        lines = Vec::new();
+    }
+    LINES.with(|kept| {
+        let old = kept.take();
+        kept.set(if old.capacity() > lines.capacity() {
+            old
+        } else {
+            lines
+        });
+    });
+}
+
+/// The decision for a request whose `headers` were read, applied through `host`.
+fn decide(
+    host: &mut impl StreamHost,
+    compiled: &Compiled,
+    downstream: Downstream,
+    headers: &[(String, String)],
+) -> Next {
+    let policy = &compiled.policy;
     let request = Request {
         downstream,
-        headers: &headers,
+        headers,
     };
     let link = compiled
         .link
@@ -96,11 +149,7 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
     }
     let plan = policy.header_plan(&request, &decision);
     record(host, policy, &decision, plan.client_text());
-    let edited = Policy::sanitise(&plan, |op| match op {
-        HeaderOp::Set(name, value) => host.set_request_header(name, value),
-        HeaderOp::Remove(name) => host.remove_request_header(name),
-    });
-    if let Err(failed) = edited {
+    if let Err(failed) = plan.apply(&mut HostEdits(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         count(host, compiled, Slots::HEADER_EDIT_FAILED);
         compiled.alarm_edit_failure(|| failed.detail);
@@ -114,7 +163,9 @@ pub fn request_headers(host: &mut impl StreamHost, compiled: &Compiled) -> Next 
             count(host, compiled, slot);
         }
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        apply_key(host, &keying, header);
+        if let Err(failed) = apply_key(&keying, header, &mut HostEdits(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
+        }
     }
     Next::Continue
 }
@@ -141,38 +192,49 @@ fn set_filter_state(host: &mut impl StreamHost, key: &str, value: &str) {
     }
 }
 
-/// The rate-limit key of an admitted request: the core's writes
-/// ([`client_ip_core::facts::each_key_write`]), through `host`.
-fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let mut edit = None;
-    each_key_write(
-        keying,
-        header,
-        |fact, value| set_filter_state(host, fact.full_name(), value),
-        |op| edit = Some(op),
-    );
-    let result = match edit {
-        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
-        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
-        None => return,
-    };
-    if let Err(e) = result {
-        debug!("cannot edit request header: {e:?}");
-    }
+/// The request headers, read from Envoy; all lines are read into `spare` (the worker's lines
+/// of its previous request).
+struct HostHeaders<'h, H> {
+    host: &'h mut H,
+    spare: Vec<(String, String)>,
 }
-
-/// The request headers, read from Envoy.
-struct HostHeaders<'h, H>(&'h mut H);
 
 impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
     type Error = HostError;
 
     fn value(&mut self, name: &str) -> Result<Option<String>, HostError> {
-        self.0.request_header(name)
+        self.host.request_header(name)
     }
 
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
-        self.0.request_header_lines()
+        self.host.request_header_lines(&mut self.spare)?;
+        Ok(std::mem::take(&mut self.spare))
+    }
+}
+
+/// The request in Envoy, as the core edits it: its headers (the header plan, the rate-limit key,
+/// the link header) and its filter state (the facts).
+pub(crate) struct HostEdits<'h, H>(pub(crate) &'h mut H);
+
+impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
+    type Error = HostError;
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.set_request_header(name, value)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), HostError> {
+        self.0.remove_request_header(name)
+    }
+
+    fn add_absent(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.add_request_header(name, value)
+    }
+}
+
+impl<H: StreamHost> FactSink for HostEdits<'_, H> {
+    fn write_fact(&mut self, fact: Fact, value: &str) {
+        set_filter_state(self.0, fact.full_name(), value);
     }
 }
 

@@ -47,17 +47,26 @@ impl StreamHost for Fake {
             .collect();
         Ok((!values.is_empty()).then(|| values.join(",")))
     }
-    fn request_header_lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
+    fn request_header_lines(&mut self, lines: &mut Vec<(String, String)>) -> Result<(), HostError> {
         if self.fail_reads {
             return Err(refused("get_headers"));
         }
-        Ok(self.headers.clone())
+        let parts = self.headers.iter();
+        crate::host::refill(lines, parts.map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        Ok(())
     }
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         if self.fail_writes {
             return Err(refused("set_header"));
         }
         self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_writes {
+            return Err(refused("add_header"));
+        }
         self.headers.push((name.to_string(), value.to_string()));
         Ok(())
     }
@@ -245,5 +254,36 @@ fn without_an_identity_the_unlisted_address_is_refused_and_a_forged_link_header_
         admitted.headers.iter().all(|(k, _)| k != "x-client-link"),
         "{:?}",
         admitted.headers
+    );
+}
+
+#[test]
+fn a_request_sees_only_its_own_lines_not_the_previous_requests_on_the_worker() {
+    let c = compiled(r#"{"client_ip": {"trusted_proxies": ["127.0.0.0/8"]}}"#);
+    let mut first = Fake {
+        filter_state: Some("127.0.0.1:4242".into()),
+        headers: vec![
+            ("user-agent".into(), "a-long-user-agent-string".into()),
+            ("x-forwarded-for".into(), "203.0.113.7".into()),
+        ],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut first, &c), Next::Continue);
+    assert_eq!(state(&first, "wasm.client_ip"), Some("203.0.113.7"));
+    // The second request, on the same thread, has fewer and shorter lines and no
+    // X-Forwarded-For: a line of the first (kept for reuse) would resolve its client.
+    let mut second = Fake {
+        filter_state: Some("127.0.0.1:4243".into()),
+        headers: vec![("ua".into(), "b".into())],
+        ..Fake::default()
+    };
+    assert_eq!(request_headers(&mut second, &c), Next::Continue);
+    assert_eq!(state(&second, "wasm.client_ip"), Some("127.0.0.1"));
+    assert_eq!(
+        second.headers,
+        [
+            ("ua".to_string(), "b".to_string()),
+            ("x-real-ip".to_string(), "127.0.0.1".to_string())
+        ]
     );
 }

@@ -7,10 +7,12 @@
 
 use log::debug;
 
-use client_ip_core::identity::{read_value, Kind, Link, Route};
+use client_ip_core::forward::HeaderOp;
+use client_ip_core::identity::{describe_read, read_value, Kind, Link, Route};
 use client_ip_core::policy::Policy;
 
 use crate::host::StreamHost;
+use crate::http::HostEdits;
 
 /// The proxy_protocol filter's TLV filter state object.
 const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
@@ -20,7 +22,7 @@ const CLIENT_LINK: &str = "wasm.client_link";
 /// How one configuration reads identities.
 pub struct LinkReader {
     /// Each kind the configuration uses, with the key of its metadata copy.
-    kinds: Vec<(Kind, String)>,
+    kinds: Vec<(Kind, &'static str)>,
     /// `forward.link_header`.
     header: Option<String>,
 }
@@ -35,7 +37,7 @@ impl LinkReader {
             .link
             .kinds
             .iter()
-            .map(|kind| (kind, format!("client_ip.{}", kind.tlv_key())))
+            .map(|kind| (kind, kind.copy_key()))
             .collect();
         Some(LinkReader {
             kinds,
@@ -60,13 +62,7 @@ impl LinkReader {
             };
             let read = read_value(*kind, route, value.as_deref());
             if let Some(value) = &value {
-                let shown = &value[..value.len().min(96)];
-                debug!(
-                    "{} ({route:?}, {} bytes): \"{}\" is {read:?}",
-                    kind.tlv_key(),
-                    value.len(),
-                    shown.escape_ascii()
-                );
+                debug!("{}", describe_read(*kind, route, value, &read));
             }
             read
         }))
@@ -84,12 +80,9 @@ impl LinkReader {
     /// `forward.link_header`: set to the identity, or removed (a client's forgery never passes).
     pub fn forward(&self, host: &mut impl StreamHost, text: Option<&str>) {
         let Some(name) = &self.header else { return };
-        let result = match text {
-            Some(text) => host.set_request_header(name, text),
-            None => host.remove_request_header(name),
-        };
-        if let Err(e) = result {
-            debug!("cannot edit request header {name}: {e:?}");
+        let edit = HeaderOp::set_or_remove(name, text);
+        if let Err(failed) = edit.apply(&mut HostEdits(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
         }
     }
 }

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use log::{debug, error, info, warn};
 
-use client_ip_core::access::Verdict;
 use client_ip_core::config;
 use client_ip_core::connection::Connection as ConnectionInfo;
+use client_ip_core::facts::{describe_connection, each_fact};
 use client_ip_core::filter_type::{FilterType, Mismatch};
 use client_ip_core::identity::{read_value, Kind, Link, Route};
 use client_ip_core::policy::{Decision, Downstream, Policy};
@@ -27,18 +27,8 @@ use client_ip_core::tally::Tally;
 use crate::abi::network::{self as abi, CloseType, DataStatus};
 use crate::abi::{EnvoyBuffer, ModuleBuffer};
 
-/// The filter state the HTTP filter and the wasm build write, under the same names (access logs
-/// read `%FILTER_STATE(wasm.client_ip:PLAIN)%` whichever build runs).
-pub const CLIENT_IP: &str = "wasm.client_ip";
-/// `deny` or `dry_run_deny`; absent when allowed.
-pub const CLIENT_IP_DECISION: &str = "wasm.client_ip_decision";
-/// The name of the rule that decided.
-pub const CLIENT_IP_RULE: &str = "wasm.client_ip_rule";
-/// The client's country (docs/geo.md).
-pub const CLIENT_COUNTRY: &str = "wasm.client_country";
-/// The client's AS number.
-pub const CLIENT_ASN: &str = "wasm.client_asn";
-/// The connection's private-link identity (docs/private-link.md).
+/// The connection's private-link identity (docs/private-link.md), under the name the HTTP filter
+/// and the wasm build write (the other filter state is the core's [`Fact`]s, by their full names).
 pub const CLIENT_LINK: &str = "wasm.client_link";
 
 /// What a connection's decision needs from Envoy: the calls the filter makes, so that the logic
@@ -69,7 +59,7 @@ pub struct NetworkConfig {
     /// Envoy's counter id of each tally slot (None: Envoy refused to define it).
     ids: Vec<Option<usize>>,
     /// The `set_filter_state` copies of the identity TLVs the configuration reads.
-    link_keys: Vec<(Kind, String)>,
+    link_keys: Vec<(Kind, &'static str)>,
 }
 
 /// Why a configuration is refused.
@@ -124,7 +114,7 @@ impl NetworkConfig {
             .link
             .kinds
             .iter()
-            .map(|kind| (kind, format!("client_ip.{}", kind.tlv_key())))
+            .map(|kind| (kind, kind.copy_key()))
             .collect();
         Ok(NetworkConfig {
             policy,
@@ -217,36 +207,19 @@ fn record(
         }
     };
     let client = decision.client.map(|c| c.text());
-    if let Some(text) = &client {
-        set(CLIENT_IP, text.as_str());
-    }
-    if let Some(geo) = policy.client_geo(decision) {
-        if let Some(code) = geo.country_code() {
-            set(CLIENT_COUNTRY, code);
-        }
-        if let Some(asn) = geo.asn {
-            set(CLIENT_ASN, &asn.to_string());
-        }
-    }
+    let client = client.as_ref().map(|t| t.as_str());
+    // As in HTTP mode (the core's facts), and the identity when the configuration reads one.
+    each_fact(policy, decision, client, |fact, value| {
+        set(fact.full_name(), value)
+    });
     if links {
         if let Some(id) = decision.link.identity.as_ref() {
             set(CLIENT_LINK, &id.text());
         }
     }
-    if decision.verdict != Verdict::Allow {
-        set(CLIENT_IP_DECISION, decision.verdict.as_str());
-    }
-    let rule = policy.rule_name(decision);
-    if let Some(name) = rule {
-        set(CLIENT_IP_RULE, name);
-    }
     debug!(
-        "connection decision={} client={} ({:?}) sni={:?} rule={}",
-        decision.verdict.as_str(),
-        client.as_ref().map_or("unknown", |t| t.as_str()),
-        decision.downstream.origin,
-        server_name,
-        rule.unwrap_or("-"),
+        "{}",
+        describe_connection(policy, decision, client, server_name)
     );
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::*;
+use client_ip_core::facts::Fact;
 
 /// A fake connection: its filter state, remote address and SNI; records what the filter did.
 #[derive(Default)]
@@ -77,10 +78,12 @@ fn an_allowed_connection_stays_open_and_is_recorded_and_counted() {
     assert!(!config.decide(&mut fake));
     assert!(!fake.closed);
     assert_eq!(
-        fake.written.get(CLIENT_IP).map(String::as_str),
+        fake.written
+            .get(Fact::ClientIp.full_name())
+            .map(String::as_str),
         Some("203.0.113.7")
     );
-    assert!(!fake.written.contains_key(CLIENT_IP_DECISION));
+    assert!(!fake.written.contains_key(Fact::Decision.full_name()));
     assert_eq!(count(&fake, &names, "client_ip.allowed"), 1);
     assert_eq!(count(&fake, &names, "client_ip.denied"), 0);
 }
@@ -92,11 +95,15 @@ fn a_refused_connection_is_closed_with_the_decision_in_filter_state() {
     assert!(config.decide(&mut fake));
     assert!(fake.closed);
     assert_eq!(
-        fake.written.get(CLIENT_IP).map(String::as_str),
+        fake.written
+            .get(Fact::ClientIp.full_name())
+            .map(String::as_str),
         Some("2001:db8::1")
     );
     assert_eq!(
-        fake.written.get(CLIENT_IP_DECISION).map(String::as_str),
+        fake.written
+            .get(Fact::Decision.full_name())
+            .map(String::as_str),
         Some("deny")
     );
     assert_eq!(count(&fake, &names, "client_ip.denied"), 1);
@@ -112,7 +119,9 @@ fn the_downstream_filter_state_comes_before_the_remote_address() {
     );
     assert!(!config.decide(&mut fake));
     assert_eq!(
-        fake.written.get(CLIENT_IP).map(String::as_str),
+        fake.written
+            .get(Fact::ClientIp.full_name())
+            .map(String::as_str),
         Some("203.0.113.9")
     );
 }
@@ -124,7 +133,7 @@ fn the_sni_selects_the_rule_and_names_it() {
     fake.sni = Some("beta.example.com".to_string());
     assert!(config.decide(&mut fake));
     assert_eq!(
-        fake.written.get(CLIENT_IP_RULE).map(String::as_str),
+        fake.written.get(Fact::Rule.full_name()).map(String::as_str),
         Some("beta")
     );
 }

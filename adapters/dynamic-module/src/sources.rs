@@ -26,14 +26,15 @@ use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::{debug, info, warn};
+use log::{debug, info};
 
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Machine, SendError, Use, Written, SETTLING_MS,
+    Action, Counter, Gauge, Head, Level, Machine, SendError, SourceIo, Written, SETTLING_MS,
 };
 use client_ip_core::source::machine::{Seen, Shared};
+use client_ip_core::source::Source;
 
 use crate::abi::callout::{self as abi, callout_result, init_result, ModuleHeader};
 use crate::abi::{EnvoyBuffer, ModuleBuffer};
@@ -265,13 +266,7 @@ impl Feeds {
         plan: SourcePlan,
     ) -> Option<Feeds> {
         let now = now_ms();
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         let machine = Machine::new(config, uses, now, random(now))?;
         Store::process().acquire(machine.prefix());
         let metrics = (0..plan.sources.len())
@@ -297,18 +292,9 @@ impl Feeds {
     }
 
     fn bound(&self) -> Bound {
-        let versions: Vec<String> = self
-            .machine
-            .versions()
-            .into_iter()
-            .map(|(name, v)| match v {
-                Some(v) => format!("{name}={v}"),
-                None => format!("{name}=-"),
-            })
-            .collect();
         Bound {
             policy: bind(&self.template, &self.plan, &self.machine.lists()),
-            lists: versions.join(","),
+            lists: self.machine.versions_text(),
         }
     }
 
@@ -368,89 +354,81 @@ impl Feeds {
         std::mem::take(&mut self.changed)
     }
 
+    /// Performs the machine's actions, and those its answers to their outcomes bring
+    /// ([`Machine::perform`]), through Envoy and the process's store.
     fn perform(&mut self, actions: Vec<Action>) {
-        let store = Store::process();
-        let mut stack = actions;
-        stack.reverse();
-        while let Some(action) = stack.pop() {
-            let more = match action {
-                Action::Send { source, headers } => {
-                    let s = &self.machine.sources()[source];
-                    let sent = self
-                        .envoy
-                        .send(&s.cluster, &s.authority, &s.path, &headers, s.timeout_ms)
-                        .and_then(|id| {
-                            u32::try_from(id).map_err(|_| SendError::Other("callout id".into()))
-                        });
-                    self.machine.sent(source, now_ms(), sent)
-                }
-                Action::Write {
-                    key,
-                    value,
-                    cas,
-                    lease,
-                } => {
-                    let result = store.set(&key, &value, cas);
-                    drop(value);
-                    match (lease, result) {
-                        (Some(op), r) => {
-                            let written = match r {
-                                Ok(()) => Written::Ok,
-                                Err(WriteError::CasMismatch) => Written::CasMismatch,
-                                Err(e) => Written::Failed(format!("{e:?}")),
-                            };
-                            self.machine.lease_written(now_ms(), op, written)
-                        }
-                        (None, Err(e)) => {
-                            warn!("sources: cannot write {key} to shared data ({e:?})");
-                            Vec::new()
-                        }
-                        (None, Ok(())) => Vec::new(),
-                    }
-                }
-                Action::ReadTable { source } => {
-                    let bytes = store.get(&self.machine.table_key(source)).map(|(b, _)| b);
-                    self.machine.table(source, now_ms(), bytes)
-                }
-                Action::ReadBody { source, .. } => {
-                    let body = self
-                        .body
-                        .take()
-                        .ok_or_else(|| "no body with the response".to_string());
-                    let lease: Shared = store.get(&self.machine.lease_key());
-                    self.machine.body(source, now_ms(), body, &lease)
-                }
-                Action::Count { source, counter, n } => {
-                    if let Some(id) = self.metrics[source].counters[counter_slot(counter)] {
-                        self.envoy.increment(id, n);
-                    }
-                    Vec::new()
-                }
-                Action::Gauge {
-                    source,
-                    gauge,
-                    value,
-                } => {
-                    let slot = match gauge {
-                        Gauge::Entries => 0,
-                        Gauge::AgeS => 1,
-                    };
-                    if let Some(id) = self.metrics[source].gauges[slot] {
-                        self.envoy.set_gauge(id, value);
-                    }
-                    Vec::new()
-                }
-                Action::Log(level, line) => {
-                    log::log!(level.into(), "{line}");
-                    Vec::new()
-                }
-                Action::Rebind => {
-                    self.changed = true;
-                    Vec::new()
-                }
-            };
-            stack.extend(more.into_iter().rev());
+        let mut io = Io {
+            envoy: self.envoy.as_ref(),
+            store: Store::process(),
+            metrics: &self.metrics,
+            body: &mut self.body,
+            changed: &mut self.changed,
+        };
+        self.machine.perform(actions, &mut io);
+    }
+}
+
+/// The host calls of the machine's actions ([`SourceIo`]), for one configuration's feeds.
+struct Io<'a> {
+    envoy: &'a dyn ConfigHost,
+    store: &'a Store,
+    metrics: &'a [FeedMetrics],
+    /// The body of the response being handled (a callout delivers it whole).
+    body: &'a mut Option<Vec<u8>>,
+    changed: &'a mut bool,
+}
+
+impl SourceIo for Io<'_> {
+    fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+
+    fn send(&mut self, s: &Source, headers: &[(String, String)]) -> Result<u32, SendError> {
+        self.envoy
+            .send(&s.cluster, &s.authority, &s.path, headers, s.timeout_ms)
+            .and_then(|id| u32::try_from(id).map_err(|_| SendError::Other("callout id".into())))
+    }
+
+    fn write(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        match self.store.set(key, value, cas) {
+            Ok(()) => Written::Ok,
+            Err(WriteError::CasMismatch) => Written::CasMismatch,
+            Err(e) => Written::Failed(format!("{e:?}")),
         }
+    }
+
+    fn read(&mut self, key: &str) -> Shared {
+        self.store.get(key)
+    }
+
+    fn body(&mut self, _size: usize) -> Result<Vec<u8>, String> {
+        self.body
+            .take()
+            .ok_or_else(|| "no body with the response".to_string())
+    }
+
+    fn count(&mut self, source: usize, counter: Counter, n: u64) {
+        if let Some(id) = self.metrics[source].counters[counter_slot(counter)] {
+            self.envoy.increment(id, n);
+        }
+    }
+
+    fn gauge(&mut self, source: usize, gauge: Gauge, value: u64) {
+        let slot = match gauge {
+            Gauge::Entries => 0,
+            Gauge::AgeS => 1,
+        };
+        if let Some(id) = self.metrics[source].gauges[slot] {
+            self.envoy.set_gauge(id, value);
+        }
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        log::log!(level.into(), "{line}");
+    }
+
+    fn rebind(&mut self) {
+        *self.changed = true;
     }
 }
 

@@ -10,6 +10,7 @@ use client_ip_core::config;
 use client_ip_core::connection::Connection;
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Downstream, Origin};
+use client_ip_core::testutil::head;
 
 use super::*;
 
@@ -84,15 +85,7 @@ fn verdict(bound: &Bound, ip: &str) -> Verdict {
 }
 
 fn ok(body: &str, etag: Option<&str>) -> Option<(Head, Vec<u8>)> {
-    Some((
-        Head::Headers {
-            status: "200".into(),
-            etag: etag.map(str::to_string),
-            last_modified: None,
-            body_size: body.len(),
-        },
-        body.as_bytes().to_vec(),
-    ))
+    Some((head("200", body.len(), etag), body.as_bytes().to_vec()))
 }
 
 /// A configuration of its own per test: the process's store is shared by the tests.

@@ -38,7 +38,19 @@ impl Compiled {
     pub(super) fn new(policy: Policy) -> Result<Compiled, String> {
         let metrics = Metrics::define(&policy)
             .map_err(|(name, status)| format!("cannot define counter {name}: {status:?}"))?;
-        Ok(Compiled {
+        Ok(Compiled::with(policy, metrics))
+    }
+
+    /// The same with counters no host knows (native unit tests of the contexts' logic).
+    #[cfg(test)]
+    pub(super) fn unregistered(policy: Policy) -> Compiled {
+        let metrics = Metrics::unregistered(&policy);
+        Compiled::with(policy, metrics)
+    }
+
+    /// `policy` with what a request needs of it, worked out once, and its counters.
+    fn with(policy: Policy, metrics: Metrics) -> Compiled {
+        Compiled {
             downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
             reply_headers: reply_headers(),
             reads: policy.header_reads(),
@@ -47,21 +59,6 @@ impl Compiled {
             lists: None,
             policy,
             metrics,
-        })
-    }
-
-    /// The same with counters no host knows (native unit tests of the contexts' logic).
-    #[cfg(test)]
-    pub(super) fn unregistered(policy: Policy) -> Compiled {
-        Compiled {
-            downstream_path: PropertyPath::new(&["filter_state", &policy.downstream_filter_state]),
-            reply_headers: reply_headers(),
-            reads: policy.header_reads(),
-            link: LinkReader::new(&policy),
-            mismatch_logged: Cell::new(false),
-            lists: None,
-            metrics: Metrics::unregistered(&policy),
-            policy,
         }
     }
 }

@@ -30,11 +30,10 @@ use super::{local_reply, property, record_facts, reply_headers, set_filter_state
 use crate::host::{self, HostError, PropertyPath, StreamHost};
 use client_ip_core::access::Verdict;
 use client_ip_core::addr::AddrText;
-use client_ip_core::facts::{describe, each_key_write};
-use client_ip_core::forward::HeaderOp;
+use client_ip_core::facts::{apply_key, describe, Fact, FactSink};
+use client_ip_core::forward::HeaderMap;
 use client_ip_core::identity::Link;
-use client_ip_core::policy::{Decision, Downstream, HeaderSource, Policy, Refusal, Request};
-use client_ip_core::rate_limit::Keying;
+use client_ip_core::policy::{Decision, Downstream, HeaderSource, Refusal, Request};
 
 /// The versions of the source lists that decided the request (docs/sources.md).
 const CLIENT_IP_LISTS: PropertyPath = PropertyPath::fixed(b"client_ip_lists");
@@ -119,11 +118,7 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     // The plan formats the client's text once, for the headers and the filter state.
     let plan = policy.header_plan(&request, &decision);
     record(host, compiled, &decision, plan.client_text());
-    let edited = Policy::sanitise(&plan, |op| match op {
-        HeaderOp::Set(name, value) => host.set_request_header(name, value),
-        HeaderOp::Remove(name) => host.remove_request_header(name),
-    });
-    if let Err(failed) = edited {
+    if let Err(failed) = plan.apply(&mut HostEdits(host)) {
         // Fail closed: the request may still carry a header the client wrote.
         compiled.metrics.count_edit_failure(|| failed.detail);
         return refuse(host, compiled, Refusal::EDIT_FAILED);
@@ -134,7 +129,9 @@ pub(super) fn request_headers(host: &mut impl StreamHost, compiled: Option<&Comp
     if let Some(keying) = policy.rate_limit_key(&decision) {
         compiled.metrics.count_key(&keying);
         let header = policy.rate_limit.as_ref().and_then(|r| r.header.as_deref());
-        apply_key(host, &keying, header);
+        if let Err(failed) = apply_key(&keying, header, &mut HostEdits(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
+        }
     }
     Action::Continue
 }
@@ -150,26 +147,6 @@ fn refuse(host: &mut impl StreamHost, compiled: &Compiled, refusal: Refusal<'_>)
     )
 }
 
-/// The rate-limit key of an admitted request: the core's writes
-/// ([`client_ip_core::facts::each_key_write`]), through `host`.
-fn apply_key(host: &mut impl StreamHost, keying: &Keying, header: Option<&str>) {
-    let mut edit = None;
-    each_key_write(
-        keying,
-        header,
-        |fact, value| write_fact(host, fact, value),
-        |op| edit = Some(op),
-    );
-    let result = match edit {
-        Some(HeaderOp::Set(name, value)) => host.set_request_header(name, value),
-        Some(HeaderOp::Remove(name)) => host.remove_request_header(name),
-        None => return,
-    };
-    if let Err(status) = result {
-        debug!("cannot edit request header: {status:?}");
-    }
-}
-
 /// The request headers, read from Envoy: one value per `get_map_value`, or every line with one
 /// `get_map`. Invalid UTF-8 in a value becomes U+FFFD (see [`host::text`]).
 struct HostHeaders<'h, H>(&'h mut H);
@@ -183,6 +160,28 @@ impl<H: StreamHost> HeaderSource for HostHeaders<'_, H> {
 
     fn lines(&mut self) -> Result<Vec<(String, String)>, HostError> {
         self.0.request_header_lines()
+    }
+}
+
+/// The request in Envoy, as the core edits it: its headers (the header plan, the rate-limit key,
+/// the link header) and its filter state (the facts).
+pub(super) struct HostEdits<'h, H>(pub(super) &'h mut H);
+
+impl<H: StreamHost> HeaderMap for HostEdits<'_, H> {
+    type Error = HostError;
+
+    fn set(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.0.set_request_header(name, value)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), HostError> {
+        self.0.remove_request_header(name)
+    }
+}
+
+impl<H: StreamHost> FactSink for HostEdits<'_, H> {
+    fn write_fact(&mut self, fact: Fact, value: &str) {
+        write_fact(self.0, fact, value);
     }
 }
 

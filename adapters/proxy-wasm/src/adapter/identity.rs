@@ -11,9 +11,11 @@ use std::cell::Cell;
 
 use log::debug;
 
+use super::http::HostEdits;
 use super::{property, set_filter_state};
 use crate::host::{PropertyPath, StreamHost};
-use client_ip_core::identity::{read_value, Kind, Link, Route};
+use client_ip_core::forward::HeaderOp;
+use client_ip_core::identity::{describe_read, read_value, Kind, Link, Route};
 use client_ip_core::policy::Policy;
 
 /// The filter state written for access logs: `wasm.client_link`.
@@ -21,12 +23,6 @@ const CLIENT_LINK: PropertyPath = PropertyPath::fixed(b"client_link");
 
 /// The map the `proxy_protocol` listener filter fills with `tlv_location: FILTER_STATE`.
 const TLV_FILTER_STATE: &str = "envoy.network.proxy_protocol.tlv";
-
-/// The filter-state name a `set_filter_state` copy of the TLV's dynamic metadata is written under:
-/// `client_ip.aws_vpce_id`, `client_ip.azure_link_id`, `client_ip.gcp_psc_id`.
-fn copy_filter_state(kind: Kind) -> String {
-    format!("client_ip.{}", kind.tlv_key())
-}
 
 /// One kind the configuration reads, with its two property paths.
 struct KindRead {
@@ -58,7 +54,7 @@ impl LinkReader {
             .map(|kind| KindRead {
                 kind,
                 tlv: PropertyPath::new(&["filter_state", TLV_FILTER_STATE, kind.tlv_key()]),
-                copy: PropertyPath::new(&["filter_state", &copy_filter_state(kind)]),
+                copy: PropertyPath::new(&["filter_state", kind.copy_key()]),
                 copy_first: Cell::new(false),
             })
             .collect();
@@ -85,14 +81,7 @@ impl LinkReader {
             }
             let read = read_value(k.kind, route, value.as_deref());
             if let Some(value) = &value {
-                // At most the first 96 bytes: Envoy caps no TLV's size.
-                let shown = &value[..value.len().min(96)];
-                debug!(
-                    "{} ({route:?}, {} bytes): \"{}\" is {read:?}",
-                    k.kind.tlv_key(),
-                    value.len(),
-                    shown.escape_ascii()
-                );
+                debug!("{}", describe_read(k.kind, route, value, &read));
             }
             read
         }))
@@ -109,12 +98,9 @@ impl LinkReader {
     /// On an admitted request: `forward.link_header` set to the identity's text, or removed.
     pub(super) fn forward(&self, host: &mut impl StreamHost, text: Option<&str>) {
         let Some(name) = &self.header else { return };
-        let result = match text {
-            Some(text) => host.set_request_header(name, text),
-            None => host.remove_request_header(name),
-        };
-        if let Err(status) = result {
-            debug!("cannot edit request header {name}: {status:?}");
+        let edit = HeaderOp::set_or_remove(name, text);
+        if let Err(failed) = edit.apply(&mut HostEdits(host)) {
+            debug!("cannot edit request header: {}", failed.detail);
         }
     }
 }

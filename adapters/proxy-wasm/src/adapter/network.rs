@@ -25,6 +25,7 @@ use super::{local_reply, reply_headers};
 use super::{property, record_facts};
 use crate::host::{self, PropertyPath, StreamHost};
 use client_ip_core::connection::Connection as ConnectionInfo;
+use client_ip_core::facts::describe_connection;
 use client_ip_core::filter_type::{FilterType, Mismatch};
 use client_ip_core::identity::Link;
 use client_ip_core::policy::{Decision, Downstream, Policy};
@@ -158,16 +159,12 @@ impl StreamContext for Connection {
 /// Filter state for access logs, and the debug line of the decision.
 fn record(host: &mut impl StreamHost, policy: &Policy, decision: &Decision, server_name: &str) {
     let client = decision.client.map(|c| c.text());
+    let client = client.as_ref().map(|t| t.as_str());
     // As in HTTP mode (the core's facts): the decision written for a refusal only.
-    record_facts(host, policy, decision, client.as_ref().map(|t| t.as_str()));
-    let rule = policy.rule_name(decision);
+    record_facts(host, policy, decision, client);
     debug!(
-        "connection decision={} client={} ({:?}) sni={:?} rule={}",
-        decision.verdict.as_str(),
-        client.as_ref().map_or("unknown", |t| t.as_str()),
-        decision.downstream.origin,
-        server_name,
-        rule.unwrap_or("-"),
+        "{}",
+        describe_connection(policy, decision, client, server_name)
     );
 }
 

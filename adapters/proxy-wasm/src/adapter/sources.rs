@@ -6,15 +6,16 @@
 use std::cell::{Cell, RefCell};
 use std::hash::{BuildHasher, Hasher};
 
-use log::{debug, info, warn};
+use log::{debug, info};
 
 use crate::host::{HostError, SourceHost};
 use client_ip_core::bind::{bind, SourcePlan};
 use client_ip_core::policy::Policy;
 use client_ip_core::source::machine::{
-    Action, Counter, Gauge, Head, Machine, Seen, SendError, Shared, Use, Written,
+    Action, Counter, Gauge, Head, Level, Machine, Seen, SendError, Shared, SourceIo, Written,
 };
 use client_ip_core::source::retire::Retired;
+use client_ip_core::source::Source;
 
 /// How often a fetching VM looks at the retired configurations' leases.
 const RETIRED_CHECK_MS: u64 = 5_000;
@@ -138,13 +139,7 @@ impl<H: SourceHost> Feeds<H> {
     /// The feeds of a configuration (`config` its bytes); None when no list names a source.
     pub(super) fn new(host: H, config: &[u8], template: Policy, plan: SourcePlan) -> Option<Self> {
         let now = host.now_ms().unwrap_or(0);
-        let uses = (0..plan.sources.len())
-            .map(|i| Use {
-                source: plan.sources[i].clone(),
-                used: plan.is_used(i),
-                trusted: plan.is_trusted(i),
-            })
-            .collect();
+        let uses = plan.uses();
         let machine = Machine::new(config, uses, now, random(now))?;
         // The same configuration applied again is current, not retired.
         RETIRED.with(|r| r.borrow_mut().retain(|x| x.prefix != machine.prefix()));
@@ -176,16 +171,7 @@ impl<H: SourceHost> Feeds<H> {
     /// `wasm.client_ip_lists` writes them: `name=version` per used source (`name=-` while
     /// unavailable), comma-separated (docs/sources.md).
     pub(super) fn versions(&self) -> String {
-        let parts: Vec<String> = self
-            .machine
-            .versions()
-            .into_iter()
-            .map(|(name, v)| match v {
-                Some(v) => format!("{name}={v}"),
-                None => format!("{name}=-"),
-            })
-            .collect();
-        parts.join(",")
+        self.machine.versions_text()
     }
 
     /// Whether this VM should tick fast (see [`Machine::settling`]).
@@ -305,102 +291,80 @@ impl<H: SourceHost> Feeds<H> {
         std::mem::take(&mut self.changed)
     }
 
-    /// Performs the machine's actions, and those its answers to their outcomes bring.
+    /// Performs the machine's actions, and those its answers to their outcomes bring
+    /// ([`Machine::perform`]), through the host.
     fn perform(&mut self, actions: Vec<Action>) {
-        // A stack, in reverse: the next action on top, what an outcome brings above the rest.
-        let mut stack: Vec<Action> = actions;
-        stack.reverse();
-        while let Some(action) = stack.pop() {
-            let host = &self.host;
-            let now = || host.now_ms().unwrap_or(0);
-            let more = match action {
-                Action::Send { source, headers } => {
-                    let s = &self.machine.sources()[source];
-                    let headers: Vec<(&str, &str)> = headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    let result = host
-                        .dispatch_get(&s.cluster, &s.authority, &s.path, &headers, s.timeout_ms)
-                        .map_err(|e| match e {
-                            HostError(NOT_FOUND) => SendError::UnknownCluster,
-                            e => SendError::Other(format!("{e:?}")),
-                        });
-                    self.machine.sent(source, now(), result)
-                }
-                Action::Write {
-                    key,
-                    value,
-                    cas,
-                    lease,
-                } => {
-                    let result = host.set_shared_data(&key, &value, cas);
-                    drop(value);
-                    match (lease, result) {
-                        (Some(op), r) => {
-                            let written = match r {
-                                Ok(()) => Written::Ok,
-                                Err(HostError(CAS_MISMATCH)) => Written::CasMismatch,
-                                Err(e) => Written::Failed(format!("{e:?}")),
-                            };
-                            self.machine.lease_written(now(), op, written)
-                        }
-                        (None, Err(e)) => {
-                            warn!("sources: cannot write {key} to shared data ({e:?})");
-                            Vec::new()
-                        }
-                        (None, Ok(())) => Vec::new(),
-                    }
-                }
-                Action::ReadTable { source } => {
-                    let key = self.machine.table_key(source);
-                    let t0 = now();
-                    let bytes = read(host, &key).map(|(b, _)| b);
-                    let t1 = now();
-                    let more = self.machine.table(source, t1, bytes);
-                    debug!(
-                        "source {}: published table read {} ms, opened and decoded {} ms",
-                        self.machine.sources()[source].name,
-                        t1.saturating_sub(t0),
-                        now().saturating_sub(t1)
-                    );
-                    more
-                }
-                Action::ReadBody { source, size } => {
-                    let body = host
-                        .http_call_response_body(size)
-                        .map_err(|e| format!("{e:?}"));
-                    let lease = read(host, &self.machine.lease_key());
-                    self.machine.body(source, now(), body, &lease)
-                }
-                Action::Count { source, counter, n } => {
-                    if let Some(id) = self.metrics[source].counter(counter) {
-                        if n > 0 {
-                            let _ = host.increment_metric(id, n as i64);
-                        }
-                    }
-                    Vec::new()
-                }
-                Action::Gauge {
-                    source,
-                    gauge,
-                    value,
-                } => {
-                    if let Some(id) = self.metrics[source].gauge(gauge) {
-                        let _ = host.record_metric(id, value);
-                    }
-                    Vec::new()
-                }
-                Action::Log(level, line) => {
-                    log::log!(level.into(), "{line}");
-                    Vec::new()
-                }
-                Action::Rebind => {
-                    self.changed = true;
-                    Vec::new()
-                }
-            };
-            stack.extend(more.into_iter().rev());
+        let mut io = Io {
+            host: &self.host,
+            metrics: &self.metrics,
+            changed: &mut self.changed,
+        };
+        self.machine.perform(actions, &mut io);
+    }
+}
+
+/// The host calls of the machine's actions ([`SourceIo`]), for one configuration's feeds.
+struct Io<'a, H> {
+    host: &'a H,
+    metrics: &'a [FeedMetrics],
+    changed: &'a mut bool,
+}
+
+impl<H: SourceHost> SourceIo for Io<'_, H> {
+    fn now_ms(&mut self) -> u64 {
+        self.host.now_ms().unwrap_or(0)
+    }
+
+    fn send(&mut self, s: &Source, headers: &[(String, String)]) -> Result<u32, SendError> {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.host
+            .dispatch_get(&s.cluster, &s.authority, &s.path, &headers, s.timeout_ms)
+            .map_err(|e| match e {
+                HostError(NOT_FOUND) => SendError::UnknownCluster,
+                e => SendError::Other(format!("{e:?}")),
+            })
+    }
+
+    fn write(&mut self, key: &str, value: &[u8], cas: u32) -> Written {
+        match self.host.set_shared_data(key, value, cas) {
+            Ok(()) => Written::Ok,
+            Err(HostError(CAS_MISMATCH)) => Written::CasMismatch,
+            Err(e) => Written::Failed(format!("{e:?}")),
         }
+    }
+
+    fn read(&mut self, key: &str) -> Shared {
+        read(self.host, key)
+    }
+
+    fn body(&mut self, size: usize) -> Result<Vec<u8>, String> {
+        self.host
+            .http_call_response_body(size)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn count(&mut self, source: usize, counter: Counter, n: u64) {
+        if let Some(id) = self.metrics[source].counter(counter) {
+            if n > 0 {
+                let _ = self.host.increment_metric(id, n as i64);
+            }
+        }
+    }
+
+    fn gauge(&mut self, source: usize, gauge: Gauge, value: u64) {
+        if let Some(id) = self.metrics[source].gauge(gauge) {
+            let _ = self.host.record_metric(id, value);
+        }
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        log::log!(level.into(), "{line}");
+    }
+
+    fn rebind(&mut self) {
+        *self.changed = true;
     }
 }
