@@ -389,7 +389,7 @@ unit:
 ## check of what the run started: both record into INTEGRATION_PROGRAMS). PYTEST_WORKERS=1: one
 ## plain pytest of everything.
 export CLIENT_IP_BUILDS ?= wasm,native
-PYTEST_WORKERS       ?= 3
+PYTEST_WORKERS       ?= 4
 PYTEST_PARALLEL       = $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
 INTEGRATION_PROGRAMS := .work/integration-programs.txt
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
