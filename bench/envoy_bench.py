@@ -1230,6 +1230,12 @@ def native_build_section(raw: dict) -> list[str]:
             L.append(f"| {a} | ({b}) {next(c['what'] for c in raw['cases'] if c['name'] == b)} | "
                      f"{value:.2f}× |")
     L.append("")
+    if "DM-NOOP" in s:
+        L.append("(DM-NOOP) is a dynamic module whose filter does nothing, (DM-CALLS) the same module making "
+                 "(DM-C)'s host calls for each request and nothing else (bench/noop-module): (DM-NOOP)/(A) is "
+                 "what Envoy's dynamic-module filter costs by itself, (DM-CALLS)/(A) the most any filter "
+                 "making those calls can reach, and (DM-C)/(DM-CALLS) what the filter's own code costs.")
+        L.append("")
     counters = raw.get("module_counters") or {}
     if counters:
         L.append("Sanity: the native build's counters after the rounds: "

@@ -7,7 +7,7 @@ Module-scoped ``envoy_factory`` starts Envoys that live until the module ends, s
 configuration share one Envoy (a test only ever looks at its own request: x-test-id, counter deltas).
 
 Both builds: a module marked ``pytestmark = pytest.mark.both_builds`` runs once per build of
-``$CLIENT_IP_BUILDS`` (default ``wasm,native``): the module-scoped ``build`` fixture is parametrised,
+``$CLIENT_IP_BUILDS`` (``make test`` sets ``wasm,native``; a bare pytest run defaults to ``wasm``, harness.manifests.DEFAULT_BUILDS): the module-scoped ``build`` fixture is parametrised,
 and its ``envoy_factory`` starts every Envoy with that build's HTTP filter block (EnvoyOptions.build;
 the same configuration JSON). Tests are not copied: one test function, ids ``[wasm]`` / ``[native]``.
 Other modules see ``build == "wasm"``.
