@@ -301,8 +301,10 @@ native-matrix: build native haproxy $(foreach v,$(NATIVE_ENVOYS) $(NATIVE_REFUSE
 
 ## integration-oldest (in make test): MATRIX_TESTS against the oldest Envoy of the matrix; the newest
 ## (1.40) runs the whole suite in integration.
+## (In parallel as make integration is: PYTEST_WORKERS, --dist loadfile.)
 integration-oldest: build haproxy openssl .work/envoy-$(ENVOY_OLDEST)/.installed
-	CLIENT_IP_BUILDS=wasm CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q $(MATRIX_TESTS)
+	CLIENT_IP_BUILDS=wasm CLIENT_IP_ENVOY=$(abspath .work)/envoy-$(ENVOY_OLDEST)/bin/envoy $(PY) -m pytest -q \
+	  $(PYTEST_PARALLEL) $(MATRIX_TESTS)
 
 ## release: the artefacts of the version in Cargo.toml (semver 0.x) in $(RELEASE_DIR): the .wasm, the native
 ## build's .so (x86_64 Linux, make native; docs/native.md), the OCI image as an archive, DIGEST (the image's
@@ -380,10 +382,23 @@ unit:
 ## integration: the release .wasm in real Envoy 1.40 (V8), real PROXY traffic, HAProxy in front; the
 ## contract's integration modules (tests/README.md "Both builds") once per build of CLIENT_IP_BUILDS: the
 ## .wasm and the native build's .so (make native).
+## Parallel (tests/README.md "Parallel runs"): PYTEST_WORKERS pytest-xdist workers, each taking one
+## test module at a time (--dist loadfile, with conftest.py's units: a both_builds module is one unit
+## per build, the Istio modules with fixed addresses one together; the tests mostly wait on Envoy, not
+## on the CPU), then the tests marked serial in a pytest of their own (timing bounds, and the closing
+## check of what the run started: both record into INTEGRATION_PROGRAMS). PYTEST_WORKERS=1: one
+## plain pytest of everything.
 export CLIENT_IP_BUILDS ?= wasm,native
+PYTEST_WORKERS       ?= 4
+PYTEST_PARALLEL       = $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
+INTEGRATION_PROGRAMS := .work/integration-programs.txt
 integration: build native build-counting noop hostile-module envoy haproxy openssl nginx oci prometheus redis \
   ratelimit-service istio-xds istio-envoys geo-data eg-crds geo-lookup
-	CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) $(PY) -m pytest -q tests
+	@rm -f $(INTEGRATION_PROGRAMS)
+	@export CLIENT_IP_ISTIO_VERSIONS=$(ISTIO_NEWEST) CLIENT_IP_PROGRAM_LOG=$(abspath $(INTEGRATION_PROGRAMS)); \
+	if [ "$(PYTEST_WORKERS)" -le 1 ]; then set -x; $(PY) -m pytest -q tests; exit; fi; rc=0; \
+	( set -x; $(PY) -m pytest -q $(PYTEST_PARALLEL) tests ) || rc=1; \
+	( set -x; $(PY) -m pytest -q -m serial tests ) || rc=1; exit $$rc
 
 ## Reliability and security (issue 5; figures and commands in RELIABILITY.md).
 ## fuzz: cargo-fuzz (libFuzzer) on each target for FUZZ_SECONDS (default 300); inputs that reach new

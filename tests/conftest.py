@@ -7,14 +7,16 @@ Module-scoped ``envoy_factory`` starts Envoys that live until the module ends, s
 configuration share one Envoy (a test only ever looks at its own request: x-test-id, counter deltas).
 
 Both builds: a module marked ``pytestmark = pytest.mark.both_builds`` runs once per build of
-``$CLIENT_IP_BUILDS`` (default ``wasm,native``): the module-scoped ``build`` fixture is parametrised,
+``$CLIENT_IP_BUILDS`` (``make test`` sets ``wasm,native``; a bare pytest run defaults to ``wasm``, harness.manifests.DEFAULT_BUILDS): the module-scoped ``build`` fixture is parametrised,
 and its ``envoy_factory`` starts every Envoy with that build's HTTP filter block (EnvoyOptions.build;
 the same configuration JSON). Tests are not copied: one test function, ids ``[wasm]`` / ``[native]``.
 Other modules see ``build == "wasm"``.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -57,9 +59,16 @@ def _missing_haproxy() -> str:
 
 
 # The programs this session starts (harness.procs.start records them); the suite's last test checks
-# that `make test` installs each of them (tests/test_readme_commands.py).
-SESSION_PROGRAMS = Path(os.environ.get("TMPDIR", "/tmp")) / f"client-ip-programs-{os.getpid()}.txt"
+# that `make test` installs each of them (tests/test_readme_commands.py). The file is the one
+# $CLIENT_IP_PROGRAM_LOG names when it is set: by make integration (one file for its parallel and its
+# serial pytest run) or, in a pytest-xdist worker, by the controller (pytest_configure below), so the
+# workers of one run share it. Otherwise this process names it, and removes it at start and end.
+_INHERITED_LOG = os.environ.get(procs.PROGRAM_LOG_ENV)
+SESSION_PROGRAMS = Path(_INHERITED_LOG or Path(os.environ.get("TMPDIR", "/tmp"))
+                        / f"client-ip-programs-{os.getpid()}.txt")
 LAST_TEST = "test_make_test_installs_every_program_the_suite_started"
+# A pytest-xdist worker (pytest -n N): its id, e.g. "gw0"; None in a plain pytest run.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
 def pytest_configure(config):
@@ -67,16 +76,74 @@ def pytest_configure(config):
                                        "(wasm, native), through the module-scoped build fixture")
     config.addinivalue_line("markers", "only_builds(*names): in a both_builds module, a test of one "
                                        "build's own mechanics, run on those builds only")
-    SESSION_PROGRAMS.unlink(missing_ok=True)
-    os.environ[procs.PROGRAM_LOG_ENV] = str(SESSION_PROGRAMS)
+    config.addinivalue_line("markers", "serial: a test that needs the machine to itself (a timing bound "
+                                       "that parallel workers' load would break) or that must run after "
+                                       "every other (the session's closing check): left out of a "
+                                       "pytest-xdist run; make integration runs them after it, alone")
+    if not _INHERITED_LOG:
+        SESSION_PROGRAMS.unlink(missing_ok=True)
+    os.environ[procs.PROGRAM_LOG_ENV] = str(SESSION_PROGRAMS)  # children and xdist workers inherit it
 
 
 def pytest_unconfigure(config):
-    SESSION_PROGRAMS.unlink(missing_ok=True)
+    if not _INHERITED_LOG:
+        SESSION_PROGRAMS.unlink(missing_ok=True)
+
+
+# A module that starts harness.istio's gateway/sidecar Envoys or its Pod apps (PodEcho) uses fixed
+# loopback addresses (Istio's 8080/8443, the Pods' IPs and target ports; SO_REUSEPORT apps): two such
+# modules at once would share them, so under pytest-xdist they are one unit of work, run in turn.
+ISTIO_FIXED_ADDRESSES = re.compile(r"\b(PodEcho|I\.IstioEnvoy)\b")
+ISTIO_UNIT = "istio-fixed-addresses"
+ROOTDIR = Path(__file__).resolve().parent.parent  # what nodeids are relative to (the repository)
+
+
+@functools.lru_cache(maxsize=None)
+def _uses_istio_fixed_addresses(path: str) -> bool:
+    try:
+        return bool(ISTIO_FIXED_ADDRESSES.search(Path(path).read_text()))
+    except OSError:
+        return False
+
+
+def xdist_unit(nodeid: str) -> str:
+    """The unit of work a pytest-xdist worker takes whole (the scheduler below): the test's module
+    (its file), so that its module-scoped Envoys start once; a both_builds module's tests of one
+    build (a "wasm" or "native" part of the parametrisation id) are a unit of their own, as each
+    build has Envoys of its own anyway, so that the largest modules run on two workers; the modules
+    with Istio's fixed addresses are one unit."""
+    path, _, rest = nodeid.partition("::")
+    if _uses_istio_fixed_addresses(str(ROOTDIR / path)):
+        return ISTIO_UNIT
+    params = rest[rest.find("[") + 1:-1].split("-") if rest.endswith("]") else []
+    build = next((b for b in ("wasm", "native") if b in params), None)
+    return f"{path}[{build}]" if build else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """make integration's ``--dist loadfile``, by ``xdist_unit``: pytest-xdist's own loadgroup does
+    not work with pytest 9 (it renames items through an attribute pytest 9 no longer reads). Units
+    are handed out largest first (most tests), one or two per worker at a time."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+    return ByUnit(config, log)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The check of what the session started runs after everything else."""
+    """The check of what the session started runs after everything else. In a pytest-xdist worker
+    the ``serial`` tests are left out (deselected): make integration runs them in a pytest of their
+    own after the parallel one (``-m serial``), where nothing else loads the machine."""
+    if XDIST_WORKER:
+        serial = [item for item in items if item.get_closest_marker("serial")]
+        if serial:
+            config.hook.pytest_deselected(items=serial)
+            items[:] = [item for item in items if not item.get_closest_marker("serial")]
     items.sort(key=lambda item: item.name == LAST_TEST)
 
 

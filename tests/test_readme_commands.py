@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import conftest
 from harness import prereqs, procs
 
@@ -110,6 +112,7 @@ def test_make_demo_installs_every_program_it_starts_and_shows_haproxy_allowed_an
     assert re.search(r"\s403\s+KP\s+-\s+deny\s+\(not reached\)", geo["refused country KP"])
 
 
+@pytest.mark.serial  # after every other test, parallel ones included
 def test_make_test_installs_every_program_the_suite_started():
     """Runs last (conftest.py): every program this session started is installed by `make test`. It
     checks what the suite started, so it fails when nothing was: run it with the suite

@@ -57,11 +57,26 @@ def program_name(argv0: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port on the loopback ``host`` (bind port 0, read it back, release it)."""
+    """A free TCP port on the loopback ``host`` that no other process is handed before its user binds
+    it, for about a minute: the suite runs in parallel (pytest-xdist workers, other sessions), and a
+    port only read back from a bind to port 0 and released could go to another worker's bind(0) or
+    to an outgoing connection's source port before this one's Envoy binds it.
+
+    The port is left in TIME_WAIT by a connection accepted on it and closed from the accepting side:
+    while it lasts (60 s on Linux) the kernel gives the port to no bind(0) and no connect(), and
+    only a socket with SO_REUSEADDR may bind it; every program the harness starts sets it on its
+    listeners (Envoy, HAProxy, nginx, redis, Go's net.Listen; the harness's own servers too)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the TIME_WAIT socket inherits it
+        listener.bind((host, 0))
+        listener.listen(1)
+        address = listener.getsockname()
+        with socket.socket(family, socket.SOCK_STREAM) as client:
+            client.connect(address)
+            accepted, _ = listener.accept()
+            accepted.close()  # the accepting side closes first: its end (our port) enters TIME_WAIT
+        return address[1]
 
 
 def wait_until(fn: Callable[[], Optional[T]], timeout: float, interval: float = 0.05,
