@@ -21,8 +21,9 @@ For each case in turn: WARMUP requests on one keep-alive connection, ``callgrind
 counters of every thread to zero), REQUESTS requests on that connection, ``callgrind_control -d``
 (a dump), and the dump's total of executed instructions (Ir) divided by REQUESTS. Every response
 must be 200. The counters are the whole process's (all threads, with --separate-threads=no), so
-what the main thread does meanwhile (a stats flush) is in the figure too: at about 10^8
-instructions per 1,000 requests it is noise below a percent.
+what Envoy's main thread does on its timers meanwhile (a stats flush) is in the figure too, and
+that grows with the wall time a case takes: a case's figure moves a little from run to run, and
+the ratios within one run are the figures to compare.
 
 Writes bench/results/instructions.json (committed): commit, date, Envoy's and valgrind's versions,
 per case the instructions per request and (A)'s instructions divided by the case's (the A÷case
@@ -221,12 +222,14 @@ def section(rec: dict) -> list[str]:
     """BENCHMARKS.md "Instructions per request", from the record alone."""
     cases = rec["cases"]
     L = ["### Instructions per request (callgrind)", "",
-         f"The same cases' cost counted in instructions, which does not depend on the machine's load: one "
+         f"The same cases' cost counted in instructions, which the machine's load does not change: one "
          f"Envoy under `valgrind --tool=callgrind` (`{rec['command']}`, bench/instructions.py, record "
          "bench/results/instructions.json), one listener per case; per case "
          f"{rec['warmup']:,} warm-up requests on a keep-alive connection, the counters zeroed, "
          f"{rec['requests']:,} requests, the instructions of the whole process divided by "
-         f"{rec['requests']:,}. (A)÷case reads like a throughput ratio (1.00× is free).", "",
+         f"{rec['requests']:,}. (A)÷case reads like a throughput ratio (1.00× is free). What Envoy's main "
+         "thread does on its timers meanwhile is in the count, so a figure moves a little from run to run: "
+         "compare the cases of one run.", "",
          "| case | what | instructions/request | (A)÷case |", "|---|---|--:|--:|"]
     for name in rec["order"]:
         r = cases.get(name)
@@ -247,7 +250,7 @@ def section(rec: dict) -> list[str]:
     version = rec["envoy_version"].split("/")
     L.append(f"({rec['started_at']}, commit {rec['commit'][:12]}, Envoy {version[1] if len(version) > 1 else version[0]}, "
              f"{rec['valgrind_version']}; load average {lb[0]:.2f} before, {la[0]:.2f} after, on "
-             f"{rec['machine']['cores']} cores: the counts do not depend on it.)")
+             f"{rec['machine']['cores']} cores: it stretches the run's wall time, not a request's instructions.)")
     L.append("")
     return L
 
