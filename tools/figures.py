@@ -689,6 +689,9 @@ FIGURES: dict[str, Callable[[], str]] = {
     "bench.native.e10k_vs_rbac": bench(lambda r: native_ratio(r, "DM-E10k/F10k")),
     "bench.native.instr_vs_a": instructions(lambda r: instructions_ratio(r, "DM-C")),
     "bench.native.instr_wasm_vs_a": instructions(lambda r: instructions_ratio(r, "C")),
+    "bench.native.instr_noop_vs_a": instructions(lambda r: instructions_ratio(r, "DM-NOOP")),
+    "bench.native.instr_calls_vs_a": instructions(lambda r: instructions_ratio(r, "DM-CALLS")),
+    "bench.native.instr_rbac_vs_a": instructions(lambda r: instructions_ratio(r, "F10")),
     "bench.native.instr_per_request": instructions(
         lambda r: f"{r['cases']['DM-C']['ir_per_request'] / 1000:,.1f}k"),
     "native_memory.native_rss1": native_memory(lambda r: mib(r["runs"]["native-S1M@1"]["rss_kib"])),
