@@ -66,16 +66,24 @@ def missing(command: str) -> str:
 
 # -- the bench record -------------------------------------------------------------------------------
 
-def bench(fn: Callable[[dict], str]) -> Callable[[], str]:
-    def render() -> str:
-        rec = load(BENCH_RECORD)
-        if rec is None:
-            return missing("make bench")
-        try:
-            return fn(rec)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return missing("make bench") + " (this figure's case was not in the recorded run)"
-    return render
+def from_record(record: str, command: str) -> Callable[[Callable[[dict], str]], Callable[[], str]]:
+    """Figures of the record that the module constant named ``record`` points to (read when a figure
+    renders, so a test can point it elsewhere) and ``command`` writes: each renders "not recorded"
+    when the record, or the case the figure reads, is missing from it."""
+    def figure(fn: Callable[[dict], str]) -> Callable[[], str]:
+        def render() -> str:
+            rec = load(globals()[record])
+            if rec is None:
+                return missing(command)
+            try:
+                return fn(rec)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                return missing(command) + " (this figure's case was not in the recorded run)"
+        return render
+    return figure
+
+
+bench = from_record("BENCH_RECORD", "make bench")
 
 
 # The targets bench/envoy_bench.py records (medians of per-round ratios), by the cases they compare.
@@ -109,17 +117,8 @@ NATIVE_MEMORY_RECORD = REPO / "bench" / "results" / "native-memory.json"
 INSTRUCTIONS_RECORD = REPO / "bench" / "results" / "instructions.json"
 
 
-def instructions(fn: Callable[[dict], str]) -> Callable[[], str]:
-    """A figure of `make bench-instructions`' record (bench/results/instructions.json)."""
-    def render() -> str:
-        rec = load(INSTRUCTIONS_RECORD)
-        if rec is None:
-            return missing("make bench-instructions")
-        try:
-            return fn(rec)
-        except (KeyError, TypeError, ValueError):
-            return missing("make bench-instructions") + " (this figure's case was not in the recorded run)"
-    return render
+# figures of `make bench-instructions`' record (bench/results/instructions.json)
+instructions = from_record("INSTRUCTIONS_RECORD", "make bench-instructions")
 
 
 def instructions_ratio(rec: dict, case: str) -> str:
@@ -127,17 +126,8 @@ def instructions_ratio(rec: dict, case: str) -> str:
     return f"{rec['cases'][case]['a_over_case']:.2f}×"
 
 
-def native_memory(fn: Callable[[dict], str]) -> Callable[[], str]:
-    """A figure of `make native-memory`'s record (bench/results/native-memory.json)."""
-    def render() -> str:
-        rec = load(NATIVE_MEMORY_RECORD)
-        if rec is None:
-            return missing("make native-memory")
-        try:
-            return fn(rec)
-        except (KeyError, TypeError, ValueError):
-            return missing("make native-memory") + " (this figure is not in the recorded run)"
-    return render
+# figures of `make native-memory`'s record (bench/results/native-memory.json)
+native_memory = from_record("NATIVE_MEMORY_RECORD", "make native-memory")
 
 
 NATIVE_MEMORY_CASES = [("A", "no filter"),
